@@ -1,0 +1,31 @@
+# `make demo` runs the demo, `make test` runs the whole test suite; both create .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: venv tools lint test demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The rules and end-to-end tests need the real promtool, Prometheus and Alertmanager.
+tools:
+	bash scripts/ensure-prometheus.sh
+
+lint: venv
+	$(VENV)/bin/ruff check exporter tests
+	$(VENV)/bin/mypy
+
+test: venv tools lint
+	$(VENV)/bin/pytest -q
+
+demo: venv
+	$(VENV)/bin/asyncjob-exporter demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""asyncjob-exporter: Prometheus metrics for asynchronous job APIs."""
+
+__version__ = "0.1.0"

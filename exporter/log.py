@@ -1,0 +1,33 @@
+"""Structured logging setup: JSON lines by default, console on a TTY."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def setup_logging(level: str = "info", fmt: str | None = None) -> None:
+    """Configure structlog once; `fmt` None picks console on a TTY, JSON elsewhere."""
+    if fmt is None:
+        fmt = "console" if sys.stderr.isatty() else "json"
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if fmt == "console":
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+    else:
+        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            getattr(logging, level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

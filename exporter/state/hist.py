@@ -1,0 +1,46 @@
+"""Mutable histogram accumulator that freezes into snapshot Histograms."""
+
+from __future__ import annotations
+
+import bisect
+
+from exporter.state.snapshot import Exemplar, Histogram
+
+
+class HistogramAccumulator:
+    """Count observations per bucket; freeze() gives the cumulative, immutable form."""
+
+    __slots__ = ("_bounds", "_counts", "_exemplars", "_sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+        self._exemplars: dict[int, Exemplar] = {}
+
+    def observe(self, value: float, job_id: str | None = None, at: float = 0.0) -> None:
+        """Add one observation; the latest job per bucket becomes its exemplar."""
+        index = bisect.bisect_left(self._bounds, value)
+        self._counts[index] += 1
+        self._sum += value
+        if job_id is not None:
+            self._exemplars[index] = Exemplar(job_id=job_id, value=value, timestamp=at)
+
+    @property
+    def count(self) -> int:
+        """Return the number of observations."""
+        return sum(self._counts)
+
+    def freeze(self) -> Histogram:
+        """Return an immutable cumulative copy."""
+        cumulative: list[int] = []
+        running = 0
+        for c in self._counts:
+            running += c
+            cumulative.append(running)
+        return Histogram(
+            bounds=self._bounds,
+            counts=tuple(cumulative),
+            sum=self._sum,
+            exemplars=dict(self._exemplars),
+        )

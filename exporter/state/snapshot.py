@@ -1,0 +1,103 @@
+"""Immutable snapshots the collector renders; built by the tracker after each poll."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from exporter.sources.base import RequestStatsView
+
+# Job and step run times span seconds (vote relays) to hours (LiDAR pipelines, big imports).
+DURATION_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
+    86400.0,
+)
+# A poll is a handful of requests: tens of ms, up to the request timeout times retries.
+POLL_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """An OpenMetrics exemplar: which job produced an observation."""
+
+    job_id: str
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Frozen histogram data; `counts` are cumulative per bound, last entry is +Inf (= count)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+    exemplars: Mapping[int, Exemplar] = field(default_factory=dict)  # bucket index -> exemplar
+
+    @property
+    def count(self) -> int:
+        """Return the number of observations."""
+        return self.counts[-1] if self.counts else 0
+
+
+JobKey = tuple[str, str]  # (job_type, status)
+StepKey = tuple[str, str, str]  # (job_type, step_type, step_status)
+StepTypeKey = tuple[str, str]  # (job_type, step_type)
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSnapshot:
+    """Everything known of one (source, org) after its last successful poll."""
+
+    source: str
+    org: str
+    job_types: tuple[str, ...] = ()  # every job_type known: status series are dense over these
+    jobs: Mapping[JobKey, int] = field(default_factory=dict)
+    finished: Mapping[JobKey, int] = field(default_factory=dict)
+    last_finished: Mapping[JobKey, float] = field(default_factory=dict)  # unix time
+    durations: Mapping[JobKey, Histogram] = field(default_factory=dict)
+    queue_wait: Mapping[str, Histogram] = field(default_factory=dict)  # job_type ->
+    # (job_type, status in pending/running) -> unix time the oldest active job started waiting;
+    # the collector exports now - value, so the age keeps growing between polls
+    oldest_active: Mapping[JobKey, float] = field(default_factory=dict)
+    progress: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (job_type, job_id)
+    failed_jobs: Mapping[tuple[str, str], float] = field(default_factory=dict)  # -> failed at
+    import_items: Mapping[str, int] = field(default_factory=dict)  # outcome added/errored ->
+    step_types: tuple[StepTypeKey, ...] = ()  # step series are dense over these
+    steps: Mapping[StepKey, int] = field(default_factory=dict)
+    step_finished: Mapping[StepKey, int] = field(default_factory=dict)
+    step_durations: Mapping[StepKey, Histogram] = field(default_factory=dict)
+    step_attempts: Mapping[StepTypeKey, int] = field(default_factory=dict)
+    # (job_type, step_type) -> unix time of the stalest running step's last progress report
+    step_stale: Mapping[StepTypeKey, float] = field(default_factory=dict)
+    tracked_jobs: int = 0
+    series_dropped: Mapping[str, int] = field(default_factory=dict)  # metric name -> count
+    # API items rejected or clamped (negative numbers, progress outside 0..1, bad timestamps)
+    invalid_items: Mapping[str, int] = field(default_factory=dict)  # what -> count
+
+
+@dataclass(frozen=True, slots=True)
+class OrgHealth:
+    """Poll health of one (source, org)."""
+
+    source: str
+    org: str
+    up: bool
+    last_success: float | None
+    poll_duration: Histogram
+    poll_errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
+    synced: bool = False  # had at least one successful poll (readiness)
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterSnapshot:
+    """The whole exporter's state at one instant; swapped in whole, never mutated."""
+
+    orgs: Mapping[tuple[str, str], OrgSnapshot] = field(default_factory=dict)
+    health: Mapping[tuple[str, str], OrgHealth] = field(default_factory=dict)
+    requests: Mapping[str, RequestStatsView] = field(default_factory=dict)  # source ->
+    reload_success: bool = True
+    reload_timestamp: float = 0.0
+    shard: tuple[int, int] | None = None  # (index, count)

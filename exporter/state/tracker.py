@@ -1,0 +1,309 @@
+"""Per-org job memory: merges poll results, counts finishes exactly once, builds snapshots."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import structlog
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    JobObservation,
+    KnownJob,
+    PollResult,
+)
+from exporter.state.hist import HistogramAccumulator
+from exporter.state.labels import CappedLabels, clean_label
+from exporter.state.snapshot import DURATION_BUCKETS, OrgSnapshot
+from exporter.state.steps import StepBook
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerSettings:
+    """Per-org limits and retention (from the effective config)."""
+
+    failed_job_retention: float = 3600.0
+    max_job_types_per_org: int = 50
+    max_step_types_per_org: int = 100
+    max_job_series_per_org: int = 500
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """What is remembered of one job; persisted by the state store."""
+
+    job_type: str
+    status: str
+    first_seen: float
+    finished_seen: float | None = None
+    counted: bool = False  # its finish was counted, or it was already history at first sync
+    created_at: float | None = None
+    progress: float | None = None
+    queue_observed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApplySummary:
+    """What one poll changed, for the per-poll log line."""
+
+    seen: int
+    new: int
+    finished: int
+    removed: int
+    tracked: int
+
+
+@dataclass(slots=True)
+class _Aggregates:
+    """Monotonic aggregates: counters and histograms kept across polls."""
+
+    finished: Counter[tuple[str, str]] = field(default_factory=Counter)
+    last_finished: dict[tuple[str, str], float] = field(default_factory=dict)
+    durations: dict[tuple[str, str], HistogramAccumulator] = field(default_factory=dict)
+    queue_wait: dict[str, HistogramAccumulator] = field(default_factory=dict)
+    import_items: Counter[str] = field(default_factory=Counter)
+    series_dropped: Counter[str] = field(default_factory=Counter)
+    failed_at: dict[str, tuple[str, float]] = field(default_factory=dict)  # job_id -> (type, t)
+    invalid_items: Counter[str] = field(default_factory=Counter)
+    capped_ids: set[str] = field(default_factory=set)  # job ids whose series a cap dropped
+
+
+class OrgTracker:
+    """Remember every job of one (source, org) and turn observations into aggregates."""
+
+    def __init__(self, source: str, org: str, settings: TrackerSettings) -> None:
+        self.source = source
+        self.org = org
+        self.settings = settings
+        self.jobs: dict[str, JobRecord] = {}
+        self.synced = False  # True after the first successful poll (or a restored state)
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.agg = _Aggregates()
+        self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped)
+        self._types = CappedLabels(settings.max_job_types_per_org)
+        self._known_types: dict[str, None] = {}
+        self._unknown_logged: set[str] = set()
+        self.dirty: set[str] = set()  # job ids changed since the store last saved
+        self.removed: set[str] = set()
+
+    # --- KnownJobs protocol -------------------------------------------------
+    def get(self, job_id: str) -> KnownJob | None:
+        """Return the remembered job for incremental polling."""
+        rec = self.jobs.get(job_id)
+        if rec is None:
+            return None
+        terminal = rec.status in TERMINAL_JOB_STATUSES
+        return KnownJob(job_id, rec.job_type, rec.status, terminal)
+
+    def active_ids(self) -> frozenset[str]:
+        """Return ids of non-terminal jobs."""
+        return frozenset(
+            jid for jid, rec in self.jobs.items() if rec.status not in TERMINAL_JOB_STATUSES
+        )
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    # --- merging --------------------------------------------------------------
+    def apply(self, result: PollResult, now: float) -> ApplySummary:
+        """Merge one successful poll; count every job's finish at most once."""
+        first_sync = not self.synced
+        new = finished = 0
+        seen: set[str] = set()
+        for obs in result.jobs:
+            job_id = clean_label(obs.job_id)
+            seen.add(job_id)
+            is_new, did_finish = self._merge(job_id, obs, now, first_sync)
+            new += is_new
+            finished += did_finish
+        removed = self._remove(result, seen)
+        self._log_unknown(result.unknown_statuses)
+        for note, n in result.notes.items():
+            self.agg.invalid_items[clean_label(note)] += n
+            log.warning("api data rejected", source=self.source, org=self.org, what=note, count=n)
+        self.synced = True
+        return ApplySummary(len(result.jobs), new, finished, removed, len(self.jobs))
+
+    def _job_type(self, raw: str) -> str:
+        label, dropped = self._types.admit(clean_label(raw))
+        if dropped:
+            self.agg.series_dropped["asyncjob_jobs"] += 1
+        self._known_types.setdefault(label, None)
+        return label
+
+    def _merge(
+        self, job_id: str, obs: JobObservation, now: float, first_sync: bool
+    ) -> tuple[bool, bool]:
+        rec = self.jobs.get(job_id)
+        is_new = rec is None
+        if rec is None:
+            rec = JobRecord(
+                job_type=self._job_type(obs.job_type),
+                status=obs.status,
+                first_seen=now,
+                created_at=obs.created_at,
+                counted=first_sync and obs.status in TERMINAL_JOB_STATUSES,
+            )
+            self.jobs[job_id] = rec
+            self.counts[(rec.job_type, rec.status)] += 1
+            self.dirty.add(job_id)
+        elif rec.status != obs.status:
+            self.counts[(rec.job_type, rec.status)] -= 1
+            rec.status = obs.status
+            self.counts[(rec.job_type, rec.status)] += 1
+            self.dirty.add(job_id)
+        if obs.created_at is not None:
+            rec.created_at = obs.created_at
+        self._observe_queue_wait(job_id, rec, obs, now)
+        did_finish = False
+        if rec.status in TERMINAL_JOB_STATUSES:
+            rec.progress = None
+            if not rec.counted:
+                self._count_finish(job_id, rec, obs, now)
+                did_finish = True
+        elif obs.progress is not None:
+            if not 0.0 <= obs.progress <= 1.0:
+                self.agg.invalid_items["progress_out_of_range"] += 1
+            rec.progress = _clamp(obs.progress)
+        if obs.steps is not None and not (is_new and rec.counted):
+            self.steps.merge(job_id, rec.job_type, obs.steps, now)
+        if rec.status in TERMINAL_JOB_STATUSES:
+            self.steps.forget(job_id)
+        return is_new, did_finish
+
+    def _observe_queue_wait(
+        self, job_id: str, rec: JobRecord, obs: JobObservation, now: float
+    ) -> None:
+        if rec.queue_observed or obs.created_at is None or obs.started_at is None:
+            return
+        if rec.counted:  # history: started long before we looked
+            return
+        wait = max(0.0, obs.started_at - obs.created_at)
+        hist = self.agg.queue_wait.setdefault(rec.job_type, HistogramAccumulator(DURATION_BUCKETS))
+        hist.observe(wait, job_id, now)
+        rec.queue_observed = True
+
+    def _count_finish(self, job_id: str, rec: JobRecord, obs: JobObservation, now: float) -> None:
+        rec.counted = True
+        rec.finished_seen = now
+        key = (rec.job_type, rec.status)
+        self.agg.finished[key] += 1
+        self.agg.last_finished[key] = now
+        duration = _duration(obs, rec, now)
+        hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
+        hist.observe(duration, job_id, now)
+        if rec.status == "failed":
+            self.agg.failed_at[job_id] = (rec.job_type, now)
+        if obs.items_added is not None or obs.items_errored is not None:
+            self.agg.import_items["added"] += obs.items_added or 0
+            self.agg.import_items["errored"] += obs.items_errored or 0
+        self.dirty.add(job_id)
+
+    def _remove(self, result: PollResult, seen: set[str]) -> int:
+        gone = {clean_label(g) for g in result.gone}
+        if result.complete:
+            gone |= self.jobs.keys() - seen
+        for job_id in gone:
+            rec = self.jobs.pop(job_id, None)
+            if rec is None:
+                continue
+            self.counts[(rec.job_type, rec.status)] -= 1
+            self.steps.forget(job_id)
+            self.agg.failed_at.pop(job_id, None)
+            self.removed.add(job_id)
+            self.dirty.discard(job_id)
+        return len(gone)
+
+    def _log_unknown(self, raw_statuses: tuple[str, ...]) -> None:
+        for raw in raw_statuses:
+            value = clean_label(raw)[:40]
+            if value not in self._unknown_logged:
+                self._unknown_logged.add(value)
+                log.warning("unknown job status", source=self.source, org=self.org, status=value)
+
+    def restore(self, job_id: str, rec: JobRecord) -> None:
+        """Load one job from the state store (resume after restart)."""
+        rec.job_type = self._job_type(rec.job_type)
+        self.jobs[job_id] = rec
+        self.counts[(rec.job_type, rec.status)] += 1
+        self.synced = True
+
+    # --- snapshot -------------------------------------------------------------
+    def snapshot(self, now: float) -> OrgSnapshot:
+        """Build the immutable view the collector renders."""
+        agg = self.agg
+        self._expire_failed(now)
+        oldest: dict[tuple[str, str], float] = {}
+        progress: dict[tuple[str, str], float] = {}
+        cap = self.settings.max_job_series_per_org
+        for job_id, rec in self.jobs.items():
+            if rec.status not in ("pending", "running"):
+                continue
+            key = (rec.job_type, rec.status)
+            started = rec.created_at if rec.created_at is not None else rec.first_seen
+            if key not in oldest or started < oldest[key]:
+                oldest[key] = started
+            if rec.progress is not None:
+                if len(progress) < cap:
+                    progress[(rec.job_type, job_id)] = rec.progress
+                else:
+                    self._drop_series("asyncjob_progress_ratio", job_id)
+        failed_items = list(agg.failed_at.items())
+        for jid, _ in failed_items[:-cap]:
+            self._drop_series("asyncjob_failed_job_info", jid)
+        failed = {(jt, jid): t for jid, (jt, t) in failed_items[-cap:]}
+        steps = self.steps.freeze(now)
+        return OrgSnapshot(
+            source=self.source,
+            org=self.org,
+            job_types=tuple(self._known_types),
+            jobs={k: v for k, v in self.counts.items() if v > 0},
+            finished=dict(agg.finished),
+            last_finished=dict(agg.last_finished),
+            durations={k: h.freeze() for k, h in agg.durations.items()},
+            queue_wait={k: h.freeze() for k, h in agg.queue_wait.items()},
+            oldest_active=oldest,
+            progress=progress,
+            failed_jobs=failed,
+            import_items=dict(agg.import_items),
+            step_types=steps.step_types,
+            steps=steps.steps,
+            step_finished=steps.finished,
+            step_durations=steps.durations,
+            step_attempts=steps.attempts,
+            step_stale=steps.stale,
+            tracked_jobs=len(self.jobs),
+            series_dropped={k: v for k, v in agg.series_dropped.items() if v > 0},
+            invalid_items=dict(agg.invalid_items),
+        )
+
+    def _drop_series(self, metric: str, job_id: str) -> None:
+        """Count a job's series dropped by the cap once, not once per poll."""
+        key = f"{metric}/{job_id}"
+        if key not in self.agg.capped_ids:
+            self.agg.capped_ids.add(key)
+            self.agg.series_dropped[metric] += 1
+
+    def _expire_failed(self, now: float) -> None:
+        horizon = now - self.settings.failed_job_retention
+        expired = [jid for jid, (_, t) in self.agg.failed_at.items() if t < horizon]
+        for jid in expired:
+            del self.agg.failed_at[jid]
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _duration(obs: JobObservation, rec: JobRecord, now: float) -> float:
+    """Prefer API timestamps; else first-seen -> finished-seen (one poll interval resolution)."""
+    if obs.duration_s is not None and obs.duration_s >= 0:
+        return obs.duration_s
+    if obs.started_at is not None and obs.finished_at is not None:
+        return max(0.0, obs.finished_at - obs.started_at)
+    if obs.created_at is not None and obs.finished_at is not None:
+        return max(0.0, obs.finished_at - obs.created_at)
+    return max(0.0, now - rec.first_seen)

@@ -1,0 +1,158 @@
+"""Tracker: exactly-once finish counting, first-sync rule, removals, caps, steps."""
+
+from __future__ import annotations
+
+from exporter.sources.base import JobObservation, PollResult, StepObservation
+from exporter.state.tracker import OrgTracker, TrackerSettings
+
+
+def _job(job_id: str, status: str, job_type: str = "publish_process", **kw: object) -> JobObservation:
+    return JobObservation(job_id=job_id, job_type=job_type, status=status, **kw)  # type: ignore[arg-type]
+
+
+def _poll(*jobs: JobObservation, complete: bool = False, gone: tuple[str, ...] = ()) -> PollResult:
+    return PollResult(jobs=tuple(jobs), complete=complete, gone=gone)
+
+
+def _tracker(**kw: int | float) -> OrgTracker:
+    return OrgTracker("src", "org", TrackerSettings(**kw))  # type: ignore[arg-type]
+
+
+def test_first_sync_history_is_not_counted_but_listed() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("a", "completed"), _job("b", "failed"), _job("c", "pending")), now=100.0)
+    snap = t.snapshot(100.0)
+    assert snap.finished == {}
+    assert snap.jobs == {("publish_process", "completed"): 1, ("publish_process", "failed"): 1,
+                         ("publish_process", "pending"): 1}
+    assert snap.oldest_active == {("publish_process", "pending"): 100.0}
+
+
+def test_finish_counted_exactly_once_with_first_seen_duration() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("a", "pending")), now=100.0)
+    summary = t.apply(_poll(_job("a", "completed")), now=130.0)
+    t.apply(_poll(_job("a", "completed")), now=160.0)
+    t.apply(_poll(_job("a", "failed")), now=190.0)  # a late status flip never recounts
+    snap = t.snapshot(190.0)
+    assert summary.finished == 1
+    assert snap.finished == {("publish_process", "completed"): 1}
+    hist = snap.durations[("publish_process", "completed")]
+    assert hist.count == 1 and hist.sum == 30.0
+    assert hist.exemplars and next(iter(hist.exemplars.values())).job_id == "a"
+    assert snap.last_finished[("publish_process", "completed")] == 130.0
+
+
+def test_new_job_already_finished_after_first_sync_is_counted() -> None:
+    t = _tracker()
+    t.apply(_poll(), now=1.0)
+    t.apply(_poll(_job("x", "failed", job_type="relay_vote")), now=2.0)
+    snap = t.snapshot(2.0)
+    assert snap.finished == {("relay_vote", "failed"): 1}
+    assert snap.failed_jobs == {("relay_vote", "x"): 2.0}
+
+
+def test_api_timestamps_win_over_first_seen() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("a", "running", created_at=10.0, started_at=15.0)), now=20.0)
+    t.apply(_poll(_job("a", "completed", created_at=10.0, started_at=15.0, finished_at=40.0,
+                       duration_s=25.0)), now=50.0)
+    snap = t.snapshot(50.0)
+    assert snap.durations[("publish_process", "completed")].sum == 25.0
+    assert snap.queue_wait["publish_process"].sum == 5.0
+    assert snap.queue_wait["publish_process"].count == 1
+
+
+def test_complete_list_removes_vanished_jobs_but_counters_stay() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("a", "pending"), _job("b", "pending")), now=1.0)
+    t.apply(_poll(_job("a", "failed")), now=2.0)
+    t.apply(_poll(_job("a", "failed"), complete=True), now=3.0)
+    snap = t.snapshot(3.0)
+    assert snap.tracked_jobs == 1
+    assert ("publish_process", "pending") not in snap.jobs
+    assert snap.finished == {("publish_process", "failed"): 1}
+    t.apply(_poll(gone=("a",)), now=4.0)
+    snap = t.snapshot(4.0)
+    assert snap.tracked_jobs == 0 and snap.failed_jobs == {}
+    assert snap.finished == {("publish_process", "failed"): 1}
+
+
+def test_progress_clamped_counted_and_dropped_when_job_ends() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("a", "pending", progress=1.7), _job("b", "running", progress=0.25)), 1.0)
+    snap = t.snapshot(1.0)
+    assert snap.progress == {("publish_process", "a"): 1.0, ("publish_process", "b"): 0.25}
+    assert snap.invalid_items == {"progress_out_of_range": 1}
+    t.apply(_poll(_job("a", "completed")), 2.0)
+    assert t.snapshot(2.0).progress == {("publish_process", "b"): 0.25}
+
+
+def test_failed_job_info_expires_after_retention() -> None:
+    t = _tracker(failed_job_retention=60.0)
+    t.apply(_poll(_job("a", "pending")), 0.0)
+    t.apply(_poll(_job("a", "failed")), 10.0)
+    assert t.snapshot(69.0).failed_jobs == {("publish_process", "a"): 10.0}
+    assert t.snapshot(71.0).failed_jobs == {}
+
+
+def test_job_type_cap_overflows_into_other_and_counts_drops() -> None:
+    t = _tracker(max_job_types_per_org=2)
+    t.apply(_poll(*(_job(str(i), "pending", job_type=f"t{i}") for i in range(5))), 1.0)
+    snap = t.snapshot(1.0)
+    assert set(snap.job_types) == {"t0", "t1", "other"}
+    assert snap.jobs[("other", "pending")] == 3
+    assert snap.series_dropped["asyncjob_jobs"] == 3
+
+
+def test_progress_series_cap_counts_each_job_once() -> None:
+    t = _tracker(max_job_series_per_org=2)
+    t.apply(_poll(*(_job(str(i), "running", progress=0.5) for i in range(4))), 1.0)
+    t.snapshot(1.0)
+    snap = t.snapshot(2.0)
+    assert len(snap.progress) == 2
+    assert snap.series_dropped["asyncjob_progress_ratio"] == 2
+
+
+def test_hostile_labels_are_cleaned() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("a\nb", "pending", job_type='x"\\\n\x00' + "y" * 300)), 1.0)
+    snap = t.snapshot(1.0)
+    (job_type,) = snap.job_types
+    assert "\n" not in job_type and "\x00" not in job_type and len(job_type) <= 128
+
+
+def _step(step_id: str, status: str, attempt: int = 1, **kw: float) -> StepObservation:
+    return StepObservation(step_id=step_id, step_type=step_id.upper(), status=status,
+                           attempt=attempt, **kw)
+
+
+def test_steps_finish_once_retries_and_staleness() -> None:
+    t = _tracker()
+    t.apply(_poll(), 0.0)
+    steps1 = (_step("a", "success", started_at=1.0, finished_at=4.0),
+              _step("b", "running", attempt=2, started_at=4.0, last_progress_at=5.0))
+    t.apply(_poll(_job("j", "running", steps=steps1, job_type="lidar")), 10.0)
+    snap = t.snapshot(10.0)
+    assert snap.step_finished == {("lidar", "A", "success"): 1}
+    assert snap.step_attempts == {("lidar", "B"): 1}
+    assert snap.steps == {("lidar", "A", "success"): 1, ("lidar", "B", "running"): 1}
+    assert snap.step_stale == {("lidar", "B"): 5.0}
+    steps2 = (_step("a", "success", started_at=1.0, finished_at=4.0),
+              _step("b", "failed", attempt=3, started_at=4.0, finished_at=9.0))
+    t.apply(_poll(_job("j", "failed", steps=steps2, job_type="lidar")), 20.0)
+    snap = t.snapshot(20.0)
+    assert snap.step_finished == {("lidar", "A", "success"): 1, ("lidar", "B", "failed"): 1}
+    assert snap.step_attempts == {("lidar", "B"): 2}
+    assert snap.steps == {}  # steps gauge covers non-terminal jobs only
+    assert snap.step_durations[("lidar", "B", "failed")].sum == 5.0
+    assert set(snap.step_types) == {("lidar", "A"), ("lidar", "B")}
+
+
+def test_import_items_counted_once_per_job() -> None:
+    t = _tracker()
+    t.apply(_poll(_job("i", "pending", job_type="org_members", items_added=3)), 1.0)
+    done = _job("i", "completed", job_type="org_members", items_added=10, items_errored=2)
+    t.apply(_poll(done), 2.0)
+    t.apply(_poll(done), 3.0)
+    assert t.snapshot(3.0).import_items == {"added": 10, "errored": 2}
