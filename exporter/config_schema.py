@@ -1,0 +1,398 @@
+"""Parse the config file: YAML with ${ENV} interpolation, then pydantic models; no merging."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    model_validator,
+)
+
+SOURCE_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
+_ADDRESS_RE = re.compile(r"^(?:0[xX])?([0-9a-fA-F]{40})$")
+_DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+# Built-in values of every overridable setting (durations in seconds).
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "interval": 30.0,
+    "timeout": 10.0,
+    "concurrency": 8,
+    "max_requests_per_second": 5.0,
+    "full_resync_interval": 3600.0,
+    "failed_job_retention": 3600.0,
+    "jitter": 0.1,
+    "retries": 3,
+    "max_job_types_per_org": 50,
+    "max_step_types_per_org": 100,
+    "max_job_series_per_org": 500,
+}
+# Settings that make sense per organization; the rest are per HTTP client (source).
+ORG_SETTING_KEYS: frozenset[str] = frozenset(
+    {
+        "interval", "timeout", "full_resync_interval", "failed_job_retention", "jitter",
+        "max_job_types_per_org", "max_step_types_per_org", "max_job_series_per_org",
+    }
+)
+SOURCE_SETTING_KEYS: frozenset[str] = frozenset(BUILTIN_DEFAULTS)
+VOCDONI_ONLY_KEYS: tuple[str, ...] = ("api", "organizations")
+ORDO_ONLY_KEYS: tuple[str, ...] = ("organization",)
+# Keys whose values must never appear in an error message.
+SECRET_KEYS: frozenset[str] = frozenset({"token", "password"})
+
+
+def parse_duration(value: object) -> float:
+    """Turn '500ms', '15s', '1h30m' or a plain number of seconds into float seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 500ms, 15s, 5m, 1h30m, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        if _DURATION_RE.fullmatch(text):
+            parts = _DURATION_PART_RE.findall(text)
+            return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in parts)
+    raise ValueError(f"expected a duration like 500ms, 15s, 5m, 1h30m, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way the config file spells them, for summaries and logs."""
+    if seconds < 1 or seconds != int(seconds):
+        return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+    rest = int(seconds)
+    out = ""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out or "0s"
+
+
+def _positive_duration(value: object) -> float:
+    """Reject zero and negative durations where a zero would mean a busy loop."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration > 0, got {value!r}")
+    return seconds
+
+
+def _non_negative_duration(value: object) -> float:
+    """Allow zero where it means 'keep nothing'."""
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(f"expected a duration >= 0, got {value!r}")
+    return seconds
+
+
+def normalize_address(value: str) -> str:
+    """Accept the forms the Vocdoni API accepts and return the lowercase 0x form."""
+    match = _ADDRESS_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"expected 0x followed by 40 hex digits, got {value!r}")
+    return "0x" + match.group(1).lower()
+
+
+def _check_base_url(value: str) -> str:
+    """Require an absolute http(s) URL without credentials; drop the trailing slash."""
+    parts = urlsplit(value.strip())
+    shown = "" if "@" in value else f", got {value!r}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host{shown}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in base_url are not allowed; use auth")
+    if parts.query or parts.fragment:
+        raise ValueError(f"expected a URL without query or fragment{shown}")
+    return value.strip().rstrip("/")
+
+
+def _check_source_name(value: str) -> str:
+    """Keep source names usable as label values and in log lines."""
+    if not SOURCE_NAME_RE.fullmatch(value):
+        raise ValueError(f"expected a name matching {SOURCE_NAME_RE.pattern}, got {value!r}")
+    return value
+
+
+def _check_email(value: str) -> str:
+    """Catch an obviously wrong login email before the first poll does."""
+    if "@" not in value or value.strip() != value:
+        raise ValueError("expected an email address")
+    return value
+
+
+def _reject_bool(value: object) -> object:
+    """Stop YAML's `true` from passing as the number 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+_NOT_BOOL = BeforeValidator(_reject_bool)
+PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
+NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+Address = Annotated[str, AfterValidator(normalize_address)]
+
+
+class _Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrgSettings(_Strict):
+    """Settings an organization may override (None = inherit)."""
+
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
+    full_resync_interval: PositiveDuration | None = None
+    failed_job_retention: NonNegativeDuration | None = None
+    jitter: Annotated[float, _NOT_BOOL, Field(ge=0, lt=1)] | None = None
+    max_job_types_per_org: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
+    max_step_types_per_org: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
+    max_job_series_per_org: Annotated[int, _NOT_BOOL, Field(ge=0)] | None = None
+
+
+class SourceSettings(OrgSettings):
+    """Settings a source (and `defaults`) may set: org ones plus the HTTP client policy."""
+
+    concurrency: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
+    max_requests_per_second: Annotated[float, _NOT_BOOL, Field(gt=0)] | None = None
+    retries: Annotated[int, _NOT_BOOL, Field(ge=0)] | None = None
+
+
+class OrgModel(OrgSettings):
+    """One Vocdoni organization to poll."""
+
+    address: Address
+    name: NonEmptyStr | None = None
+    job_types: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
+
+
+class AuthModel(_Strict):
+    """Credentials of one source; exactly one method."""
+
+    token: SecretStr | None = None
+    token_file: NonEmptyStr | None = None
+    email: Annotated[str, AfterValidator(_check_email)] | None = None
+    password: SecretStr | None = None
+    password_file: NonEmptyStr | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> AuthModel:
+        """Refuse ambiguous credentials instead of silently preferring one."""
+        given = {k for k in ("token", "token_file", "email", "password", "password_file")
+                 if getattr(self, k) is not None}
+        if {"token", "token_file"} <= given:
+            raise ValueError("token and token_file are mutually exclusive")
+        if {"password", "password_file"} <= given:
+            raise ValueError("password and password_file are mutually exclusive")
+        has_token = bool(given & {"token", "token_file"})
+        has_password = bool(given & {"password", "password_file"})
+        if has_token and given & {"email", "password", "password_file"}:
+            raise ValueError("use either a token or email with a password, not both")
+        if "email" in given and not has_password:
+            raise ValueError("email needs password or password_file")
+        if has_password and "email" not in given:
+            raise ValueError("password needs email")
+        if not given:
+            raise ValueError("expected one of: token, token_file, or email with "
+                             "password or password_file")
+        return self
+
+
+def _organizations_tag(value: object) -> str:
+    """Pick the branch so errors come from one branch only."""
+    return "list" if isinstance(value, list) else "auto"
+
+
+Organizations = Annotated[
+    Annotated[Literal["auto"], Tag("auto")] | Annotated[list[OrgModel], Tag("list")],
+    Discriminator(_organizations_tag),
+]
+
+
+class SourceModel(SourceSettings):
+    """One API endpoint with its credentials; kind-specific keys are checked after parsing."""
+
+    name: Annotated[str, AfterValidator(_check_source_name)]
+    kind: Literal["vocdoni", "ordo"]
+    base_url: Annotated[str, AfterValidator(_check_base_url)]
+    auth: AuthModel
+    api: Literal["auto", "v2", "v1"] | None = None
+    organizations: Organizations | None = None
+    organization: NonEmptyStr | None = None
+
+
+class StateModel(_Strict):
+    """Where the exporter keeps what must survive restarts."""
+
+    path: NonEmptyStr = "./asyncjob-state.db"
+
+
+class ConfigModel(_Strict):
+    """The whole config file."""
+
+    state: StateModel = StateModel()
+    defaults: SourceSettings = SourceSettings()
+    sources: Annotated[list[SourceModel], Field(min_length=1)]
+
+
+_ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Plain scalars under these keys stay strings even when YAML would read a number or a
+# boolean: an unquoted 0x-address is a YAML hex integer, `organization: 2024` an int.
+_STRING_KEYS = frozenset({
+    "address", "name", "organization", "token", "password", "email", "token_file",
+    "password_file", "path", "base_url", "job_types",
+})
+
+
+class ConfigError(Exception):
+    """The config file is unusable; `details` are (dotted location, what was expected)."""
+
+    def __init__(
+        self, path: str, details: list[tuple[str, str]], mark: tuple[int, int] | None = None
+    ) -> None:
+        self.path = path
+        self.details = details
+        self.mark = mark  # (line, column), 1-based, for YAML syntax errors
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        """Render one line per detail: `file: location: message`."""
+        if self.mark is not None:
+            line, col = self.mark
+            return "\n".join(f"{self.path}:{line}:{col}: {msg}" for _, msg in self.details)
+        return "\n".join(
+            f"{self.path}: {loc}: {msg}" if loc else f"{self.path}: {msg}"
+            for loc, msg in self.details
+        )
+
+
+class ErrorList:
+    """Collect (location, message) pairs so one run reports every problem."""
+
+    def __init__(self, lines: Mapping[str, int]) -> None:
+        self.items: list[tuple[str, str]] = []
+        self._lines = lines
+
+    def add(self, loc: str, msg: str, line: int | None = None) -> None:
+        """Record a problem, citing the nearest line the location maps to."""
+        line = line or _line_of(loc, self._lines)
+        self.items.append((loc, f"{msg} (line {line})" if line else msg))
+
+
+def _line_of(loc: str, lines: Mapping[str, int]) -> int | None:
+    """Find the line of a location, falling back to its closest ancestor."""
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        cut = max(loc.rfind("."), loc.rfind("["))
+        loc = loc[:cut] if cut > 0 else ""
+    return None
+
+
+def _interpolate(text: str, env: Mapping[str, str], loc: str, errs: ErrorList) -> str:
+    """Replace ${NAME} by the environment value and $$ by $."""
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if not _ENV_NAME_RE.fullmatch(name):
+            secret = loc.rsplit(".", 1)[-1] in SECRET_KEYS
+            errs.add(loc, "invalid variable reference" + ("" if secret else f" ${{{name}}}"))
+            return ""
+        if name not in env:
+            errs.add(loc, f"environment variable {name} is not set")
+            return ""
+        return env[name]
+
+    return _ENV_RE.sub(repl, text)
+
+
+def _walk(node: yaml.Node, loc: str, ctx: _WalkContext) -> None:
+    """Record lines, reject duplicate keys, interpolate scalars, keep string keys strings."""
+    if id(node) in ctx.seen:
+        return
+    ctx.seen.add(id(node))
+    ctx.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.ScalarNode):
+        if "$" in node.value:
+            node.value = _interpolate(node.value, ctx.env, loc, ctx.errs)
+        key = loc.rsplit(".", 1)[-1].split("[", 1)[0]
+        if key in _STRING_KEYS and node.style is None and node.tag != ctx.null_tag:
+            node.tag = ctx.str_tag
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, f"{loc}[{i}]", ctx)
+    elif isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            name = str(key_node.value)
+            child = f"{loc}.{name}" if loc else name
+            plain = isinstance(key_node, yaml.ScalarNode) and key_node.style is None
+            if plain and not key_node.tag.endswith(":merge"):
+                key_node.tag = ctx.str_tag  # `1:` or `on:` would not be a string key
+            if name in keys and name != "<<":
+                ctx.errs.add(child, f"duplicate key {name!r}", key_node.start_mark.line + 1)
+            keys.add(name)
+            ctx.lines.setdefault(child, key_node.start_mark.line + 1)
+            _walk(value_node, child, ctx)
+
+
+@dataclass
+class _WalkContext:
+    """State shared by one walk over the YAML node tree."""
+
+    env: Mapping[str, str]
+    errs: ErrorList
+    lines: dict[str, int]
+    seen: set[int] = field(default_factory=set)
+    str_tag: str = "tag:yaml.org,2002:str"
+    null_tag: str = "tag:yaml.org,2002:null"
+
+
+def parse_yaml(path: str, text: str, env: Mapping[str, str]) -> tuple[Any, dict[str, int]]:
+    """Parse and interpolate; return the data and a location -> line map."""
+    loader = yaml.SafeLoader(text)
+    lines: dict[str, int] = {}
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError(path, [("", "file is empty: expected a mapping with 'sources'")])
+        ctx = _WalkContext(env=env, errs=ErrorList(lines), lines=lines)
+        _walk(node, "", ctx)
+        if ctx.errs.items:
+            raise ConfigError(path, ctx.errs.items)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        msg = exc.problem or exc.context or "invalid YAML"
+        pos = (mark.line + 1, mark.column + 1) if mark else None
+        raise ConfigError(path, [("", msg)], pos) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [("", f"invalid YAML: {type(exc).__name__}")]) from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError(path, [("", "expected a mapping with 'sources' at the top level")])
+    return data, lines
