@@ -1,0 +1,339 @@
+"""Turn the current ExporterSnapshot into metric families, fresh on every collect().
+
+Nothing persists between scrapes, so series of jobs, orgs and steps that left the snapshot
+disappear and Prometheus writes staleness markers for them. The collector knows nothing of HTTP.
+
+Example lines:
+    asyncjob_jobs{job_type="org_members",org="acme",source="vocdoni-prod",status="running"} 2.0
+    asyncjob_up{org="acme",source="vocdoni-prod"} 1.0
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Exemplar as PromExemplar
+from prometheus_client.utils import floatToGoString as _float_to_go
+
+import exporter
+from exporter.sources.base import (
+    API_LATENCY_BUCKETS,
+    JOB_STATUSES,
+    POLL_ERROR_REASONS,
+    STEP_STATUSES,
+)
+from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
+
+FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial")
+STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
+IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
+
+# Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling").
+CACHED = (
+    " Refreshed by background polls every `interval`"
+    " (config defaults.interval, overridable per source as sources[].interval)."
+)
+
+Labels = tuple[str, ...]
+Value = float | Histogram
+Row = tuple[Labels, Value]
+SnapRows = Callable[[ExporterSnapshot, float], Iterable[Row]]
+OrgRows = Callable[[OrgSnapshot, float], Iterable[Row]]
+HealthRows = Callable[[OrgHealth], Iterable[Row]]
+
+ORG = ("source", "org")
+JOB = (*ORG, "job_type")
+STEP = (*JOB, "step_type")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family of the contract: name, type, help, labels and where its rows come from."""
+
+    name: str  # counters without _total: the library appends it
+    kind: str  # gauge | counter | histogram
+    help: str
+    labels: tuple[str, ...]
+    rows: SnapRows
+    optional: bool = False  # leave the family out entirely when it has no series
+
+
+def _age(now: float, since: float) -> float:
+    """Return how long ago `since` was, never negative (clock skew with the API)."""
+    return max(0.0, now - since)
+
+
+def _key(key: str | Labels) -> Labels:
+    """Return a mapping key as a label tuple (some snapshot maps are keyed by a bare string)."""
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _dense(
+    keys: Iterable[Labels], values: Sequence[str], data: Mapping[Any, float]
+) -> Iterator[Row]:
+    """Yield every key x value combination, 0 where `data` has none, so no series freezes."""
+    for key in keys:
+        for value in values:
+            yield (*key, value), float(data.get((*key, value), 0))
+
+
+def _present(data: Mapping[Any, Any]) -> Iterator[Row]:
+    """Yield only the entries `data` holds, in sorted label order for stable output."""
+    for key in sorted(data):
+        value = data[key]
+        yield _key(key), value if isinstance(value, Histogram) else float(value)
+
+
+def _ages(data: Mapping[Any, float], now: float) -> Iterator[Row]:
+    """Yield now - timestamp per entry, so ages keep growing between polls."""
+    for key in sorted(data):
+        yield _key(key), _age(now, data[key])
+
+
+def _per_org(rows: OrgRows) -> SnapRows:
+    """Run `rows` for every org snapshot, prefixing each row with (source, org)."""
+
+    def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+        for key in sorted(snap.orgs):
+            org = snap.orgs[key]
+            for labels, value in rows(org, now):
+                yield (org.source, org.org, *labels), value
+
+    return gen
+
+
+def _per_health(rows: HealthRows) -> SnapRows:
+    """Run `rows` for every org's poll health, prefixing each row with (source, org)."""
+
+    def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+        for key in sorted(snap.health):
+            health = snap.health[key]
+            for labels, value in rows(health):
+                yield (health.source, health.org, *labels), value
+
+    return gen
+
+
+def _job_keys(org: OrgSnapshot) -> list[Labels]:
+    """Return the (job_type,) keys status series are dense over."""
+    return [(job_type,) for job_type in org.job_types]
+
+
+def _imports(org: OrgSnapshot) -> Iterator[Row]:
+    """Yield both import outcomes once an org has seen any import, else nothing."""
+    if org.import_items:
+        for outcome in IMPORT_OUTCOMES:
+            yield (outcome,), float(org.import_items.get(outcome, 0))
+
+
+def _attempts(org: OrgSnapshot) -> Iterator[Row]:
+    """Yield retries for every known step type, 0 where none, so increase() works from 0."""
+    for key in sorted(set(org.step_types) | set(org.step_attempts)):
+        yield key, float(org.step_attempts.get(key, 0))
+
+
+def _api_requests(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+    """Yield request counts per (source, endpoint, code)."""
+    for source in sorted(snap.requests):
+        view = snap.requests[source]
+        for (endpoint, code) in sorted(view.requests):
+            yield (source, endpoint, code), float(view.requests[(endpoint, code)])
+
+
+def _api_latency(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+    """Yield request latency histograms per (source, endpoint)."""
+    for source in sorted(snap.requests):
+        latency = snap.requests[source].latency
+        for endpoint in sorted(latency):
+            counts, total = latency[endpoint]
+            yield (source, endpoint), Histogram(API_LATENCY_BUCKETS, counts, total)
+
+
+def _global(value: Callable[[ExporterSnapshot], float]) -> SnapRows:
+    """Wrap an unlabelled value of the snapshot as a one-row family."""
+    return lambda snap, now: [((), value(snap))]
+
+
+def _shard(snap: ExporterSnapshot, now: float) -> list[Row]:
+    """Yield the shard this replica serves, only when sharding is on."""
+    if snap.shard is None:
+        return []
+    return [((str(snap.shard[0]), str(snap.shard[1])), 1.0)]
+
+
+def _job_families() -> list[Family]:
+    """Return the job metric families of the contract."""
+    status = (*JOB, "status")
+    return [
+        Family("asyncjob_jobs", "gauge", "Jobs the API currently lists, by status." + CACHED,
+               status, _per_org(lambda o, n: _dense(_job_keys(o), JOB_STATUSES, o.jobs))),
+        Family("asyncjob_finished", "counter",
+               "Jobs observed reaching a terminal status, each job counted once." + CACHED,
+               status, _per_org(lambda o, n: _dense(_job_keys(o), FINISHED_STATUSES, o.finished))),
+        Family("asyncjob_last_finished_timestamp_seconds", "gauge",
+               "Unix time the last job of this kind was seen finishing in this status." + CACHED,
+               status, _per_org(lambda o, n: _present(o.last_finished))),
+        Family("asyncjob_duration_seconds", "histogram",
+               "Run time of finished jobs; job_id as exemplar." + CACHED,
+               status, _per_org(lambda o, n: _present(o.durations))),
+        Family("asyncjob_queue_wait_seconds", "histogram",
+               "Time from job creation to start, where the API gives both." + CACHED,
+               JOB, _per_org(lambda o, n: _present(o.queue_wait))),
+        Family("asyncjob_oldest_active_age_seconds", "gauge",
+               "Age of the oldest non-terminal job (created_at, else first seen)." + CACHED,
+               status, _per_org(lambda o, n: _ages(o.oldest_active, n))),
+        Family("asyncjob_progress_ratio", "gauge",
+               "Progress 0..1 of each non-terminal job." + CACHED,
+               (*JOB, "job_id"), _per_org(lambda o, n: _present(o.progress))),
+        Family("asyncjob_failed_job_info", "gauge",
+               "Jobs that failed within failed_job_retention (=1); never error text." + CACHED,
+               (*JOB, "job_id"), _per_org(lambda o, n: ((k, 1.0) for k in sorted(o.failed_jobs)))),
+        Family("asyncjob_import_items", "counter",
+               "Items of bulk member imports by outcome, counted once per job." + CACHED,
+               (*ORG, "outcome"), _per_org(lambda o, n: _imports(o))),
+    ]
+
+
+def _step_families() -> list[Family]:
+    """Return the step metric families of the contract (Ordo)."""
+    status = (*STEP, "step_status")
+    return [
+        Family("asyncjob_steps", "gauge", "Steps of non-terminal jobs, by status." + CACHED,
+               status, _per_org(lambda o, n: _dense(o.step_types, STEP_STATUSES, o.steps))),
+        Family("asyncjob_step_finished", "counter",
+               "Steps observed finishing, once per (job, step)." + CACHED, status,
+               _per_org(lambda o, n: _dense(o.step_types, STEP_ENDS, o.step_finished))),
+        Family("asyncjob_step_duration_seconds", "histogram",
+               "Step run time from started_at to finished_at." + CACHED,
+               status, _per_org(lambda o, n: _present(o.step_durations))),
+        Family("asyncjob_step_attempts", "counter",
+               "Increases of a step's attempt counter beyond 1 (retries)." + CACHED,
+               STEP, _per_org(lambda o, n: _attempts(o))),
+        Family("asyncjob_step_stale_seconds", "gauge",
+               "Longest time since a running step last reported progress." + CACHED,
+               STEP, _per_org(lambda o, n: _ages(o.step_stale, n))),
+    ]
+
+
+def _health_families() -> list[Family]:
+    """Return the exporter's own health metric families."""
+    return [
+        Family("asyncjob_up", "gauge", "1 if the last poll of this org succeeded, else 0.", ORG,
+               _per_health(lambda h: [((), 1.0 if h.up else 0.0)])),
+        Family("asyncjob_last_poll_success_timestamp_seconds", "gauge",
+               "Unix time of the last successful poll.", ORG,
+               _per_health(lambda h: [] if h.last_success is None else [((), h.last_success)])),
+        Family("asyncjob_poll_duration_seconds", "histogram", "Wall time of whole polls.", ORG,
+               _per_health(lambda h: [((), h.poll_duration)])),
+        Family("asyncjob_poll_errors", "counter", "Failed polls by reason.", (*ORG, "reason"),
+               _per_health(lambda h: _dense([()], POLL_ERROR_REASONS, {
+                   (r,): c for r, c in h.poll_errors.items()}))),
+        Family("asyncjob_api_requests", "counter",
+               "HTTP requests made to the API; endpoint is a route template.",
+               ("source", "endpoint", "code"), _api_requests),
+        Family("asyncjob_api_request_duration_seconds", "histogram", "API request latency.",
+               ("source", "endpoint"), _api_latency),
+        Family("asyncjob_api_rate_limited", "counter", "429 answers received from the API.",
+               ("source",), lambda s, n: (((src,), float(s.requests[src].rate_limited))
+                                          for src in sorted(s.requests))),
+        Family("asyncjob_tracked_jobs", "gauge", "Jobs held in the exporter's state.", ORG,
+               _per_org(lambda o, n: [((), float(o.tracked_jobs))])),
+        Family("asyncjob_series_dropped", "counter", "Label sets dropped by a cardinality cap.",
+               (*ORG, "metric"), _per_org(lambda o, n: _present(o.series_dropped))),
+        Family("asyncjob_config_last_reload_success", "gauge",
+               "1 if the last configuration reload succeeded.", (),
+               _global(lambda s: 1.0 if s.reload_success else 0.0)),
+        Family("asyncjob_config_last_reload_timestamp_seconds", "gauge",
+               "Unix time of the last configuration (re)load attempt.", (),
+               _global(lambda s: s.reload_timestamp)),
+        Family("asyncjob_shard_info", "gauge",
+               "Shard of the orgs this replica polls (=1); absent when not sharded.",
+               ("index", "count"), _shard, optional=True),
+    ]
+
+
+FAMILIES: tuple[Family, ...] = (*_job_families(), *_step_families(), *_health_families())
+
+
+def _buckets(hist: Histogram) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:
+    """Return a Histogram as the library's bucket list, with exemplars where known."""
+    out: list[tuple[str, float] | tuple[str, float, PromExemplar]] = []
+    to_go: Callable[[float], str] = _float_to_go
+    bounds = (*hist.bounds, math.inf)
+    for index, (bound, count) in enumerate(zip(bounds, hist.counts, strict=False)):
+        ex = hist.exemplars.get(index)
+        if ex is None:
+            out.append((to_go(bound), float(count)))
+        else:
+            prom = PromExemplar({"job_id": ex.job_id}, ex.value, ex.timestamp)
+            out.append((to_go(bound), float(count), prom))
+    return out
+
+
+def _new_family(fam: Family) -> Metric:
+    """Return an empty library family matching `fam`."""
+    labels = list(fam.labels)
+    if fam.kind == "counter":
+        return CounterMetricFamily(fam.name, fam.help, labels=labels)
+    if fam.kind == "histogram":
+        return HistogramMetricFamily(fam.name, fam.help, labels=labels)
+    return GaugeMetricFamily(fam.name, fam.help, labels=labels)
+
+
+def build_family(fam: Family, snap: ExporterSnapshot, now: float) -> Metric | None:
+    """Return `fam` filled from `snap`; None when optional and without series."""
+    metric = _new_family(fam)
+    for labels, value in fam.rows(snap, now):
+        if isinstance(value, Histogram):
+            if not value.counts:
+                continue
+            assert isinstance(metric, HistogramMetricFamily)
+            metric.add_metric(list(labels), _buckets(value), value.sum)
+        else:
+            assert isinstance(metric, CounterMetricFamily | GaugeMetricFamily)
+            metric.add_metric(list(labels), value)
+    return None if fam.optional and not metric.samples else metric
+
+
+class JobsCollector:
+    """Prometheus collector over the exporter's snapshot; register it on a CollectorRegistry."""
+
+    def __init__(
+        self,
+        get_snapshot: Callable[[], ExporterSnapshot],
+        *,
+        clock: Callable[[], float] = time.time,
+        version: str = exporter.__version__,
+    ) -> None:
+        self._get_snapshot = get_snapshot
+        self._clock = clock
+        self._version = version
+
+    def describe(self) -> list[Metric]:
+        """Return nothing so registering the collector never triggers a collect()."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield fresh families from one snapshot reference, so a scrape is self-consistent."""
+        snap = self._get_snapshot()
+        now = self._clock()
+        for fam in FAMILIES:
+            metric = build_family(fam, snap, now)
+            if metric is not None:
+                yield metric
+        info = GaugeMetricFamily(
+            "asyncjob_build_info", "Build metadata (=1).", labels=["version", "python_version"]
+        )
+        info.add_metric([self._version, platform.python_version()], 1.0)
+        yield info
