@@ -1,0 +1,310 @@
+"""HTTP client policy shared by all sources: timeouts, retries, rate limits, request stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+
+from exporter.sources.base import ClientSettings, PollError, RequestStats
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+# Upstream gateways answer these when the API is briefly unavailable: worth another try.
+RETRY_STATUSES: frozenset[int] = frozenset({502, 503, 504})
+# Retry-After is optional (Vocdoni's chi throttle never sends it): wait this long then.
+DEFAULT_RETRY_AFTER = 1.0
+
+
+class HttpStatusError(PollError):
+    """An unexpected HTTP status; carries the status and the API's numeric error code if any."""
+
+    def __init__(self, reason: str, message: str, status: int, api_code: int | None = None) -> None:
+        super().__init__(reason, message)
+        self.status = status
+        self.api_code = api_code
+
+
+class AuthError(HttpStatusError):
+    """401/403, kept distinct so a caller can log in again on 401 before giving up."""
+
+    def __init__(self, message: str, status: int, api_code: int | None = None) -> None:
+        super().__init__("auth", message, status, api_code)
+
+
+class NotFound(HttpStatusError):
+    """404 with a JSON error body: the resource is gone (a plain-text 404 means a missing route)."""
+
+    def __init__(self, message: str, api_code: int | None = None) -> None:
+        super().__init__("http_4xx", message, 404, api_code)
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """One HTTP answer, detached from the connection so callers never hold sockets."""
+
+    status: int
+    headers: httpx.Headers
+    text: str
+    endpoint: str = ""
+
+    def json(self) -> Any:
+        """Parse whatever the Content-Type says: Vocdoni sends JSON errors as text/plain."""
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            raise PollError("decode", f"{self.endpoint or 'response'} body is not JSON") from None
+
+
+class _Limiter:
+    """Token bucket (as GCRA) plus a Retry-After block that holds back every request."""
+
+    def __init__(self, rate: float, sleep: Callable[[float], Awaitable[None]],
+                 clock: Callable[[], float]) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        burst = max(1.0, rate)
+        self._tolerance = (burst - 1.0) * self._interval
+        self._tat = float("-inf")  # theoretical arrival time of the next request
+        self.blocked_until = float("-inf")
+        self._sleep = sleep
+        self._clock = clock
+
+    def block(self, seconds: float) -> None:
+        """Hold back all requests for `seconds` from now (a 429 answer)."""
+        self.blocked_until = max(self.blocked_until, self._clock() + seconds)
+
+    def block_wait(self) -> float:
+        """Return how long the current Retry-After block still lasts."""
+        return max(0.0, self.blocked_until - self._clock())
+
+    async def acquire(self, max_block_wait: float) -> None:
+        """Wait until a request may go out; fail fast when a Retry-After block is too long."""
+        while True:
+            now = self._clock()
+            block = self.blocked_until - now
+            if block > max_block_wait:
+                raise PollError("rate_limited", f"API asked to wait {block:.0f}s (Retry-After)")
+            tat = max(self._tat, now)
+            wait = max(block, tat - self._tolerance - now)
+            if wait <= 0:
+                self._tat = tat + self._interval
+                return
+            await self._sleep(wait)
+
+
+def parse_retry_after(value: str | None, date_header: str | None, wall_now: float) -> float:
+    """Return the delay a Retry-After header asks for, measured against the server's Date."""
+    if value is None or not value.strip():
+        return DEFAULT_RETRY_AFTER
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return DEFAULT_RETRY_AFTER
+    now = wall_now
+    if date_header:
+        try:
+            now = parsedate_to_datetime(date_header).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return max(0.0, when - now)
+
+
+def _api_code(text: str) -> int | None:
+    """Return the numeric `code` of a JSON error body, or None when the body is not one."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        code = body.get("code")
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
+    return None
+
+
+def _is_json(text: str) -> bool:
+    """Tell a JSON body (API error) from a router's plain-text page."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def status_error(method: str, endpoint: str, status: int, text: str) -> PollError:
+    """Map an unexpected status to the poll error reason; never echo the body (personal data)."""
+    code = _api_code(text)
+    suffix = f" (code {code})" if code is not None else ""
+    msg = f"{method} {endpoint} answered {status}{suffix}"
+    if status in (401, 403):
+        return AuthError(msg, status, code)
+    if status == 404 and _is_json(text):
+        return NotFound(msg, code)
+    if status == 429:
+        return HttpStatusError("rate_limited", msg, status, code)
+    if status >= 500:
+        return HttpStatusError("http_5xx", msg, status, code)
+    return HttpStatusError("http_4xx", msg, status, code)
+
+
+class ApiClient:
+    """An httpx client that applies one source's HTTP policy and records every attempt."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        stats: RequestStats,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        auth: Callable[[], Awaitable[dict[str, str]]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self._auth = auth
+        self._sleep = sleep
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._semaphore = asyncio.Semaphore(max(1, settings.concurrency))
+        self._limiter = _Limiter(settings.max_requests_per_second, sleep, clock)
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(settings.timeout),
+            headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    def backoff(self, retry: int) -> float:
+        """Return a full-jitter delay before retry number `retry` (0-based)."""
+        cap = min(self.settings.backoff_max, self.settings.backoff_base * 2**retry)
+        return self._rng.uniform(0.0, cap)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json_body: Any = None,
+        expect: Collection[int] = (200,),
+        auth: bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> ApiResponse:
+        """Send one logical request with retries; raise PollError unless the status is expected."""
+        retries = 0
+        rate_limit_retried = False
+        while True:
+            outcome = await self._attempt(method, path, endpoint, params, json_body, auth, headers)
+            if isinstance(outcome, ApiResponse):
+                if outcome.status in expect:
+                    return outcome
+                if outcome.status == 429:
+                    self._on_rate_limited(outcome, endpoint)
+                    if not rate_limit_retried:
+                        rate_limit_retried = True
+                        continue
+                if outcome.status not in RETRY_STATUSES or retries >= self.settings.retries:
+                    raise status_error(method, endpoint, outcome.status, outcome.text)
+            elif retries >= self.settings.retries:
+                raise outcome
+            delay = self.backoff(retries)
+            retries += 1
+            log.debug("api retry", endpoint=endpoint, attempt=retries, delay=round(delay, 3))
+            await self._sleep(delay)
+
+    async def get_json(
+        self,
+        path: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        auth: bool = True,
+    ) -> Any:
+        """GET a 200 JSON document; raise NotFound on a JSON 404 and PollError otherwise."""
+        response = await self.request("GET", path, endpoint, params=params, auth=auth)
+        return response.json()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    def _on_rate_limited(self, response: ApiResponse, endpoint: str) -> None:
+        """Block every request of this client for the Retry-After delay."""
+        delay = parse_retry_after(
+            response.headers.get("Retry-After"), response.headers.get("Date"), self._wall_clock()
+        )
+        self._limiter.block(delay)
+        log.warning("api rate limited", endpoint=endpoint, retry_after=round(delay, 3))
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, str | int] | None,
+        json_body: Any,
+        auth: bool,
+        extra_headers: Mapping[str, str] | None,
+    ) -> ApiResponse | PollError:
+        """Make one HTTP attempt; return the answer or the retryable transport error."""
+        # auth first and outside the semaphore: a login it triggers needs a slot of its own
+        headers = dict(extra_headers or {})
+        if auth and self._auth is not None:
+            headers.update(await self._auth())
+        async with self._semaphore:
+            await self._limiter.acquire(self.settings.timeout * 3)
+            start = self._clock()
+            try:
+                resp = await self._client.request(
+                    method, path, params=params, json=json_body, headers=headers
+                )
+                text = resp.text
+            except httpx.TimeoutException:
+                self.stats.record(endpoint, "timeout", self._clock() - start)
+                return PollError("timeout", f"{method} {endpoint} timed out")
+            except httpx.TransportError as exc:
+                self.stats.record(endpoint, "connect_error", self._clock() - start)
+                return PollError("connect", f"{method} {endpoint} failed: {type(exc).__name__}")
+            self.stats.record(endpoint, str(resp.status_code), self._clock() - start)
+            return ApiResponse(resp.status_code, resp.headers, text, endpoint)
+
+
+async def gather_limited(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run calls with at most `limit` at a time; re-raise the first failure as itself."""
+    results: list[Any] = [None] * len(calls)
+    todo = iter(enumerate(calls))
+
+    async def worker() -> None:
+        for index, call in todo:
+            results[index] = await call()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(limit, len(calls))):
+                group.create_task(worker())
+    except BaseExceptionGroup as failure:
+        first: BaseException = failure
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return results

@@ -1,0 +1,176 @@
+"""Ordo source: one list call per poll, batch details only for jobs that are or just were active."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+import httpx
+import structlog
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    ClientSettings,
+    JobObservation,
+    KnownJobs,
+    OrgTarget,
+    PollResult,
+    RequestStats,
+)
+from exporter.sources.http import ApiClient, NotFound
+from exporter.sources.ordo_parse import (
+    BatchResult,
+    ListedJob,
+    ParseNotes,
+    parse_batch,
+    parse_detail,
+    parse_job_list,
+    parse_recipes,
+    schema_error,
+)
+
+log = structlog.get_logger()
+
+# Ordo's batch route accepts 2..100 ids; a single id only matches GET /jobs/{id}.
+BATCH_MAX = 100
+UNNAMED_JOB_TYPE = "unknown"  # jobs without a recipe_id
+
+
+class OrdoSource:
+    """Poll one Ordo deployment; Ordo has no tenants, so each target is a whole deployment."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ClientSettings,
+        *,
+        token: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self.stats = RequestStats()
+        self._token = token
+        self._clock = clock  # wall clock: Retry-After dates and poll timing in logs
+        self._client = ApiClient(
+            settings, self.stats, transport=transport, auth=self._auth_headers, sleep=sleep,
+            wall_clock=clock,
+        )
+        self._recipes: dict[int, str] = {}
+        self._recipes_missing: set[int] = set()  # absent after a refresh: do not refetch
+
+    async def _auth_headers(self) -> dict[str, str]:
+        """Send Ordo's single static deployment token."""
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        """List every job, name recipes, detail only what can still change; raises PollError."""
+        started = self._clock()
+        notes = ParseNotes()
+        listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
+        await self._refresh_recipes(listed)
+        typed = [(job, self.job_type(job.recipe_id)) for job in listed]
+        if target.job_types:
+            typed = [(job, jt) for job, jt in typed if jt in target.job_types]
+        first_sync = full and len(known) == 0
+        wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync)]
+        batch = await self._fetch_details(wanted, notes)
+        gone = set(batch.missing)
+        jobs = tuple(
+            _observe(job, job_type, batch)
+            for job, job_type in typed
+            if job.job_id not in gone
+        )
+        log.debug(
+            "ordo poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
+            detailed=len(batch.found), gone=len(gone),
+            seconds=round(self._clock() - started, 3),
+        )
+        return PollResult(
+            jobs=jobs,
+            complete=True,
+            gone=tuple(str(job_id) for job_id in batch.missing),
+            unknown_statuses=tuple(notes.unknown_statuses),
+            notes=dict(notes.counts),
+        )
+
+    def job_type(self, recipe_id: int | None) -> str:
+        """Name a job by its recipe, the only grouping Ordo has."""
+        if recipe_id is None:
+            return UNNAMED_JOB_TYPE
+        return self._recipes.get(recipe_id) or f"recipe-{recipe_id}"
+
+    async def _refresh_recipes(self, listed: Sequence[ListedJob]) -> None:
+        """Fetch /recipes only when a recipe id never seen before shows up."""
+        unseen = {
+            job.recipe_id
+            for job in listed
+            if job.recipe_id is not None
+            and job.recipe_id not in self._recipes
+            and job.recipe_id not in self._recipes_missing
+        }
+        if not unseen:
+            return
+        names = parse_recipes(await self._client.get_json("/recipes", "/recipes"))
+        self._recipes = names
+        self._recipes_missing = (self._recipes_missing | unseen) - names.keys()
+        still = sorted(unseen - names.keys())
+        log.debug("ordo recipes refreshed", source=self.name, recipes=len(names), unnamed=still)
+
+    async def _fetch_details(self, ids: Sequence[int], notes: ParseNotes) -> BatchResult:
+        """Detail jobs in chunks of BATCH_MAX, concurrently; the client bounds concurrency."""
+        chunks = [ids[i : i + BATCH_MAX] for i in range(0, len(ids), BATCH_MAX)]
+        results = await asyncio.gather(
+            *(self._fetch_chunk(chunk, notes) for chunk in chunks), return_exceptions=True
+        )
+        found: dict[int, JobObservation] = {}
+        missing: list[int] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            found.update(result.found)
+            missing.extend(result.missing)
+        return BatchResult(found=found, missing=tuple(missing))
+
+    async def _fetch_chunk(self, chunk: Sequence[int], notes: ParseNotes) -> BatchResult:
+        """Use the batch route for 2+ ids and the single route for one."""
+        if len(chunk) == 1:
+            return await self._fetch_one(chunk[0], notes)
+        path = "/jobs/" + ",".join(str(job_id) for job_id in chunk)
+        return parse_batch(await self._client.get_json(path, "/jobs/{ids}"), chunk, notes)
+
+    async def _fetch_one(self, job_id: int, notes: ParseNotes) -> BatchResult:
+        """Detail one job; a JSON 404 means Ordo no longer has it."""
+        try:
+            body = await self._client.get_json(f"/jobs/{job_id}", "/jobs/{id}")
+        except NotFound:
+            return BatchResult(found={}, missing=(job_id,))
+        detail = parse_detail(body, notes)
+        if detail.job_id != str(job_id):
+            raise schema_error("/jobs/{id} answered another job")
+        return BatchResult(found={job_id: detail}, missing=())
+
+    async def aclose(self) -> None:
+        """Release the HTTP client."""
+        await self._client.aclose()
+
+
+def needs_detail(job: ListedJob, known: KnownJobs, first_sync: bool) -> bool:
+    """Detail active jobs and jobs finishing now; never re-detail finished history."""
+    if job.status not in TERMINAL_JOB_STATUSES:
+        return True
+    seen = known.get(str(job.job_id))
+    if seen is None:
+        return not first_sync  # new since the last poll, or history on the first sync
+    return not seen.terminal
+
+
+def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservation:
+    """Prefer the detail (fresher, with steps); fall back to the list item."""
+    detail = batch.found.get(job.job_id)
+    if detail is None:
+        return job.observe(job_type)
+    return replace(detail, job_type=job_type)

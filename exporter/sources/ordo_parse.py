@@ -1,0 +1,306 @@
+"""Turn Ordo JSON bodies into observations; pure functions so every shape is testable offline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+
+from exporter.sources.base import JobObservation, PollError, StepObservation
+
+JOB_STATUS_MAP: Mapping[str, str] = {
+    "pending": "pending",
+    "running": "running",
+    "success": "completed",
+    "completed": "completed",
+    "failed": "failed",
+    "partial": "partial",
+}
+STEP_STATUSES_KNOWN: frozenset[str] = frozenset(
+    {"pending", "running", "success", "failed", "skipped", "blocked"}
+)
+
+# Keys of ParseNotes.counts (PollResult.notes): what was tolerated rather than rejected.
+NOTE_BAD_TIMESTAMP = "bad_timestamp"
+NOTE_BAD_PROGRESS = "bad_progress"
+NOTE_BAD_DURATION = "bad_duration"
+NOTE_BAD_ATTEMPT = "bad_attempt"
+
+
+@dataclass(slots=True)
+class ParseNotes:
+    """Collect tolerated oddities and unknown statuses across one poll."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    unknown_statuses: dict[str, None] = field(default_factory=dict)  # ordered set
+
+    def note(self, reason: str) -> None:
+        """Count one tolerated oddity so the tracker can expose it."""
+        self.counts[reason] += 1
+
+    def unknown(self, raw: str) -> None:
+        """Remember a raw status once so the scheduler logs it once."""
+        self.unknown_statuses.setdefault(raw, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedJob:
+    """One item of GET /jobs before its recipe is named."""
+
+    job_id: int
+    recipe_id: int | None
+    status: str  # normalized
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+    def observe(self, job_type: str) -> JobObservation:
+        """Build the list-only observation: no steps, no progress."""
+        return JobObservation(
+            job_id=str(self.job_id),
+            job_type=job_type,
+            status=self.status,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+
+def schema_error(what: str) -> PollError:
+    """Build the schema PollError; never echo API text, which may carry job errors."""
+    return PollError("schema", f"ordo: unexpected response shape: {what}")
+
+
+def normalize_job_status(raw: str, notes: ParseNotes) -> str:
+    """Map Ordo's free-text job status onto the fixed label set."""
+    status = JOB_STATUS_MAP.get(raw.strip().lower())
+    if status is None:
+        notes.unknown(raw)
+        return "unknown"
+    return status
+
+
+def normalize_step_status(raw: str, notes: ParseNotes) -> str:
+    """Map Ordo's free-text step status onto the fixed label set."""
+    status = raw.strip().lower()
+    if status not in STEP_STATUSES_KNOWN:
+        notes.unknown(raw)
+        return "unknown"
+    return status
+
+
+def parse_time(value: object, notes: ParseNotes) -> float | None:
+    """Parse an ISO 8601 timestamp to unix seconds; tolerate Z, offsets and missing ms."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.timestamp()
+    notes.note(NOTE_BAD_TIMESTAMP)
+    return None
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """Tell JSON numbers from booleans, which Python counts as ints."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _job_id(value: object, what: str) -> int:
+    """Return a job id, which Ordo stores as SERIAL, or reject the body."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise schema_error(f"{what} id is not an integer")
+
+
+def _recipe_id(value: object) -> int | None:
+    """Return the recipe id; a missing one just leaves the job unnamed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _require_list(body: Any, what: str) -> list[Any]:
+    """Reject bodies that are not the bare JSON array Ordo documents."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict) and "error" in body:
+        raise schema_error(f"{what} answered an error object instead of an array")
+    raise schema_error(f"{what} is not an array")
+
+
+def _require_dict(value: Any, what: str) -> dict[str, Any]:
+    """Reject items that are not JSON objects."""
+    if isinstance(value, dict):
+        return value
+    raise schema_error(f"{what} is not an object")
+
+
+def _status(item: Mapping[str, Any], what: str) -> str:
+    """Return the raw status string or reject the item."""
+    raw = item.get("status")
+    if not isinstance(raw, str):
+        raise schema_error(f"{what} has no string status")
+    return raw
+
+
+def parse_job_list(body: Any, notes: ParseNotes) -> list[ListedJob]:
+    """Parse GET /jobs: a bare array, newest first."""
+    jobs: list[ListedJob] = []
+    for raw in _require_list(body, "/jobs"):
+        item = _require_dict(raw, "/jobs item")
+        jobs.append(
+            ListedJob(
+                job_id=_job_id(item.get("id"), "/jobs item"),
+                recipe_id=_recipe_id(item.get("recipe_id")),
+                status=normalize_job_status(_status(item, "/jobs item"), notes),
+                created_at=parse_time(item.get("created_at"), notes),
+                started_at=parse_time(item.get("started_at"), notes),
+                finished_at=parse_time(item.get("finished_at"), notes),
+            )
+        )
+    return jobs
+
+
+def parse_recipes(body: Any) -> dict[int, str]:
+    """Parse GET /recipes into recipe id -> name; unnamed recipes are left out."""
+    names: dict[int, str] = {}
+    for raw in _require_list(body, "/recipes"):
+        item = _require_dict(raw, "/recipes item")
+        recipe_id = _recipe_id(item.get("id"))
+        name = item.get("name")
+        if recipe_id is None:
+            raise schema_error("/recipes item id is not an integer")
+        if isinstance(name, str) and name.strip():
+            names[recipe_id] = name.strip()
+    return names
+
+
+def parse_progress(value: object, notes: ParseNotes) -> float | None:
+    """Return progress.percentage raw (0..1); the tracker clamps and counts outliers."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        pct = value.get("percentage")
+        if pct is None:
+            return None
+        if _is_number(pct):
+            return float(pct)
+    notes.note(NOTE_BAD_PROGRESS)
+    return None
+
+
+def parse_duration(value: object, notes: ParseNotes) -> float | None:
+    """Convert duration_ms to seconds; null means the job has not both started and finished."""
+    if value is None:
+        return None
+    if _is_number(value):
+        return float(value) / 1000.0
+    notes.note(NOTE_BAD_DURATION)
+    return None
+
+
+def _attempt(value: object, notes: ParseNotes) -> int:
+    """Return the step attempt counter, 0 when Ordo has none."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    notes.note(NOTE_BAD_ATTEMPT)
+    return 0
+
+
+def _last_progress_at(
+    step: Mapping[str, Any], started: float | None, notes: ParseNotes
+) -> float | None:
+    """Pick the freshest liveness signal: detailing, else claim, else start."""
+    detailing = step.get("last_detailing")
+    if isinstance(detailing, dict):
+        updated = parse_time(detailing.get("updated_at"), notes)
+        if updated is not None:
+            return updated
+    claimed = parse_time(step.get("claimed_at"), notes)
+    return claimed if claimed is not None else started
+
+
+def parse_step(raw: Any, notes: ParseNotes) -> StepObservation:
+    """Parse one steps[] item; its error text is deliberately dropped."""
+    step = _require_dict(raw, "step")
+    step_id = step.get("step_id")
+    if not isinstance(step_id, str):
+        raise schema_error("step has no string step_id")
+    step_type = step.get("step_type")
+    started = parse_time(step.get("started_at"), notes)
+    return StepObservation(
+        step_id=step_id,
+        step_type=step_type if isinstance(step_type, str) and step_type else "unknown",
+        status=normalize_step_status(_status(step, "step"), notes),
+        attempt=_attempt(step.get("attempt"), notes),
+        started_at=started,
+        finished_at=parse_time(step.get("finished_at"), notes),
+        last_progress_at=_last_progress_at(step, started, notes),
+    )
+
+
+def parse_steps(value: object, notes: ParseNotes) -> tuple[StepObservation, ...]:
+    """Parse steps[]; a job without the key has no steps."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise schema_error("steps is not an array")
+    return tuple(parse_step(raw, notes) for raw in value)
+
+
+def parse_detail(body: Any, notes: ParseNotes) -> JobObservation:
+    """Parse a job status response (single route or a found batch item); job_type left empty."""
+    detail = _require_dict(body, "job detail")
+    job = _require_dict(detail.get("job"), "job detail 'job'")
+    return JobObservation(
+        job_id=str(_job_id(job.get("id"), "job detail")),
+        job_type="",
+        status=normalize_job_status(_status(job, "job detail"), notes),
+        created_at=parse_time(job.get("created_at"), notes),
+        started_at=parse_time(job.get("started_at"), notes),
+        finished_at=parse_time(job.get("finished_at"), notes),
+        duration_s=parse_duration(detail.get("duration_ms"), notes),
+        progress=parse_progress(detail.get("progress"), notes),
+        steps=parse_steps(detail.get("steps"), notes),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Outcome of one batch call: details found and ids Ordo no longer has."""
+
+    found: dict[int, JobObservation]
+    missing: tuple[int, ...]
+
+
+def parse_batch(body: Any, requested: Iterable[int], notes: ParseNotes) -> BatchResult:
+    """Parse GET /jobs/1,2,3; ids not requested are ignored, ids not answered stay list-only."""
+    wanted = set(requested)
+    found: dict[int, JobObservation] = {}
+    missing: list[int] = []
+    for raw in _require_list(body, "/jobs/{ids}"):
+        item = _require_dict(raw, "/jobs/{ids} item")
+        job_id = _job_id(item.get("id"), "/jobs/{ids} item")
+        flag = item.get("found")
+        if not isinstance(flag, bool):
+            raise schema_error("/jobs/{ids} item has no boolean 'found'")
+        if job_id not in wanted:
+            continue
+        if not flag:
+            missing.append(job_id)
+            continue
+        detail = parse_detail(item, notes)
+        if detail.job_id != str(job_id):
+            raise schema_error("/jobs/{ids} item id differs from its job id")
+        found[job_id] = detail
+    return BatchResult(found=found, missing=tuple(missing))

@@ -1,0 +1,411 @@
+"""Vocdoni SaaS source: lists an org's jobs incrementally on either API generation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    ClientSettings,
+    JobObservation,
+    KnownJobs,
+    OrgTarget,
+    PollError,
+    PollResult,
+    RequestStats,
+)
+from exporter.sources.http import (
+    ApiClient,
+    AuthError,
+    HttpStatusError,
+    NotFound,
+    gather_limited,
+    status_error,
+)
+from exporter.sources.vocdoni_auth import VocdoniAuth
+from exporter.sources.vocdoni_parse import (
+    IMPORT_TYPES,
+    Page,
+    ParseNotes,
+    addresses,
+    job_identity,
+    members_progress,
+    parse_page,
+    v1_job,
+    v1_status,
+    v2_job,
+)
+
+log = structlog.get_logger()
+StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
+
+API_MODES = ("auto", "v1", "v2")
+MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
+# v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
+MAX_RESOLVED = 200_000
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """Where one list stream stood after the last poll."""
+
+    total: int
+    anchor: str | None  # newest job id then
+    limit: int  # items per page the server actually served
+    # non-terminal job id -> position counted from the oldest end (stable as new jobs arrive)
+    pos: Mapping[str, int]
+
+
+@dataclass
+class _Read:
+    """What one poll read of one stream."""
+
+    total: int
+    limit: int
+    last_page: int
+    anchor: str | None = None
+    items: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)  # id -> (job, pos)
+    pages: set[int] = field(default_factory=set)
+    full: bool = False  # every page was read
+    shrank: bool = False  # totalItems went down while paging: a job may have been skipped
+
+
+@dataclass
+class _Poll:
+    """State of one poll of one org."""
+
+    api: str
+    target: OrgTarget
+    known: KnownJobs
+    notes: ParseNotes = field(default_factory=ParseNotes)
+    gone: set[str] = field(default_factory=set)
+    by_id: dict[str, JobObservation] = field(default_factory=dict)  # re-checked one by one
+
+
+class VocdoniSource:
+    """Poll Vocdoni SaaS orgs; owns the HTTP client, credentials and paging memory."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ClientSettings,
+        *,
+        token: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        api: str = "auto",
+        page_limit: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if api not in API_MODES:
+            raise ValueError(f"api must be one of {API_MODES}")
+        self.name = name
+        self.stats = RequestStats()
+        self.detected_api: str | None = api if api != "auto" else None
+        self._mode = api
+        self._limit = max(1, min(page_limit, MAX_PAGE_LIMIT))
+        self._workers = max(1, settings.concurrency)
+        self._auth = VocdoniAuth(token=token, email=email, password=password, clock=clock)
+        self._client = ApiClient(
+            settings, self.stats, transport=transport, auth=self._auth.headers,
+            sleep=sleep, clock=monotonic, wall_clock=clock,
+        )
+        self._auth.bind(self._client)
+        self._streams: dict[StreamKey, _Stream] = {}
+        self._resolved: dict[str, str] = {}
+        self._probe_lock = asyncio.Lock()
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        """Poll one org; on `full` read every page and return a complete list."""
+        api = await self._ensure_api(target.address)
+        try:
+            return await self._poll_api(api, target, known, full)
+        except HttpStatusError as exc:
+            if not (self._mode == "auto" and api == "v2" and exc.status == 404
+                    and not isinstance(exc, NotFound)):
+                raise
+        log.warning("api route missing", source=self.name, api=api)
+        self.detected_api = None
+        api = await self._ensure_api(target.address)
+        return await self._poll_api(api, target, known, full)
+
+    async def discover_orgs(self) -> list[str]:
+        """Return the addresses of the orgs the logged-in user belongs to."""
+        return addresses(await self._get("/auth/addresses", "/auth/addresses"))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+    # --- API generation -------------------------------------------------------------
+
+    async def _ensure_api(self, address: str) -> str:
+        """Return the API generation, probing once when it is not known yet."""
+        async with self._probe_lock:
+            if self.detected_api is None:
+                self.detected_api = await self._probe(address)
+                log.info("api detected", source=self.name, api=self.detected_api)
+            return self.detected_api
+
+    async def _probe(self, address: str) -> str:
+        """Tell the generations apart: only the new one has a JSON-speaking GET /jobs."""
+        resp = await self._client.request(
+            "GET", "/jobs", "/jobs", params={"orgAddress": address, "limit": 1},
+            expect=(200, 400, 401, 403, 404),
+        )
+        try:
+            resp.json()
+        except PollError:
+            if resp.status == 404:
+                return "v1"
+            if resp.status == 200:
+                raise
+            raise status_error("GET", "/jobs", resp.status, resp.text) from None
+        return "v2"
+
+    async def _get(self, path: str, endpoint: str, params: Mapping[str, str | int] | None = None,
+                   ) -> Any:
+        """GET JSON; on a 401 log in again once (expired or revoked token) and retry."""
+        try:
+            return await self._client.get_json(path, endpoint, params=params)
+        except AuthError as exc:
+            if exc.status != 401 or not self._auth.can_login:
+                raise
+            generation = self._auth.generation
+        log.info("vocdoni relogin", source=self.name, endpoint=endpoint)
+        await self._auth.relogin(generation)
+        return await self._client.get_json(path, endpoint, params=params)
+
+    # --- one poll -------------------------------------------------------------------
+
+    async def _poll_api(self, api: str, target: OrgTarget, known: KnownJobs,
+                        full: bool) -> PollResult:
+        """List every stream, re-check stragglers, normalize and remember positions."""
+        ctx = _Poll(api, target, known)
+        reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
+        complete = all(r.full and not r.shrank for r in reads.values())
+        if not complete and not await self._recheck(ctx, reads) and not full:
+            log.info("vocdoni positions lost", source=self.name, org=target.org)
+            return await self._poll_api(api, target, known, True)
+        observed = await self._observe(ctx, reads)
+        self._save_streams(ctx, reads, observed)
+        log.debug("vocdoni poll", source=self.name, org=target.org, api=api, full=full,
+                  jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
+        return PollResult(
+            jobs=tuple(observed.values()), complete=complete, gone=tuple(sorted(ctx.gone)),
+            unknown_statuses=tuple(sorted(ctx.notes.unknown_statuses)),
+            notes=dict(ctx.notes.counts),
+        )
+
+    def _keys(self, api: str, target: OrgTarget) -> list[StreamKey]:
+        """Return one stream per job type, or one unfiltered stream (v1 filters imports only)."""
+        types = sorted(set(target.job_types))
+        if not types or (api == "v1" and not set(types) <= IMPORT_TYPES):
+            return [(api, target.address, "")]
+        return [(api, target.address, t) for t in types]
+
+    async def _fetch_page(self, key: StreamKey, page: int) -> Page:
+        """GET one list page of a stream."""
+        api, address, job_type = key
+        params: dict[str, str | int] = {"page": page, "limit": self._limit}
+        if job_type:
+            params["type"] = job_type
+        if api == "v2":
+            params["orgAddress"] = address
+            return parse_page(await self._get("/jobs", "/jobs", params))
+        path = f"/organizations/{quote(address, safe='')}/jobs"
+        return parse_page(await self._get(path, "/organizations/{address}/jobs", params))
+
+    def _add_page(self, read: _Read, number: int, page: Page) -> None:
+        """Record a page's jobs with positions from the oldest end; dedupe shifted items."""
+        read.pages.add(number)
+        read.last_page = page.last_page
+        if page.total < read.total:
+            read.shrank = True
+        for index, job in enumerate(page.jobs):
+            job_id, _ = job_identity(job)
+            if job_id not in read.items:
+                read.items[job_id] = (job, page.total - 1 - ((number - 1) * read.limit + index))
+
+    async def _read_stream(self, ctx: _Poll, key: StreamKey, full: bool) -> _Read:
+        """Read page 1, then up to the last poll's newest job, or everything when needed."""
+        first = await self._fetch_page(key, 1)
+        limit = self._limit
+        if first.last_page > 1 and first.jobs:
+            limit = len(first.jobs)  # the server's own cap
+        read = _Read(total=first.total, limit=limit, last_page=first.last_page)
+        self._add_page(read, 1, first)
+        if first.jobs:
+            read.anchor = job_identity(first.jobs[0])[0]
+        state = self._streams.get(key)
+        if (full or state is None or state.anchor is None or first.total < state.total
+                or state.limit != limit or not await self._read_to_anchor(key, read, state)):
+            await self._read_rest(key, read)
+        return read
+
+    async def _read_to_anchor(self, key: StreamKey, read: _Read, state: _Stream) -> bool:
+        """Page until the previous newest job shows up where expected; False if it moved."""
+        assert state.anchor is not None
+        anchor_pos = state.total - 1
+        page = 1
+        while state.anchor not in read.items:
+            expected = (read.total - 1 - anchor_pos) // read.limit + 1
+            if page >= expected or page >= read.last_page:
+                return False
+            page += 1
+            self._add_page(read, page, await self._fetch_page(key, page))
+        return read.items[state.anchor][1] == anchor_pos
+
+    async def _read_rest(self, key: StreamKey, read: _Read) -> None:
+        """Read every page not read yet."""
+        page = 2
+        while page <= read.last_page:
+            if page not in read.pages:
+                self._add_page(read, page, await self._fetch_page(key, page))
+            page += 1
+        read.full = True
+
+    # --- re-checking known active jobs ----------------------------------------------
+
+    def _locate(self, reads: Mapping[StreamKey, _Read], job_id: str
+                ) -> tuple[StreamKey, int] | None:
+        """Estimate the unread page holding a job from its remembered position."""
+        for key, read in reads.items():
+            state = self._streams.get(key)
+            if state is None or job_id not in state.pos:
+                continue
+            index = read.total - 1 - state.pos[job_id]
+            page = index // read.limit + 1
+            if index < 0 or page in read.pages or page > read.last_page:
+                return None
+            return key, page
+        return None
+
+    async def _recheck(self, ctx: _Poll, reads: dict[StreamKey, _Read]) -> bool:
+        """Re-check active jobs the pages did not show; False when only a full list can."""
+        seen = {job_id for read in reads.values() for job_id in read.items}
+        missing = sorted(ctx.known.active_ids() - seen)
+        plan: dict[tuple[StreamKey, int], list[str]] = {}
+        one_by_one: list[str] = []
+        for job_id in missing:
+            where = self._locate(reads, job_id)
+            if where is None:
+                one_by_one.append(job_id)
+            else:
+                plan.setdefault(where, []).append(job_id)
+        # v2: a page costs one request, like a GET /jobs/{id}; read it only when it covers 2+
+        if ctx.api == "v2":
+            for where, ids in list(plan.items()):
+                if len(ids) == 1:
+                    one_by_one.extend(plan.pop(where))
+        wanted = list(plan)
+        pages = await gather_limited([partial(self._fetch_page, *w) for w in wanted], self._workers)
+        for (key, number), page in zip(wanted, pages, strict=True):
+            self._add_page(reads[key], number, page)
+            one_by_one.extend(j for j in plan[(key, number)] if j not in reads[key].items)
+        if ctx.api == "v1":
+            return not one_by_one  # v1 has no per-job endpoint with timestamps
+        results = await gather_limited(
+            [partial(self._fetch_v2_job, ctx, j) for j in one_by_one], self._workers
+        )
+        for job_id, obs in zip(one_by_one, results, strict=True):
+            if obs is None:
+                ctx.gone.add(job_id)
+            else:
+                ctx.by_id[job_id] = obs
+        return True
+
+    async def _fetch_v2_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+        """GET /jobs/{id}; None when the API no longer knows the job (404/40026)."""
+        try:
+            body = await self._get(f"/jobs/{quote(job_id, safe='')}", "/jobs/{id}")
+        except NotFound:
+            return None
+        if not isinstance(body, dict):
+            raise PollError("schema", "vocdoni: unexpected job body (not an object)")
+        return v2_job(body, ctx.notes)
+
+    # --- normalization --------------------------------------------------------------
+
+    async def _observe(self, ctx: _Poll, reads: Mapping[StreamKey, _Read]
+                       ) -> dict[str, JobObservation]:
+        """Normalize every job read this poll, filtered by the target's job types."""
+        raw: dict[str, dict[str, Any]] = {}
+        for read in reads.values():
+            for job_id, (job, _) in read.items.items():
+                raw.setdefault(job_id, job)
+        types = set(ctx.target.job_types)
+        if types:
+            raw = {j: job for j, job in raw.items() if job_identity(job)[1] in types}
+        if ctx.api == "v2":
+            found = [v2_job(job, ctx.notes) for job in raw.values()]
+        else:
+            found = await gather_limited(
+                [partial(self._v1_observe, ctx, job) for job in raw.values()], self._workers
+            )
+        observed = {obs.job_id: obs for obs in found}
+        for job_id, obs in ctx.by_id.items():
+            if not types or obs.job_type in types:
+                observed.setdefault(job_id, obs)
+        return observed
+
+    async def _v1_observe(self, ctx: _Poll, job: dict[str, Any]) -> JobObservation:
+        """Normalize an old-API item: progress of running imports, status of finished jobs."""
+        obs, completed = v1_job(job, ctx.notes)
+        if not completed:
+            if obs.job_type not in IMPORT_TYPES:
+                return obs
+            path = (f"/organizations/{quote(ctx.target.address, safe='')}/members/job/"
+                    f"{quote(obs.job_id, safe='')}")
+            try:
+                body = await self._get(path, "/organizations/{address}/members/job/{id}")
+            except NotFound:
+                return obs  # evicted from the server's memory: progress unknown, not an error
+            return replace(obs, **members_progress(body, ctx.notes))
+        return replace(obs, status=await self._v1_resolve(ctx, obs))
+
+    async def _v1_resolve(self, ctx: _Poll, obs: JobObservation) -> str:
+        """Return a finished job's status, asking GET /jobs/{id} once per job at most."""
+        if obs.job_type in IMPORT_TYPES:
+            return "completed"  # imports never fail; the API shows status "" for them
+        known = ctx.known.get(obs.job_id)
+        if known is not None and known.terminal:
+            return known.status
+        if obs.job_id in self._resolved:
+            return self._resolved[obs.job_id]
+        try:
+            body = await self._get(f"/jobs/{quote(obs.job_id, safe='')}", "/jobs/{id}")
+        except NotFound:
+            ctx.notes.counts["status_unresolved"] += 1
+            return "unknown"
+        status = v1_status(body, obs.job_type, ctx.notes)
+        if status in TERMINAL_JOB_STATUSES:
+            if len(self._resolved) >= MAX_RESOLVED:
+                self._resolved.pop(next(iter(self._resolved)))
+            self._resolved[obs.job_id] = status
+        return status
+
+    def _save_streams(self, ctx: _Poll, reads: Mapping[StreamKey, _Read],
+                      observed: Mapping[str, JobObservation]) -> None:
+        """Remember totals, newest job and positions of active jobs for the next poll."""
+        active = {j for j, o in observed.items() if o.status not in TERMINAL_JOB_STATUSES}
+        finished = {j for j, o in observed.items() if o.status in TERMINAL_JOB_STATUSES}
+        keep = (set(ctx.known.active_ids()) - finished - ctx.gone) | active
+        for key, read in reads.items():
+            old = self._streams.get(key)
+            pos = dict(old.pos) if old is not None and not read.full else {}
+            pos.update((j, p) for j, (_, p) in read.items.items() if j in active)
+            pos = {j: p for j, p in pos.items() if j in keep}
+            self._streams[key] = _Stream(read.total, read.anchor, read.limit, pos)

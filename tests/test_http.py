@@ -1,0 +1,458 @@
+"""Tests of the shared HTTP policy: retries, backoff, rate limits, error mapping, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+
+from exporter.sources.base import ClientSettings, PollError, RequestStats
+from exporter.sources.http import (
+    ApiClient,
+    ApiResponse,
+    AuthError,
+    HttpStatusError,
+    NotFound,
+    parse_retry_after,
+)
+
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
+
+
+class FakeTime:
+    """Virtual clock; sleeping advances it without waiting for real."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        target = self.now + seconds
+        await asyncio.sleep(0)
+        # concurrent sleepers share the timeline instead of adding up
+        self.now = max(self.now, target)
+
+
+def make_client(
+    handler: Handler,
+    ft: FakeTime,
+    *,
+    stats: RequestStats | None = None,
+    auth: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    base_url: str = "http://api.test",
+    **overrides: Any,
+) -> ApiClient:
+    settings_kw: dict[str, Any] = {"max_requests_per_second": 1000.0, "retries": 3}
+    settings_kw.update(overrides)
+    settings = ClientSettings(base_url=base_url, **settings_kw)
+    return ApiClient(
+        settings,
+        stats or RequestStats(),
+        transport=httpx.MockTransport(handler),
+        auth=auth,
+        sleep=ft.sleep,
+        clock=ft,
+        rng=random.Random(7),
+        wall_clock=lambda: 1_800_000_000.0,
+    )
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        return await coro
+
+    return asyncio.run(asyncio.wait_for(main(), timeout=5))
+
+
+def sequence(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    """Answer requests with the given responses in order (the last one repeats)."""
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        item = responses[min(len(seen), len(responses) - 1)]
+        seen.append(request)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler, seen
+
+
+def test_backoff_is_full_jitter_within_capped_bounds() -> None:
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(200, json={}))
+    client = make_client(handler, ft, backoff_base=0.5, backoff_max=3.0)
+    for retry in range(8):
+        cap = min(3.0, 0.5 * 2**retry)
+        samples = [client.backoff(retry) for _ in range(300)]
+        assert all(0.0 <= s <= cap for s in samples)
+        assert max(samples) > cap * 0.9  # uses the whole range, not a fixed delay
+        assert min(samples) < cap * 0.1
+    run(client.aclose())
+
+
+def test_retries_502_503_504_then_succeeds() -> None:
+    ft = FakeTime()
+    handler, seen = sequence(
+        httpx.Response(502), httpx.Response(503), httpx.Response(504), httpx.Response(200, json=[1])
+    )
+    stats = RequestStats()
+    client = make_client(handler, ft, stats=stats, backoff_base=1.0, backoff_max=3.0)
+    assert run(client.get_json("/x", "/x")) == [1]
+    assert len(seen) == 4
+    assert len(ft.sleeps) == 3
+    for retry, delay in enumerate(ft.sleeps):
+        assert 0.0 <= delay <= min(3.0, 1.0 * 2**retry)
+    assert stats.requests == {
+        ("/x", "502"): 1, ("/x", "503"): 1, ("/x", "504"): 1, ("/x", "200"): 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason", "code"),
+    [
+        (httpx.Response(503), "http_5xx", "503"),
+        (httpx.ReadTimeout("slow"), "timeout", "timeout"),
+        (httpx.ConnectTimeout("slow"), "timeout", "timeout"),
+        (httpx.ConnectError("refused"), "connect", "connect_error"),
+    ],
+)
+def test_retryable_failures_give_up_after_configured_retries(
+    failure: httpx.Response | Exception, reason: str, code: str
+) -> None:
+    ft = FakeTime()
+    handler, seen = sequence(failure)
+    stats = RequestStats()
+    client = make_client(handler, ft, stats=stats, retries=2)
+    with pytest.raises(PollError) as info:
+        run(client.get_json("/jobs/abc", "/jobs/{id}"))
+    assert info.value.reason == reason
+    assert len(seen) == 3
+    assert stats.requests == {("/jobs/{id}", code): 3}
+
+
+def test_zero_retries_means_one_attempt() -> None:
+    ft = FakeTime()
+    handler, seen = sequence(httpx.Response(504))
+    client = make_client(handler, ft, retries=0)
+    with pytest.raises(PollError):
+        run(client.get_json("/x", "/x"))
+    assert len(seen) == 1
+    assert ft.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("response", "exc_type", "reason"),
+    [
+        (httpx.Response(500, text='{"error":"server error","code":50002}\n'), HttpStatusError,
+         "http_5xx"),
+        (httpx.Response(501), HttpStatusError, "http_5xx"),
+        (httpx.Response(401, text='{"error":"authentication required","code":40001}\n'),
+         AuthError, "auth"),
+        (httpx.Response(403, json={"error": "API keys are not permitted", "code": 40157}),
+         AuthError, "auth"),
+        (httpx.Response(400, text='{"error":"invalid URL parameter","code":40010}'),
+         HttpStatusError, "http_4xx"),
+        (httpx.Response(404, text='{"error":"job not found","code":40026}\n',
+                        headers={"Content-Type": "text/plain; charset=utf-8"}), NotFound,
+         "http_4xx"),
+        (httpx.Response(409), HttpStatusError, "http_4xx"),
+    ],
+)
+def test_status_mapping_without_retry(
+    response: httpx.Response, exc_type: type[PollError], reason: str
+) -> None:
+    ft = FakeTime()
+    handler, seen = sequence(response)
+    client = make_client(handler, ft)
+    with pytest.raises(exc_type) as info:
+        run(client.get_json("/x", "/x"))
+    assert info.value.reason == reason
+    assert len(seen) == 1
+    assert isinstance(info.value, HttpStatusError)
+    assert info.value.status == response.status_code
+    # the body's message is never echoed (it may carry personal data)
+    assert "required" not in str(info.value) and "invalid" not in str(info.value)
+
+
+def test_json_error_code_is_kept() -> None:
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(404, text='{"error":"job not found","code":40026}\n'))
+    client = make_client(handler, ft)
+    with pytest.raises(NotFound) as info:
+        run(client.get_json("/jobs/1", "/jobs/{id}"))
+    assert info.value.api_code == 40026
+    assert "40026" in str(info.value)
+
+
+def test_plain_text_404_is_not_notfound() -> None:
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(404, text="404 page not found\n"))
+    client = make_client(handler, ft)
+    with pytest.raises(HttpStatusError) as info:
+        run(client.get_json("/jobs", "/jobs"))
+    assert not isinstance(info.value, NotFound)
+    assert info.value.reason == "http_4xx"
+    assert info.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "body", ["<html><body>Bad gateway</body></html>", "", "not json", '{"a": 1'],
+)
+def test_non_json_success_body_is_decode_error(body: str) -> None:
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(200, text=body, headers={"Content-Type": "text/html"}))
+    client = make_client(handler, ft)
+    with pytest.raises(PollError) as info:
+        run(client.get_json("/x", "/x"))
+    assert info.value.reason == "decode"
+
+
+def test_api_response_json_reads_text_plain() -> None:
+    resp = ApiResponse(200, httpx.Headers({"Content-Type": "text/plain"}), '{"ok": true}\n')
+    assert resp.json() == {"ok": True}
+
+
+def test_request_accepts_expected_statuses() -> None:
+    ft = FakeTime()
+    handler, seen = sequence(httpx.Response(202, json={"jobId": "ab"}))
+    client = make_client(handler, ft)
+    resp = run(client.request("POST", "/x", "/x", json_body={"a": 1}, expect=(200, 202)))
+    assert resp.status == 202 and resp.json() == {"jobId": "ab"}
+    assert seen[0].method == "POST"
+    assert json.loads(seen[0].content) == {"a": 1}
+
+
+def test_429_retry_after_seconds_blocks_all_requests() -> None:
+    ft = FakeTime()
+    times: dict[str, list[float]] = {"/a": [], "/b": []}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        times[request.url.path].append(ft.now)
+        if request.url.path == "/a" and len(times["/a"]) == 1:
+            return httpx.Response(429, headers={"Retry-After": "7"}, text="Too many")
+        return httpx.Response(200, json={})
+
+    stats = RequestStats()
+    client = make_client(handler, ft, stats=stats)
+
+    async def both() -> None:
+        async def late_b() -> Any:
+            await asyncio.sleep(0)
+            return await client.get_json("/b", "/b")
+
+        await asyncio.gather(client.get_json("/a", "/a"), late_b())
+
+    run(both())
+    start = times["/a"][0]
+    assert times["/a"][1] >= start + 7
+    assert times["/b"][0] >= start + 7  # the other request waited too
+    assert stats.rate_limited == 1
+    assert stats.requests[("/a", "429")] == 1
+
+
+def test_429_retry_after_http_date_uses_server_date() -> None:
+    ft = FakeTime()
+    times: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        times.append(ft.now)
+        if len(times) == 1:
+            return httpx.Response(429, headers={
+                "Date": "Wed, 21 Oct 2026 07:28:00 GMT",
+                "Retry-After": "Wed, 21 Oct 2026 07:28:09 GMT",
+            })
+        return httpx.Response(200, json={})
+
+    client = make_client(handler, ft)
+    run(client.get_json("/a", "/a"))
+    assert len(times) == 2
+    assert times[1] - times[0] >= 9
+    assert times[1] - times[0] < 10
+
+
+def test_parse_retry_after_variants() -> None:
+    wall = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    assert parse_retry_after("3", None, wall) == 3.0
+    assert parse_retry_after("1.5", None, wall) == 1.5
+    assert parse_retry_after(None, None, wall) == 1.0
+    assert parse_retry_after("soon", None, wall) == 1.0
+    assert parse_retry_after("-4", None, wall) == 0.0
+    assert parse_retry_after("Fri, 15 Jan 2027 08:00:20 GMT", None, wall) == 20.0
+    assert parse_retry_after("Fri, 15 Jan 2027 08:00:20 GMT", "garbage", wall) == 20.0
+    assert parse_retry_after("Fri, 15 Jan 2027 07:00:00 GMT", None, wall) == 0.0
+
+
+def test_429_without_retry_after_waits_one_second() -> None:
+    ft = FakeTime()
+    times: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        times.append(ft.now)
+        if len(times) == 1:
+            return httpx.Response(429, text="Server capacity exceeded.")
+        return httpx.Response(200, json={})
+
+    client = make_client(handler, ft)
+    run(client.get_json("/a", "/a"))
+    assert times[1] - times[0] >= 1.0
+
+
+def test_second_429_fails_with_rate_limited() -> None:
+    ft = FakeTime()
+    handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "1"}))
+    stats = RequestStats()
+    client = make_client(handler, ft, stats=stats)
+    with pytest.raises(PollError) as info:
+        run(client.get_json("/a", "/a"))
+    assert info.value.reason == "rate_limited"
+    assert len(seen) == 2
+    assert stats.rate_limited == 2
+
+
+def test_429_longer_than_three_timeouts_fails_fast_and_blocks() -> None:
+    ft = FakeTime()
+    handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "31"}))
+    client = make_client(handler, ft, timeout=10.0)
+    with pytest.raises(PollError) as info:
+        run(client.get_json("/a", "/a"))
+    assert info.value.reason == "rate_limited"
+    assert len(seen) == 1
+    assert ft.sleeps == []  # no long wait inside a poll
+    # later requests do not hit the API before the Retry-After time either
+    with pytest.raises(PollError) as again:
+        run(client.get_json("/b", "/b"))
+    assert again.value.reason == "rate_limited"
+    assert len(seen) == 1
+    ft.now += 31
+    handler_ok, seen_ok = sequence(httpx.Response(200, json={}))
+    client._client._transport = httpx.MockTransport(handler_ok)
+    run(client.get_json("/b", "/b"))
+    assert len(seen_ok) == 1
+
+
+def test_token_bucket_spacing_with_fractional_rate() -> None:
+    ft = FakeTime()
+    times: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        times.append(ft.now)
+        return httpx.Response(200, json={})
+
+    client = make_client(handler, ft, max_requests_per_second=0.5)
+
+    async def many() -> None:
+        for _ in range(4):
+            await client.get_json("/a", "/a")
+
+    run(many())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == [pytest.approx(2.0)] * 3
+
+
+def test_token_bucket_allows_burst_then_spaces_concurrent_requests() -> None:
+    ft = FakeTime()
+    times: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        times.append(ft.now)
+        return httpx.Response(200, json={})
+
+    client = make_client(handler, ft, max_requests_per_second=2.5, concurrency=20)
+
+    async def many() -> None:
+        await asyncio.gather(*(client.get_json("/a", "/a") for _ in range(10)))
+
+    run(many())
+    times.sort()
+    start = times[0]
+    # burst of 2 at once, then never faster than 2.5 per second
+    assert times[1] - start < 0.01
+    for n, t in enumerate(times):
+        assert t - start >= (n + 1 - 2.5) / 2.5 - 1e-9
+    assert times[-1] - start <= 10 / 2.5
+
+
+def test_concurrency_limit_counts_in_flight() -> None:
+    ft = FakeTime()
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        in_flight -= 1
+        return httpx.Response(200, json={})
+
+    client = make_client(handler, ft, concurrency=3)
+
+    async def many() -> None:
+        await asyncio.gather(*(client.get_json(f"/a/{i}", "/a/{i}") for i in range(12)))
+
+    run(many())
+    assert peak == 3
+
+
+def test_stats_use_endpoint_template_and_latency() -> None:
+    ft = FakeTime()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        ft.now += 0.3
+        return httpx.Response(200, json={})
+
+    stats = RequestStats()
+    client = make_client(handler, ft, stats=stats)
+    run(client.get_json("/jobs/deadbeef", "/jobs/{id}"))
+    view = stats.view()
+    assert view.requests == {("/jobs/{id}", "200"): 1}
+    buckets, total = view.latency["/jobs/{id}"]
+    assert total == pytest.approx(0.3)
+    assert buckets[-1] == 1
+
+
+def test_base_url_prefix_params_and_auth_header() -> None:
+    ft = FakeTime()
+    handler, seen = sequence(httpx.Response(200, json={}))
+
+    async def auth() -> dict[str, str]:
+        return {"Authorization": "Bearer s3cr3t"}
+
+    client = make_client(handler, ft, auth=auth, base_url="http://api.test/ordo")
+    run(client.get_json("/jobs", "/jobs", params={"page": 2, "q": "x"}))
+    run(client.get_json("/jobs", "/jobs", auth=False))
+    assert seen[0].url.path == "/ordo/jobs"
+    assert dict(seen[0].url.params) == {"page": "2", "q": "x"}
+    assert seen[0].headers["Authorization"] == "Bearer s3cr3t"
+    assert seen[0].headers["User-Agent"] == "asyncjob-exporter"
+    assert "Authorization" not in seen[1].headers
+
+
+def test_token_never_in_errors_or_logs() -> None:
+    ft = FakeTime()
+    handler, _ = sequence(
+        httpx.Response(503), httpx.Response(429),
+        httpx.Response(401, text='{"error":"authentication required","code":40001}'),
+    )
+
+    async def auth() -> dict[str, str]:
+        return {"Authorization": "Bearer s3cr3t"}
+
+    client = make_client(handler, ft, auth=auth)
+    with structlog.testing.capture_logs() as logs, pytest.raises(AuthError) as info:
+        run(client.get_json("/x", "/x"))
+    assert "s3cr3t" not in str(info.value) and "s3cr3t" not in repr(info.value.args)
+    assert logs and "s3cr3t" not in repr(logs)

@@ -1,0 +1,785 @@
+"""Tests of the Vocdoni source against a fake API shaped like the reference doc."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Awaitable, Iterable
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+import structlog
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    ClientSettings,
+    KnownJob,
+    OrgTarget,
+    PollError,
+    PollResult,
+)
+from exporter.sources.vocdoni import VocdoniSource
+
+ORG = "0x1111111111111111111111111111111111111111"
+PII = "alice@example.org row 3: invalid phone +34600000000"
+T0 = 1_800_000_000.0
+
+
+def err(status: int, code: int, message: str) -> httpx.Response:
+    """Answer like Go's http.Error: JSON body served as text/plain."""
+    body = json.dumps({"error": message, "code": code}) + "\n"
+    return httpx.Response(status, text=body, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+class FakeVocdoni:
+    """In-memory Vocdoni API; `jobs` is oldest first, lists are served newest first."""
+
+    def __init__(self, api: str = "v2") -> None:
+        self.api = api
+        self.jobs: list[dict[str, Any]] = []
+        self.v1_status: dict[str, str] = {}  # tx job id -> status for v1 GET /jobs/{id}
+        self.members: dict[str, dict[str, Any]] = {}  # v1 members/job answers
+        self.tokens = {"static-token"}
+        self.credentials = ("ops@example.org", "hunter2-secret")
+        self.issued = 0
+        self.expirity = "2027-01-30T08:00:00Z"
+        self.log: list[tuple[str, str]] = []
+        self.hook: Any = None  # called after each list page is served
+        self.next_id = 0
+
+    def add(self, n: int = 1, **fields: Any) -> list[str]:
+        """Append n new jobs (newest) and return their ids."""
+        ids = []
+        for _ in range(n):
+            self.next_id += 1
+            job_id = f"{self.next_id:032x}"
+            job: dict[str, Any] = {"jobId": job_id, "type": "publish_process",
+                                   "status": "completed"}
+            if self.api == "v1":
+                job = {"jobId": job_id, "type": "publish_process", "total": 0, "added": 0,
+                       "errors": [], "createdAt": "2026-07-01T10:00:00.123Z",
+                       "completedAt": "2026-07-01T10:00:12.456Z", "completed": True}
+            job.update(fields)
+            self.jobs.append(job)
+            ids.append(job_id)
+        return ids
+
+    def find(self, job_id: str) -> dict[str, Any] | None:
+        return next((j for j in self.jobs if j["jobId"] == job_id), None)
+
+    def count(self, path_prefix: str, method: str = "GET") -> int:
+        return sum(1 for m, p in self.log if m == method and p.startswith(path_prefix))
+
+    def authorized(self, request: httpx.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        return header.startswith("Bearer ") and header[7:] in self.tokens
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = unquote(request.url.path)
+        self.log.append((request.method, path))
+        if path.startswith("/auth/"):
+            return self.auth_route(request, path)
+        if path == "/jobs":
+            if self.api == "v1":
+                return httpx.Response(404, text="404 page not found\n")
+            return self.list_jobs(request)
+        if path.startswith("/jobs/"):
+            return self.job(path[len("/jobs/"):])
+        if path == f"/organizations/{ORG}/jobs" and self.api == "v1":
+            return self.list_jobs(request)
+        prefix = f"/organizations/{ORG}/members/job/"
+        if path.startswith(prefix) and self.api == "v1":
+            if not self.authorized(request):
+                return err(401, 40001, "authentication required")
+            found = self.members.get(path[len(prefix):])
+            return httpx.Response(200, json=found) if found else err(404, 40026, "job not found")
+        return httpx.Response(404, text="404 page not found\n")
+
+    def list_jobs(self, request: httpx.Request) -> httpx.Response:
+        if not self.authorized(request):
+            return err(401, 40001, "authentication required")
+        params = request.url.params
+        limit = min(int(params.get("limit", 10)), 100)
+        page = int(params.get("page", 1))
+        rows = [j for j in reversed(self.jobs)
+                if "type" not in params or j["type"] == params["type"]]
+        last = max(1, math.ceil(len(rows) / limit))
+        if page < 1 or page > last:
+            return err(400, 40010, "invalid URL parameter: page not found")
+        body = {
+            "pagination": {"totalItems": len(rows), "previousPage": page - 1 or None,
+                           "currentPage": page, "nextPage": page + 1 if page < last else None,
+                           "lastPage": last},
+            "jobs": rows[(page - 1) * limit: page * limit],
+        }
+        if self.hook is not None:
+            self.hook(page)
+        return httpx.Response(200, text=json.dumps(body) + "\n")
+
+    def job(self, job_id: str) -> httpx.Response:
+        job = self.find(job_id)
+        if job is None:
+            return err(404, 40026, "job not found")
+        if self.api == "v2":
+            return httpx.Response(200, json=job)
+        default = "" if job["type"] in ("org_members", "census_participants") else "completed"
+        status = self.v1_status.get(job_id, default)
+        return httpx.Response(200, json={"jobId": job_id, "type": job["type"], "status": status})
+
+    def auth_route(self, request: httpx.Request, path: str) -> httpx.Response:
+        if path == "/auth/login":
+            body = json.loads(request.content)
+            if (body.get("email"), body.get("password")) != self.credentials:
+                return err(401, 40102, "invalid login credentials")
+            return self.new_token()
+        if not self.authorized(request):
+            return err(401, 40001, "authentication required")
+        if path == "/auth/refresh":
+            return self.new_token()
+        return httpx.Response(200, json={"addresses": [ORG, "0x" + "2" * 40]})
+
+    def new_token(self) -> httpx.Response:
+        self.issued += 1
+        token = f"jwt-{self.issued}"
+        self.tokens.add(token)
+        return httpx.Response(200, json={"token": token, "expirity": self.expirity})
+
+
+class Known:
+    """The tracker's view, as the source sees it."""
+
+    def __init__(self, jobs: Iterable[KnownJob] = ()) -> None:
+        self.jobs = {j.job_id: j for j in jobs}
+
+    def get(self, job_id: str) -> KnownJob | None:
+        return self.jobs.get(job_id)
+
+    def active_ids(self) -> frozenset[str]:
+        return frozenset(j for j, k in self.jobs.items() if not k.terminal)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def absorb(self, result: PollResult) -> None:
+        """Update like the tracker would."""
+        if result.complete:
+            seen = {o.job_id for o in result.jobs}
+            self.jobs = {j: k for j, k in self.jobs.items() if j in seen}
+        for job_id in result.gone:
+            self.jobs.pop(job_id, None)
+        for o in result.jobs:
+            self.jobs[o.job_id] = KnownJob(o.job_id, o.job_type, o.status,
+                                           o.status in TERMINAL_JOB_STATUSES)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def make_source(fake: FakeVocdoni, clock: Clock | None = None, **kw: Any) -> VocdoniSource:
+    clock = clock or Clock()
+    kw.setdefault("token", "static-token")
+    settings = ClientSettings(base_url="http://vocdoni.test", max_requests_per_second=1e6)
+    return VocdoniSource("voc", settings, transport=httpx.MockTransport(fake), clock=clock,
+                         sleep=clock.sleep, monotonic=clock, **kw)
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        return await coro
+
+    return asyncio.run(asyncio.wait_for(main(), timeout=10))
+
+
+TARGET = OrgTarget(source="voc", org="main", address=ORG)
+
+
+def poll(src: VocdoniSource, known: Known, full: bool, target: OrgTarget = TARGET) -> PollResult:
+    result: PollResult = run(src.poll(target, known, full))
+    known.absorb(result)
+    return result
+
+
+def by_id(result: PollResult) -> dict[str, Any]:
+    return {o.job_id: o for o in result.jobs}
+
+
+# --- probing -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("api", "answer", "expected"),
+    [
+        ("v2", None, "v2"),
+        ("v1", None, "v1"),
+        ("v2", err(401, 40001, "authentication required"), "v2"),
+        ("v2", err(400, 40010, "invalid URL parameter"), "v2"),
+    ],
+)
+def test_probe_detects_generation(api: str, answer: httpx.Response | None, expected: str) -> None:
+    fake = FakeVocdoni(api)
+    fake.add(2)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if answer is not None and request.url.params.get("limit") == "1":
+            fake.log.append(("GET", "probe"))
+            return answer
+        return await fake(request)
+
+    src = VocdoniSource("voc", ClientSettings(base_url="http://vocdoni.test"), token="static-token",
+                        transport=httpx.MockTransport(handler))
+    with structlog.testing.capture_logs() as logs:
+        run(src.poll(TARGET, Known(), True))
+        run(src.poll(TARGET, Known(), True))
+    assert src.detected_api == expected
+    detected = [e for e in logs if e["event"] == "api detected"]
+    assert len(detected) == 1 and detected[0]["api"] == expected
+
+
+def test_probe_rejects_html_200() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>login portal</html>")
+
+    src = VocdoniSource("voc", ClientSettings(base_url="http://x"), token="t",
+                        transport=httpx.MockTransport(handler))
+    with pytest.raises(PollError) as info:
+        run(src.poll(TARGET, Known(), True))
+    assert info.value.reason == "decode"
+
+
+def test_reprobe_when_v2_route_disappears() -> None:
+    fake = FakeVocdoni("v2")
+    fake.add(3)
+    src = make_source(fake)
+    known = Known()
+    poll(src, known, True)
+    assert src.detected_api == "v2"
+    fake.api = "v1"
+    fake.jobs = []
+    fake.add(2)
+    result = poll(src, known, True)
+    assert src.detected_api == "v1"
+    assert len(result.jobs) == 2
+
+
+def test_fixed_api_does_not_probe() -> None:
+    fake = FakeVocdoni("v1")
+    fake.add(1)
+    src = make_source(fake, api="v1")
+    poll(src, Known(), True)
+    assert fake.count("/jobs") == 1  # only GET /jobs/{id} for the status, no probe
+    assert fake.count(f"/organizations/{ORG}/jobs") == 1
+
+
+# --- v2 listing ------------------------------------------------------------------------------
+
+def test_v2_full_list_reads_every_page_and_normalizes() -> None:
+    fake = FakeVocdoni()
+    fake.add(248)
+    pending = fake.add(1, type="org_members", status="pending",
+                       result={"added": 400, "progress": 40, "total": 1000})[0]
+    failed = fake.add(1, status="failed", errors=[PII])[0]
+    src = make_source(fake)
+    result = poll(src, Known(), True)
+    assert result.complete
+    assert len(result.jobs) == 250
+    assert fake.count("/jobs") == 1 + 3  # probe + 3 pages
+    jobs = by_id(result)
+    assert jobs[pending].status == "pending"
+    assert jobs[pending].progress == pytest.approx(0.4)
+    assert jobs[pending].items_added == 400 and jobs[pending].items_errored == 0
+    assert jobs[failed].status == "failed"
+    assert jobs[failed].created_at is None
+    requests = src.stats.view().requests
+    assert requests[("/jobs", "200")] == 4
+    assert all(endpoint in ("/jobs",) for endpoint, _ in requests)
+
+
+def test_v2_dedupes_jobs_shifted_by_new_arrivals_while_paging() -> None:
+    fake = FakeVocdoni()
+    old = set(fake.add(250))
+    fake.hook = lambda page: fake.add(7) if page == 1 else None
+    src = make_source(fake)
+    result = poll(src, Known(), True)
+    ids = [o.job_id for o in result.jobs]
+    assert len(ids) == len(set(ids))
+    assert old <= set(ids)  # nothing skipped
+    assert result.complete
+
+
+def test_v2_omitempty_counts_mean_zero() -> None:
+    fake = FakeVocdoni()
+    bare = fake.add(1, type="org_members", status="pending")[0]
+    half = fake.add(1, type="org_members", status="pending", result={"total": 10})[0]
+    some = fake.add(1, type="org_members", status="completed",
+                    result={"added": 4, "total": 10, "progress": 40}, errors=[PII, PII])[0]
+    votes = fake.add(1, type="relay_votes", status="pending", result={"added": 3, "total": 4})[0]
+    result = poll(make_source(fake), Known(), True)
+    jobs = by_id(result)
+    assert jobs[bare].progress is None and jobs[bare].items_added == 0
+    assert jobs[bare].items_errored == 0
+    assert jobs[half].progress == 0.0 and jobs[half].items_added == 0
+    assert jobs[some].items_added == 4 and jobs[some].items_errored == 2
+    assert jobs[votes].progress == pytest.approx(0.75) and jobs[votes].items_added is None
+    assert result.notes == {}
+
+
+def test_unknown_status_is_reported() -> None:
+    fake = FakeVocdoni()
+    weird = fake.add(1, status="cancelled")[0]
+    result = poll(make_source(fake), Known(), True)
+    assert by_id(result)[weird].status == "unknown"
+    assert result.unknown_statuses == ("cancelled",)
+
+
+def test_invalid_numbers_are_dropped_and_counted() -> None:
+    fake = FakeVocdoni()
+    neg = fake.add(1, type="org_members", status="pending", result={"added": -5, "total": 10})[0]
+    huge = fake.add(1, type="org_members", status="pending", result={"added": 1, "total": 2**40})[0]
+    result = poll(make_source(fake), Known(), True)
+    jobs = by_id(result)
+    assert jobs[neg].progress is None and jobs[neg].items_added is None
+    assert jobs[huge].progress is None
+    assert result.notes == {"invalid_number": 2}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda body: body["jobs"][0].pop("jobId"), "jobId"),
+        (lambda body: body["jobs"][0].update(type=7), "type"),
+        (lambda body: body["jobs"][0].update(status=None), "status"),
+        (lambda body: body["jobs"][0].update(errors=PII), "errors"),
+        (lambda body: body["jobs"][0].update(result={"added": PII}), "added"),
+        (lambda body: body.pop("pagination"), "pagination"),
+        (lambda body: body["pagination"].update(totalItems="many"), "totalItems"),
+        (lambda body: body.update(jobs={"a": 1}), "jobs"),
+    ],
+)
+def test_schema_errors_name_the_field_not_the_value(mutate: Any, field: str) -> None:
+    fake = FakeVocdoni()
+    fake.add(1, type="org_members", errors=[])
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        resp = await fake(request)
+        if request.url.path == "/jobs" and request.url.params.get("page"):
+            body = json.loads(resp.text)
+            mutate(body)
+            return httpx.Response(200, json=body)
+        return resp
+
+    src = make_source(fake)
+    src._client._client._transport = httpx.MockTransport(handler)
+    with pytest.raises(PollError) as info:
+        run(src.poll(TARGET, Known(), True))
+    assert info.value.reason == "schema"
+    assert field in str(info.value)
+    assert "alice" not in str(info.value)
+
+
+def test_error_strings_never_leave_the_source() -> None:
+    fake = FakeVocdoni()
+    fake.add(3, type="org_members", status="completed", errors=[PII],
+             result={"added": 1, "total": 2})
+    fake.add(1, status="failed", errors=[PII])
+    with structlog.testing.capture_logs() as logs:
+        result = poll(make_source(fake), Known(), True)
+    assert "alice" not in repr(result)
+    assert "alice" not in repr(logs)
+
+
+def test_job_types_use_one_stream_per_type() -> None:
+    fake = FakeVocdoni()
+    fake.add(5, type="relay_vote")
+    imports = set(fake.add(2, type="org_members"))
+    fake.add(3, type="publish_process")
+    target = OrgTarget("voc", "main", ORG, job_types=("org_members", "publish_process"))
+    result = poll(make_source(fake), Known(), True, target)
+    assert {o.job_type for o in result.jobs} == {"org_members", "publish_process"}
+    assert imports <= set(by_id(result))
+    assert len(result.jobs) == 5
+    assert fake.count("/jobs") == 3  # probe + one list per type
+
+
+# --- v2 incremental --------------------------------------------------------------------------
+
+def synced(fake: FakeVocdoni, **kw: Any) -> tuple[VocdoniSource, Known]:
+    src = make_source(fake, **kw)
+    known = Known()
+    first = poll(src, known, True)
+    assert first.complete
+    return src, known
+
+
+def test_incremental_steady_state_costs_one_request() -> None:
+    fake = FakeVocdoni()
+    fake.add(10_000)
+    src, known = synced(fake)
+    fresh = set(fake.add(3, status="pending"))
+    before = src.stats.total()
+    result = poll(src, known, False)
+    assert src.stats.total() - before == 1
+    assert not result.complete
+    assert fresh <= set(by_id(result))
+    # and again with nothing new
+    before = src.stats.total()
+    poll(src, known, False)
+    assert src.stats.total() - before == 1
+
+
+def test_incremental_reads_until_new_jobs_are_covered() -> None:
+    fake = FakeVocdoni()
+    fake.add(500)
+    src, known = synced(fake)
+    fresh = set(fake.add(250))
+    before = src.stats.total()
+    result = poll(src, known, False)
+    assert src.stats.total() - before == 3  # 250 new: the old newest job sits on page 3
+    assert fresh <= set(by_id(result))
+
+
+def stuck_fixture(spread: list[int]) -> tuple[FakeVocdoni, list[str]]:
+    """10,000 jobs with pending ones at the given indices counted from the oldest."""
+    fake = FakeVocdoni()
+    fake.add(10_000)
+    stuck = []
+    for index in spread:
+        fake.jobs[index]["status"] = "pending"
+        stuck.append(fake.jobs[index]["jobId"])
+    return fake, stuck
+
+
+@pytest.mark.parametrize(
+    ("spread", "extra", "page_reads"),
+    [
+        ([100, 2000, 4000, 6000, 8000], 5, 0),  # five pages: one GET /jobs/{id} each
+        ([10, 20, 30, 40, 50], 1, 1),  # one deep page: read it
+        ([10, 20, 30, 5000, 6000], 3, 1),  # one page of three plus two lone jobs
+    ],
+)
+def test_incremental_rechecks_stuck_jobs_cheaply(
+    spread: list[int], extra: int, page_reads: int
+) -> None:
+    fake, stuck = stuck_fixture(spread)
+    src, known = synced(fake)
+    assert known.active_ids() == set(stuck)
+    fake.add(3)
+    fake.find(stuck[0])["status"] = "failed"  # type: ignore[index]
+    pages_before = fake.count("/jobs") - fake.count("/jobs/")
+    before = src.stats.total()
+    result = poll(src, known, False)
+    assert src.stats.total() - before == 1 + extra
+    assert fake.count("/jobs") - fake.count("/jobs/") - pages_before == 1 + page_reads
+    jobs = by_id(result)
+    assert set(stuck) <= set(jobs)
+    assert jobs[stuck[0]].status == "failed"
+    assert known.active_ids() == set(stuck[1:])
+
+
+def test_incremental_marks_deleted_jobs_gone() -> None:
+    fake, stuck = stuck_fixture([100, 5000])
+    src, known = synced(fake)
+    fake.add(2)
+    lone = fake.find(stuck[1])
+    lone["jobId"] = "f" * 32  # type: ignore[index]  # the old id now answers 404/40026
+    result = poll(src, known, False)
+    assert result.gone == (stuck[1],)
+    assert stuck[1] not in known.jobs
+
+
+def test_shrunk_total_falls_back_to_full_list() -> None:
+    fake = FakeVocdoni()
+    fake.add(300)
+    src, known = synced(fake)
+    del fake.jobs[10:20]
+    before = src.stats.total()
+    result = poll(src, known, False)
+    assert result.complete
+    assert src.stats.total() - before == 3
+    assert len(known) == 290
+
+
+def test_moved_anchor_falls_back_to_full_list() -> None:
+    fake = FakeVocdoni()
+    fake.add(300)
+    src, known = synced(fake)
+    del fake.jobs[10:13]  # deletions hidden by as many new jobs
+    fake.add(3)
+    result = poll(src, known, False)
+    assert result.complete
+    assert len(known) == 300
+
+
+def test_active_job_without_position_is_checked_by_id() -> None:
+    fake = FakeVocdoni()
+    fake.add(500)
+    src, known = synced(fake)
+    # the tracker knows an active job the source never listed (state restored after a restart)
+    orphan = fake.jobs[0]["jobId"]
+    known.jobs[orphan] = KnownJob(orphan, "publish_process", "pending", False)
+    src2 = make_source(fake)
+    src2._streams = dict(src._streams)
+    src2.detected_api = "v2"
+    before = fake.count("/jobs/")
+    result = run(src2.poll(TARGET, known, False))
+    assert fake.count("/jobs/") - before == 1
+    assert src2.stats.total() == 2  # page 1 and the orphan
+    assert by_id(result)[orphan].status == "completed"
+
+
+# --- v1 (v2.9.0) ---------------------------------------------------------------------------
+
+def v1_fixture() -> tuple[FakeVocdoni, dict[str, str]]:
+    fake = FakeVocdoni("v1")
+    ids = {
+        "import_done": fake.add(1, type="org_members", total=1000, added=1000, errors=[PII])[0],
+        "tx_failed": fake.add(1, type="publish_process", errors=None)[0],
+        "tx_pending": fake.add(1, type="relay_vote", completed=False,
+                               completedAt="0001-01-01T00:00:00Z")[0],
+        "import_running": fake.add(1, type="org_members", total=0, added=0, completed=False,
+                                   completedAt="0001-01-01T00:00:00Z")[0],
+        "import_evicted": fake.add(1, type="org_members", total=0, added=0, completed=False,
+                                   completedAt="0001-01-01T00:00:00Z")[0],
+    }
+    fake.v1_status[ids["tx_failed"]] = "failed"
+    fake.members[ids["import_running"]] = {"added": 150, "errors": [PII], "progress": 75,
+                                           "total": 200}
+    return fake, ids
+
+
+def test_v1_list_statuses_progress_and_timestamps() -> None:
+    fake, ids = v1_fixture()
+    src = make_source(fake)
+    with structlog.testing.capture_logs() as logs:
+        result = poll(src, Known(), True)
+    assert src.detected_api == "v1"
+    assert result.complete
+    jobs = by_id(result)
+    done = jobs[ids["import_done"]]
+    assert done.status == "completed"
+    assert done.items_added == 1000 and done.items_errored == 1
+    assert done.created_at == pytest.approx(1782900000.123)
+    assert done.finished_at == pytest.approx(1782900012.456)
+    assert done.duration_s == pytest.approx(12.333)
+    assert jobs[ids["tx_failed"]].status == "failed"
+    assert jobs[ids["tx_pending"]].status == "pending"
+    assert jobs[ids["tx_pending"]].finished_at is None
+    running = jobs[ids["import_running"]]
+    assert running.status == "pending" and running.progress == pytest.approx(0.75)
+    assert running.items_added == 150 and running.items_errored == 1
+    evicted = jobs[ids["import_evicted"]]
+    assert evicted.status == "pending" and evicted.progress is None
+    # one status lookup (the finished tx job), members/job for the two running imports
+    assert fake.count("/jobs/") == 1
+    assert fake.count(f"/organizations/{ORG}/members/job/") == 2
+    assert "alice" not in repr(result) and "alice" not in repr(logs)
+    assert ("/organizations/{address}/members/job/{id}", "404") in src.stats.requests
+
+
+def test_v1_status_resolved_once() -> None:
+    fake, _ = v1_fixture()
+    src = make_source(fake)
+    known = Known()
+    poll(src, known, True)
+    poll(src, known, True)
+    poll(src, Known(), True)  # even when the tracker forgot it
+    assert fake.count("/jobs/") == 1
+    # a fresh source trusts what the tracker already knows as terminal
+    other = make_source(fake, api="v1")
+    poll(other, known, True)
+    assert fake.count("/jobs/") == 1
+
+
+def test_v1_tx_job_finishing_is_resolved() -> None:
+    fake, ids = v1_fixture()
+    src = make_source(fake)
+    known = Known()
+    poll(src, known, True)
+    job = fake.find(ids["tx_pending"])
+    assert job is not None
+    job.update(completed=True, createdAt="2026-07-01T10:05:00Z",
+               completedAt="2026-07-01T10:05:03Z")
+    fake.v1_status[ids["tx_pending"]] = "completed"
+    result = poll(src, known, False)
+    obs = by_id(result)[ids["tx_pending"]]
+    assert obs.status == "completed"
+    assert obs.duration_s == pytest.approx(3.0)
+
+
+def test_v1_incremental_rechecks_deep_pending_by_page() -> None:
+    fake = FakeVocdoni("v1")
+    stuck = fake.add(1, type="org_members", total=0, added=0, completed=False,
+                     completedAt="0001-01-01T00:00:00Z")[0]
+    fake.add(1000)
+    fake.members[stuck] = {"added": 1, "errors": None, "progress": 50, "total": 2}
+    src, known = synced(fake)
+    fake.add(3)
+    pages_before = fake.count(f"/organizations/{ORG}/jobs")
+    result = poll(src, known, False)
+    assert fake.count(f"/organizations/{ORG}/jobs") - pages_before == 2  # page 1 + page 11
+    assert by_id(result)[stuck].progress == pytest.approx(0.5)
+    assert fake.count("/jobs/") == 1000 + 3  # each finished tx job resolved once, ever
+
+
+def test_v1_type_filter() -> None:
+    fake, ids = v1_fixture()
+    imports = OrgTarget("voc", "main", ORG, job_types=("org_members",))
+    src = make_source(fake)
+    result = poll(src, Known(), True, imports)
+    assert {o.job_type for o in result.jobs} == {"org_members"}
+    lists = [p for m, p in fake.log if p.endswith("/jobs")]
+    assert lists
+    tx = OrgTarget("voc", "main", ORG, job_types=("relay_vote",))
+    result = poll(make_source(fake), Known(), True, tx)
+    assert [o.job_id for o in result.jobs] == [ids["tx_pending"]]
+
+
+def test_v1_bad_timestamp_is_schema_error() -> None:
+    fake = FakeVocdoni("v1")
+    fake.add(1, createdAt="yesterday")
+    with pytest.raises(PollError) as info:
+        run(make_source(fake).poll(TARGET, Known(), True))
+    assert info.value.reason == "schema" and "createdAt" in str(info.value)
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+def login_source(fake: FakeVocdoni, clock: Clock | None = None,
+                 password: str = "hunter2-secret") -> VocdoniSource:
+    return make_source(fake, clock, token=None, email="ops@example.org", password=password)
+
+
+def test_static_token_is_sent() -> None:
+    fake = FakeVocdoni()
+    fake.add(1)
+    poll(make_source(fake), Known(), True)
+    assert fake.count("/auth/", "POST") == 0
+
+
+def test_login_then_bearer_token() -> None:
+    fake = FakeVocdoni()
+    fake.add(1)
+    fake.tokens = set()
+    with structlog.testing.capture_logs() as logs:
+        poll(login_source(fake), Known(), True)
+    assert fake.count("/auth/login", "POST") == 1
+    assert "hunter2" not in repr(logs) and "jwt-1" not in repr(logs)
+
+
+def test_refresh_when_token_nears_expiry() -> None:
+    fake = FakeVocdoni()
+    fake.add(1)
+    fake.tokens = set()
+    fake.expirity = "2027-01-30T08:00:00Z"  # 15 days after T0
+    clock = Clock()
+    src = login_source(fake, clock)
+    known = Known()
+    poll(src, known, False)
+    clock.now += 12 * 86400  # 3 days left: more than 10% of 15 days
+    poll(src, known, False)
+    assert fake.count("/auth/refresh", "POST") == 0
+    clock.now += 2 * 86400  # 1 day left: refresh
+    poll(src, known, False)
+    assert fake.count("/auth/refresh", "POST") == 1
+    assert fake.count("/auth/login", "POST") == 1
+
+
+def test_relogin_once_on_401() -> None:
+    fake = FakeVocdoni()
+    fake.add(1)
+    fake.tokens = set()
+    src = login_source(fake)
+    known = Known()
+    poll(src, known, True)
+    fake.tokens = set()  # server restarted with a new secret: old JWTs are refused
+    result = poll(src, known, False)
+    assert len(result.jobs) == 1
+    assert fake.count("/auth/login", "POST") == 2
+
+
+def test_wrong_password_is_auth_error() -> None:
+    fake = FakeVocdoni()
+    fake.tokens = set()
+    with structlog.testing.capture_logs() as logs, pytest.raises(PollError) as info:
+        run(login_source(fake, password="wrong-pass").poll(TARGET, Known(), True))
+    assert info.value.reason == "auth"
+    assert fake.count("/auth/login", "POST") == 1
+    assert "wrong-pass" not in str(info.value) and "wrong-pass" not in repr(logs)
+
+
+def test_revoked_static_token_is_auth_error_without_login() -> None:
+    fake = FakeVocdoni()
+    fake.tokens = set()
+    with pytest.raises(PollError) as info:
+        run(make_source(fake, api="v2").poll(TARGET, Known(), True))
+    assert info.value.reason == "auth"
+    assert fake.count("/auth/", "POST") == 0
+
+
+def test_discover_orgs() -> None:
+    fake = FakeVocdoni()
+    fake.tokens = set()
+    src = login_source(fake)
+    assert run(src.discover_orgs()) == [ORG, "0x" + "2" * 40]
+
+
+def test_rate_limited_list_is_retried_after_retry_after() -> None:
+    fake = FakeVocdoni()
+    fake.add(1)
+    clock = Clock()
+    answered: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("page") == "1" and not answered:
+            answered.append(clock.now)
+            return httpx.Response(429, text="Server capacity exceeded.",
+                                  headers={"Retry-After": "2"})
+        if request.url.params.get("page") == "1":
+            answered.append(clock.now)
+        return await fake(request)
+
+    src = make_source(fake, clock)
+    src._client._client._transport = httpx.MockTransport(handler)
+    result = poll(src, Known(), True)
+    assert len(result.jobs) == 1
+    assert answered[1] - answered[0] >= 2
+    assert src.stats.view().rate_limited == 1
+
+
+def test_refused_refresh_falls_back_to_login() -> None:
+    fake = FakeVocdoni()
+    fake.add(1)
+    fake.tokens = set()
+    clock = Clock()
+    src = login_source(fake, clock)
+    known = Known()
+    poll(src, known, False)
+    clock.now += 14 * 86400
+    fake.tokens = set()  # the refresh is refused with 401/40001
+    poll(src, known, False)
+    assert fake.count("/auth/refresh", "POST") == 1
+    assert fake.count("/auth/login", "POST") == 2
+
+
+def test_v1_job_without_position_forces_full_list() -> None:
+    fake = FakeVocdoni("v1")
+    fake.add(500)
+    src, known = synced(fake)
+    orphan = fake.jobs[0]["jobId"]
+    known.jobs[orphan] = KnownJob(orphan, "publish_process", "pending", False)
+    fake.add(1)
+    before = fake.count(f"/organizations/{ORG}/jobs")
+    result = poll(src, known, False)
+    assert result.complete
+    assert fake.count(f"/organizations/{ORG}/jobs") - before == 1 + 6  # page 1, then all pages
+    assert by_id(result)[orphan].status == "completed"
