@@ -32,7 +32,7 @@ def parse_shard(text: str) -> Shard:
     if not match:
         raise ValueError(f"--shard expects INDEX/COUNT such as 0/3, got {text!r}")
     raw_index, count = match["index"], int(match["count"])
-    ordinal = re.search(r"(\d+)$", raw_index)
+    ordinal = re.fullmatch(r"(?:.+-)?(\d+)", raw_index)
     if ordinal is None:
         raise ValueError(f"--shard index must be a number or end in -N, got {raw_index!r}")
     index = int(ordinal.group(1))

@@ -6,7 +6,9 @@ from exporter.sources.base import JobObservation, PollResult, StepObservation
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
 
-def _job(job_id: str, status: str, job_type: str = "publish_process", **kw: object) -> JobObservation:
+def _job(
+    job_id: str, status: str, job_type: str = "publish_process", **kw: object
+) -> JobObservation:
     return JobObservation(job_id=job_id, job_type=job_type, status=status, **kw)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,135 @@
+"""Wire config, scheduler, collector, render cache and HTTP server into the running daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.collector import JobsCollector
+from exporter.config import Config, ConfigError, load_config
+from exporter.render import MetricsCache
+from exporter.scheduler import Scheduler
+from exporter.server import ExporterServer
+from exporter.sharding import Shard
+from exporter.state.store import StateStore
+
+log = structlog.get_logger()
+
+WATCHDOG_PERIOD = 1.0  # seconds between stall checks
+SHUTDOWN_GRACE = 4.0  # SIGTERM must exit within 5 s
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What `run` needs beyond the config file."""
+
+    config_file: str
+    listen: str = ":9877"
+    web_config_file: str | None = None
+    shard: Shard | None = None
+
+
+def make_registry(scheduler: Scheduler) -> CollectorRegistry:
+    """Return a private registry whose only collector renders the scheduler's snapshot."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobsCollector(lambda: scheduler.snapshot, version=__version__))
+    return registry
+
+
+class Daemon:
+    """The running exporter: asyncio loop for polls, threads for HTTP and rendering."""
+
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.options = options
+        self.store = StateStore(config.state_path)
+        self.scheduler = Scheduler(config, shard=options.shard, store=self.store)
+        self.cache = MetricsCache(make_registry(self.scheduler))
+        self.scheduler.on_update = self.cache.invalidate
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server = ExporterServer(
+            options.listen, self.cache, ready=self.scheduler.readiness,
+            reload=self.reload_from_thread, web_config_file=options.web_config_file,
+            version=__version__,
+        )
+        self._stop = asyncio.Event()
+        self._reload_lock = threading.Lock()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the exit code."""
+        self.loop = asyncio.get_running_loop()
+        self.cache.render_now()
+        self.server.start()
+        self.cache.start()
+        self._install_signals()
+        await self.scheduler.start()
+        log.info("exporter started", version=__version__, listen=self.options.listen,
+                 port=self.server.port, orgs=len(self.scheduler.loops))
+        watchdog = asyncio.create_task(self._watchdog())
+        await self._stop.wait()
+        watchdog.cancel()
+        log.info("shutting down")
+        try:
+            await asyncio.wait_for(self.scheduler.stop(), SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning("shutdown timed out; state saved up to the last poll")
+        self.cache.stop()
+        self.server.stop()
+        return 0
+
+    def _install_signals(self) -> None:
+        assert self.loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._stop.set)
+        self.loop.add_signal_handler(
+            signal.SIGHUP, lambda: asyncio.ensure_future(self.reload())
+        )
+
+    async def _watchdog(self) -> None:
+        """Restart dead poll tasks and republish when an org stalls (up drops to 0)."""
+        stalled: set[tuple[str, str]] = set()
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD)
+            now = time.time()
+            current = set()
+            for key, loop in list(self.scheduler.loops.items()):
+                loop.check(now)
+                if loop.stalled(now):
+                    current.add(key)
+            if current != stalled:
+                for key in current - stalled:
+                    log.error("poll stalled", source=key[0], org=key[1])
+                stalled = current
+                self.scheduler.publish()
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load and validate the config file again; keep the old one when invalid."""
+        try:
+            config = load_config(self.options.config_file)
+        except ConfigError as exc:
+            log.error("config reload failed", error=str(exc))
+            self.scheduler.reload_failed()
+            return False, str(exc)
+        await self.scheduler.reload(config)
+        log.info("config reloaded", sources=len(config.sources), orgs=len(self.scheduler.loops))
+        return True, "ok"
+
+    def reload_from_thread(self) -> tuple[bool, str]:
+        """Run reload() on the event loop from an HTTP thread (POST /-/reload)."""
+        if self.loop is None:
+            return False, "not running"
+        with self._reload_lock:
+            future = asyncio.run_coroutine_threadsafe(self.reload(), self.loop)
+            return future.result(timeout=60)
+
+
+def run_daemon(config: Config, options: RunOptions) -> int:
+    """Run the exporter until stopped."""
+    daemon = Daemon(config, options)
+    return asyncio.run(daemon.run())

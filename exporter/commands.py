@@ -1,0 +1,155 @@
+"""Subcommand implementations: run, once, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+
+import httpx
+import structlog
+from prometheus_client import generate_latest
+
+from exporter.app import RunOptions, make_registry, run_daemon
+from exporter.config import Config, ConfigError, load_config
+from exporter.scheduler import Scheduler
+from exporter.sharding import Shard, parse_shard
+
+log = structlog.get_logger()
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def _shard(text: str | None) -> Shard | None:
+    return parse_shard(text) if text else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon; exit 1 on a bad config or web config."""
+    config = _load(args.config_file)
+    if config is None:
+        return 1
+    try:
+        shard = _shard(args.shard)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    options = RunOptions(args.config_file, args.listen, args.web_config_file, shard)
+    try:
+        return run_daemon(config, options)
+    except OSError as exc:
+        print(f"asyncjob-exporter: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # invalid web config
+        print(f"asyncjob-exporter: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _once(config: Config, shard: Shard | None) -> tuple[bool, bytes]:
+    scheduler = Scheduler(config, shard=shard)
+    ok = await scheduler.poll_all_once()
+    text = generate_latest(make_registry(scheduler))
+    await scheduler.stop()
+    return ok, text
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    """Poll every org once, print the exposition; exit 1 if any org failed."""
+    config = _load(args.config_file)
+    if config is None:
+        return 1
+    ok, text = asyncio.run(_once(config, _shard(args.shard)))
+    sys.stdout.write(text.decode())
+    return 0 if ok else 1
+
+
+def _split_listen(listen: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return (host.strip("[]") or default_host), int(port)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve the fake APIs in the foreground."""
+    from exporter.simulator import SimOptions, run_simulator
+
+    host, port = _split_listen(args.listen)
+    knobs = {k: v for k, v in vars(args).items() if k in SimOptions.__dataclass_fields__}
+    return run_simulator(SimOptions(listen_host=host, listen_port=port, **knobs))
+
+
+DEMO_CONFIG = """\
+state:
+  path: ":memory:"
+defaults:
+  interval: {interval}
+  timeout: 5s
+sources:
+  - name: vocdoni-demo
+    kind: vocdoni
+    base_url: {url}/vocdoni
+    api: auto
+    auth:
+      token: ${{ASYNCJOB_DEMO_TOKEN}}
+    organizations:
+{orgs}
+  - name: vocdoni-legacy
+    kind: vocdoni
+    base_url: {url}/vocdoni-v1
+    api: auto
+    auth:
+      token: ${{ASYNCJOB_DEMO_TOKEN}}
+    organizations:
+{v1_orgs}
+  - name: ordo-demo
+    kind: ordo
+    base_url: {url}/ordo
+    auth:
+      token: ${{ASYNCJOB_DEMO_TOKEN}}
+    organization: lidar
+"""
+
+
+def demo_config(url: str, v2_orgs: list[str], v1_orgs: list[str], interval: str) -> str:
+    """Return the embedded demo config for a running simulator."""
+    def lines(addrs: list[str]) -> str:
+        return "\n".join(f'      - address: "{a}"' for a in addrs)
+
+    return DEMO_CONFIG.format(url=url, interval=interval, orgs=lines(v2_orgs),
+                              v1_orgs=lines(v1_orgs))
+
+
+def sim_orgs(url: str) -> dict[str, list[str]]:
+    """Return the simulator's org addresses per mount, from its truth endpoint."""
+    truth = httpx.get(f"{url}/_sim/truth", timeout=10).json()
+    return {mount: sorted(truth.get(mount, {})) for mount in ("vocdoni", "vocdoni-v1")}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the simulator and the exporter in one process and print the URL."""
+    from exporter.simulator import SimOptions, start_simulator
+
+    opts = SimOptions(listen_host="127.0.0.1", listen_port=0)
+    sim = start_simulator(opts)
+    orgs = sim_orgs(sim.url)
+    os.environ["ASYNCJOB_DEMO_TOKEN"] = opts.token
+    text = demo_config(sim.url, orgs["vocdoni"], orgs["vocdoni-v1"], args.interval)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="asyncjob-demo-",
+                                     delete=False) as fh:
+        fh.write(text)
+    config = load_config(fh.name)
+    host, port = _split_listen(args.listen)
+    print(f"asyncjob-exporter demo: simulator at {sim.url}", flush=True)
+    print(f"asyncjob-exporter demo: metrics at http://{host}:{port}/metrics", flush=True)
+    try:
+        return run_daemon(config, RunOptions(fh.name, args.listen))
+    finally:
+        sim.stop()
+        os.unlink(fh.name)

@@ -1,0 +1,175 @@
+"""One organization's poll loop: interval with jitter, health, watchdog, state saves."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import structlog
+
+from exporter.config import OrgConfig
+from exporter.sources.base import POLL_ERROR_REASONS, OrgTarget, PollError, Source
+from exporter.state.hist import HistogramAccumulator
+from exporter.state.snapshot import POLL_DURATION_BUCKETS, OrgHealth, OrgSnapshot
+from exporter.state.store import StateStore
+from exporter.state.tracker import OrgTracker, TrackerSettings
+
+log = structlog.get_logger()
+
+STALL_INTERVALS = 3  # an org whose loop completed no poll for this many intervals is down
+
+
+def org_key(target: OrgTarget) -> tuple[str, str]:
+    """Return the (source, org) key of a target."""
+    return (target.source, target.org)
+
+
+def tracker_settings(org: OrgConfig) -> TrackerSettings:
+    """Map an org's effective config to tracker limits."""
+    return TrackerSettings(
+        failed_job_retention=org.failed_job_retention,
+        max_job_types_per_org=org.max_job_types_per_org,
+        max_step_types_per_org=org.max_step_types_per_org,
+        max_job_series_per_org=org.max_job_series_per_org,
+    )
+
+
+class OrgLoop:
+    """Poll one org forever; a failed poll keeps the last good data and sets up=0."""
+
+    def __init__(
+        self,
+        target: OrgTarget,
+        org_config: OrgConfig,
+        source: Source,
+        *,
+        publish: Callable[[], None],
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+        tracker: OrgTracker | None = None,
+    ) -> None:
+        self.target = target
+        self.org_config = org_config
+        self.source = source
+        self.publish = publish
+        self.store = store
+        self.clock = clock
+        self.tracker = tracker or self._new_tracker()
+        self.tracker.settings = tracker_settings(org_config)
+        self.last_snapshot: OrgSnapshot | None = None
+        self.up = False
+        self.last_success: float | None = None
+        self.last_completed = clock()  # any poll end, success or not (stall detection)
+        self.errors: Counter[str] = Counter()
+        self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
+        self.last_full = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._restarts = 0
+
+    def _new_tracker(self) -> OrgTracker:
+        tracker = OrgTracker(self.target.source, self.target.org,
+                             tracker_settings(self.org_config))
+        if self.store is not None:
+            self.store.restore(tracker)
+        return tracker
+
+    # --- task management ------------------------------------------------------
+    def start(self) -> None:
+        """Start (or restart) the poll task."""
+        self.last_completed = self.clock()
+        self._task = asyncio.get_event_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Cancel the poll task and wait for it."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    def stalled(self, now: float) -> bool:
+        """Return True when no poll completed for STALL_INTERVALS intervals."""
+        return now - self.last_completed > STALL_INTERVALS * self.org_config.interval
+
+    def check(self, now: float) -> None:
+        """Restart a dead poll task; called by the watchdog."""
+        if self._task is not None and self._task.done():
+            self._restarts += 1
+            log.error("poll task died, restarting", source=self.target.source,
+                      org=self.target.org, restarts=self._restarts)
+            self.start()
+
+    async def _run(self) -> None:
+        interval = self.org_config.interval
+        while True:
+            await self.poll_once()
+            jitter = self.org_config.jitter
+            await asyncio.sleep(interval * random.uniform(1 - jitter, 1 + jitter))
+
+    # --- one poll -------------------------------------------------------------
+    async def poll_once(self) -> bool:
+        """Poll once, merge, publish; return True on success."""
+        start_wall, start = self.clock(), time.perf_counter()
+        full = (not self.tracker.synced or not self.last_full
+                or start_wall - self.last_full >= self.org_config.full_resync_interval)
+        before = _requests(self.source)
+        try:
+            result = await self.source.poll(self.target, self.tracker, full)
+        except PollError as exc:
+            return self._failed(exc.reason, str(exc), time.perf_counter() - start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a source bug must not kill the loop
+            log.exception("poll crashed", source=self.target.source, org=self.target.org)
+            return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
+        now = self.clock()
+        summary = self.tracker.apply(result, now)
+        if full:
+            self.last_full = start_wall
+        if self.store is not None:
+            self.store.save(self.tracker)
+        self.last_snapshot = self.tracker.snapshot(now)
+        duration = time.perf_counter() - start
+        self._finish(True, duration)
+        log.info("poll", source=self.target.source, org=self.target.org, full=full,
+                 jobs=summary.tracked, seen=summary.seen, new=summary.new,
+                 finished=summary.finished, removed=summary.removed,
+                 requests=_requests(self.source) - before, duration=round(duration, 4))
+        return True
+
+    def _failed(self, reason: str, message: str, duration: float) -> bool:
+        self.errors[reason if reason in POLL_ERROR_REASONS else "schema"] += 1
+        self._finish(False, duration)
+        log.warning("poll failed", source=self.target.source, org=self.target.org,
+                    reason=reason, error=message[:200], duration=round(duration, 4))
+        return False
+
+    def _finish(self, ok: bool, duration: float) -> None:
+        self.up = ok
+        now = self.clock()
+        self.last_completed = now
+        if ok:
+            self.last_success = now
+        self.poll_hist.observe(duration)
+        self.publish()
+
+    def health(self, now: float) -> OrgHealth:
+        """Return this org's health; a stalled loop reads as down."""
+        return OrgHealth(
+            source=self.target.source,
+            org=self.target.org,
+            up=self.up and not self.stalled(now),
+            last_success=self.last_success,
+            poll_duration=self.poll_hist.freeze(),
+            poll_errors=dict(self.errors),
+            synced=self.last_success is not None,
+        )
+
+
+def _requests(source: Source) -> int:
+    return source.stats.total()

@@ -1,0 +1,131 @@
+"""Start the real simulator and exporter processes on loopback and read their output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+EXE = [sys.executable, "-m", "exporter"]
+
+
+def free_port() -> int:
+    """Return a free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll predicate until it returns a truthy value or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError) as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} ({last_exc!r})")
+
+
+class Proc:
+    """A child process with its output captured to a file."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+
+    def output(self) -> str:
+        """Return everything the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the process and wait for its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+@contextmanager
+def simulator(tmp: Path, *knobs: str) -> Iterator[str]:
+    """Run `asyncjob-exporter simulate` and yield its base URL."""
+    port = free_port()
+    proc = Proc([*EXE, "simulate", "--listen", f"127.0.0.1:{port}", *knobs], tmp / "sim.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/_sim/truth", timeout=2).status_code == 200, 20,
+                 f"simulator start\n{proc.output()}")
+        yield url
+    finally:
+        proc.stop()
+
+
+@contextmanager
+def exporter(tmp: Path, config: str, *flags: str, env: dict[str, str] | None = None,
+             name: str = "exporter") -> Iterator[tuple[str, Proc]]:
+    """Run `asyncjob-exporter run` on a config text and yield (base URL, process)."""
+    port = free_port()
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(config)
+    proc = Proc([*EXE, "--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{port}",
+                 "--log.format", "json", *flags], tmp / f"{name}.log", env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 20,
+                 f"exporter start\n{proc.output()}")
+        yield url, proc
+    finally:
+        proc.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Scrape /metrics and return {(sample name, sorted labels): value}."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def select(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+           **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Return the samples of one name whose labels include `labels`."""
+    out = {}
+    for (n, lbls), value in samples.items():
+        if n == name and all(dict(lbls).get(k) == v for k, v in labels.items()):
+            out[lbls] = value
+    return out
+
+
+def sim_post(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """POST to a simulator control endpoint."""
+    resp = httpx.post(f"{url}/_sim/{path}", json=body or {}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def truth(url: str) -> Any:
+    """Return the simulator's truth document."""
+    return httpx.get(f"{url}/_sim/truth", timeout=10).json()

@@ -1,0 +1,189 @@
+"""Scheduler and org loops with a fake source: health, last good data, reload, stalls."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter import scheduler as scheduler_mod
+from exporter.config import load_config
+from exporter.sharding import Shard
+from exporter.sources.base import (
+    JobObservation,
+    KnownJobs,
+    OrgTarget,
+    PollError,
+    PollResult,
+    RequestStats,
+)
+
+CONFIG = """
+state: {{path: ":memory:"}}
+defaults: {{interval: {interval}, jitter: 0}}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {{token: t}}
+    organizations:
+{orgs}
+"""
+
+
+class FakeSource:
+    """Answers polls from a script: a list of jobs per org, or an exception."""
+
+    def __init__(self) -> None:
+        self.stats = RequestStats()
+        self.jobs: dict[str, list[JobObservation]] = {}
+        self.fail: PollError | None = None
+        self.hang = False
+        self.polls: list[tuple[str, bool]] = []
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        self.polls.append((target.org, full))
+        self.stats.record("/jobs", "200", 0.001)
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.fail is not None:
+            raise self.fail
+        return PollResult(jobs=tuple(self.jobs.get(target.address, [])), complete=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _write(tmp_path: Path, orgs: list[str], interval: str = "0.05s") -> Path:
+    lines = "\n".join(f'      - address: "0x{o * 40}"\n        name: org{o}' for o in orgs)
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.format(interval=interval, orgs=lines))
+    return path
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSource:
+    source = FakeSource()
+    monkeypatch.setattr(scheduler_mod, "build_source", lambda cfg: source)
+    return source
+
+
+def _job(job_id: str, status: str) -> JobObservation:
+    return JobObservation(job_id=job_id, job_type="publish_process", status=status)
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def test_polls_publish_snapshots_and_keep_last_good_data(tmp_path: Path, fake: FakeSource) -> None:
+    async def scenario() -> None:
+        updates: list[int] = []
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])),
+                                        on_update=lambda: updates.append(1))
+        fake.jobs["0x" + "1" * 40] = [_job("a", "pending")]
+        await sched.start()
+        await _until(lambda: ("fake", "org1") in sched.snapshot.orgs)
+        assert sched.readiness()[0]
+        assert sched.snapshot.orgs[("fake", "org1")].jobs == {("publish_process", "pending"): 1}
+        assert fake.polls[0] == ("org1", True)  # first poll is a full sync
+        await _until(lambda: len(fake.polls) >= 2)
+        assert fake.polls[1] == ("org1", False)
+        fake.fail = PollError("http_5xx", "HTTP 500")
+        await _until(lambda: not sched.snapshot.health[("fake", "org1")].up)
+        health = sched.snapshot.health[("fake", "org1")]
+        assert health.poll_errors == {"http_5xx": health.poll_errors["http_5xx"]}
+        # the last good data stays
+        assert sched.snapshot.orgs[("fake", "org1")].jobs == {("publish_process", "pending"): 1}
+        fake.fail = None
+        await _until(lambda: sched.snapshot.health[("fake", "org1")].up)
+        assert updates and sched.snapshot.requests["fake"].requests[("/jobs", "200")] >= 3
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_unexpected_exception_is_a_counted_error_not_a_crash(
+    tmp_path: Path, fake: FakeSource
+) -> None:
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        fake.fail = KeyError("boom")  # type: ignore[assignment]
+        await sched.start()
+        await _until(lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("schema"))
+        assert not sched.readiness()[0]
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reload_keeps_unchanged_orgs_and_drops_removed(tmp_path: Path, fake: FakeSource) -> None:
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1", "2"])))
+        await sched.start()
+        await _until(lambda: len(sched.snapshot.orgs) == 2)
+        loop1 = sched.loops[("fake", "org1")]
+        await sched.reload(load_config(_write(tmp_path, ["1", "3"])))
+        assert sched.loops[("fake", "org1")] is loop1
+        assert set(sched.loops) == {("fake", "org1"), ("fake", "org3")}
+        await _until(lambda: ("fake", "org3") in sched.snapshot.orgs)
+        assert ("fake", "org2") not in sched.snapshot.orgs
+        assert ("fake", "org2") not in sched.snapshot.health
+        assert sched.snapshot.reload_success
+        sched.reload_failed()
+        assert not sched.snapshot.reload_success
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stalled_loop_reads_as_down(tmp_path: Path, fake: FakeSource) -> None:
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        await sched.start()
+        await _until(lambda: sched.snapshot.health.get(("fake", "org1")) is not None
+                     and sched.snapshot.health[("fake", "org1")].up)
+        fake.hang = True
+        loop = sched.loops[("fake", "org1")]
+        await _until(lambda: loop.stalled(sched.clock()))
+        sched.publish()
+        assert not sched.snapshot.health[("fake", "org1")].up
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_dead_task_is_restarted(tmp_path: Path, fake: FakeSource) -> None:
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        await sched.start()
+        loop = sched.loops[("fake", "org1")]
+        assert loop._task is not None
+        loop._task.cancel()
+        await asyncio.sleep(0.01)
+        before = len(fake.polls)
+        loop.check(sched.clock())
+        await _until(lambda: len(fake.polls) > before)
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_shard_filters_orgs(tmp_path: Path, fake: FakeSource) -> None:
+    async def scenario() -> None:
+        config = load_config(_write(tmp_path, [str(i) for i in range(1, 10)]))
+        owned = []
+        for index in range(3):
+            sched = scheduler_mod.Scheduler(config, shard=Shard(index, 3))
+            sched._apply(config)
+            owned.append(set(sched.loops))
+            assert sched.snapshot.shard == (index, 3)
+        assert sum(len(o) for o in owned) == 9
+        assert set().union(*owned) == {("fake", f"org{i}") for i in range(1, 10)}
+
+    asyncio.run(scenario())
