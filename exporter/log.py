@@ -10,6 +10,10 @@ import structlog
 LEVELS = ("debug", "info", "warning", "error")
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def setup_logging(level: str = "info", fmt: str | None = None) -> None:
     """Configure structlog once; `fmt` None picks console on a TTY, JSON elsewhere."""
     if fmt is None:
@@ -28,6 +32,7 @@ def setup_logging(level: str = "info", fmt: str | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolve sys.stderr per logger so a replaced stream (tests, daemons) is honoured.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
