@@ -91,6 +91,7 @@ state:
 defaults:
   interval: {interval}
   timeout: 5s
+  max_requests_per_second: 50   # the simulator is local; the default 5 suits real APIs
 sources:
   - name: vocdoni-demo
     kind: vocdoni
