@@ -158,3 +158,19 @@ def test_import_items_counted_once_per_job() -> None:
     t.apply(_poll(done), 2.0)
     t.apply(_poll(done), 3.0)
     assert t.snapshot(3.0).import_items == {"added": 10, "errored": 2}
+
+
+def test_first_sync_steps_are_a_baseline_not_counted() -> None:
+    t = _tracker()
+    steps = (_step("a", "success", started_at=1.0, finished_at=2.0),
+             _step("b", "running", attempt=2, started_at=2.0))
+    t.apply(_poll(_job("j", "running", steps=steps, job_type="lidar")), 10.0)
+    snap = t.snapshot(10.0)
+    assert snap.step_finished == {} and snap.step_attempts == {}
+    assert snap.steps == {("lidar", "A", "success"): 1, ("lidar", "B", "running"): 1}
+    later = (_step("a", "success", started_at=1.0, finished_at=2.0),
+             _step("b", "success", attempt=3, started_at=5.0, finished_at=8.0))
+    t.apply(_poll(_job("j", "running", steps=later, job_type="lidar")), 20.0)
+    snap = t.snapshot(20.0)
+    assert snap.step_finished == {("lidar", "B", "success"): 1}
+    assert snap.step_attempts == {("lidar", "B"): 1}

@@ -43,18 +43,30 @@ class StepBook:
         self.finished: Counter[StepKey] = Counter()
         self.attempts: Counter[StepTypeKey] = Counter()
         self.durations: dict[StepKey, HistogramAccumulator] = {}
+        self.dirty: set[str] = set()  # job ids whose step records the state store must rewrite
 
     def merge(
-        self, job_id: str, job_type: str, steps: tuple[StepObservation, ...], now: float
+        self, job_id: str, job_type: str, steps: tuple[StepObservation, ...], now: float,
+        baseline: bool = False,
     ) -> None:
-        """Merge a job's detailed steps; count each step's finish and retries once."""
+        """Merge a job's detailed steps; count each step's finish and retries once.
+
+        With `baseline` (the org's first sync) what already happened is history: steps
+        already finished and retries already made are remembered, not counted.
+        """
         _, known = self._jobs.setdefault(job_id, (job_type, {}))
         for obs in steps:
             rec = known.get(obs.step_id)
             if rec is None:
                 rec = _StepRecord(self._step_type(job_type, obs.step_type), obs.status, 0, False,
                                   None)
+                if baseline:
+                    rec.attempt = obs.attempt
+                    rec.counted = obs.status in TERMINAL_STEP_STATUSES
                 known[obs.step_id] = rec
+                self.dirty.add(job_id)
+            if obs.attempt > rec.attempt or obs.status != rec.status:
+                self.dirty.add(job_id)
             self._count_retries(job_type, rec, obs.attempt)
             rec.status = obs.status
             rec.last_progress_at = obs.last_progress_at
@@ -87,7 +99,21 @@ class StepBook:
 
     def forget(self, job_id: str) -> None:
         """Drop a job's steps from the gauges (job ended or vanished); counters stay."""
-        self._jobs.pop(job_id, None)
+        if self._jobs.pop(job_id, None) is not None:
+            self.dirty.add(job_id)
+
+    def export(self, job_id: str) -> list[tuple[str, str, str, int, bool, float | None]]:
+        """Return a job's step records for the state store: (step_id, type, status, ...)."""
+        _, known = self._jobs.get(job_id, ("", {}))
+        return [(sid, r.step_type, r.status, r.attempt, r.counted, r.last_progress_at)
+                for sid, r in known.items()]
+
+    def restore(self, job_id: str, job_type: str, step_id: str, step_type: str, status: str,
+                attempt: int, counted: bool, last_progress_at: float | None) -> None:
+        """Load one step from the state store so a restart neither recounts nor re-retries it."""
+        _, known = self._jobs.setdefault(job_id, (job_type, {}))
+        known[step_id] = _StepRecord(self._step_type(job_type, step_type), status, attempt,
+                                     counted, last_progress_at)
 
     def freeze(self, now: float) -> StepsView:
         """Return the aggregates of steps of active jobs plus the counters."""

@@ -169,7 +169,7 @@ class OrgTracker:
                 self.agg.invalid_items["progress_out_of_range"] += 1
             rec.progress = _clamp(obs.progress)
         if obs.steps is not None and not (is_new and rec.counted):
-            self.steps.merge(job_id, rec.job_type, obs.steps, now)
+            self.steps.merge(job_id, rec.job_type, obs.steps, now, baseline=first_sync)
         if rec.status in TERMINAL_JOB_STATUSES:
             self.steps.forget(job_id)
         return is_new, did_finish
