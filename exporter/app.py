@@ -96,17 +96,26 @@ class Daemon:
         stalled: set[tuple[str, str]] = set()
         while True:
             await asyncio.sleep(WATCHDOG_PERIOD)
-            now = time.time()
-            current = set()
-            for key, loop in list(self.scheduler.loops.items()):
-                loop.check(now)
-                if loop.stalled(now):
-                    current.add(key)
-            if current != stalled:
-                for key in current - stalled:
-                    log.error("poll stalled", source=key[0], org=key[1])
-                stalled = current
-                self.scheduler.publish()
+            try:
+                stalled = self._watch(stalled)
+            except Exception:  # the watchdog itself must never die
+                log.exception("watchdog check failed")
+
+    def _watch(self, stalled: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Check every loop once; return the set of stalled orgs."""
+        now = time.time()
+        current = set()
+        for key, loop in list(self.scheduler.loops.items()):
+            loop.check(now)
+            if loop.stalled(now):
+                current.add(key)
+        if current != stalled:
+            for key in current - stalled:
+                log.error("poll stalled", source=key[0], org=key[1])
+            for key in stalled - current:
+                log.info("poll no longer stalled", source=key[0], org=key[1])
+            self.scheduler.publish()
+        return current
 
     async def reload(self) -> tuple[bool, str]:
         """Load and validate the config file again; keep the old one when invalid."""
@@ -116,7 +125,12 @@ class Daemon:
             log.error("config reload failed", error=str(exc))
             self.scheduler.reload_failed()
             return False, str(exc)
-        await self.scheduler.reload(config)
+        try:
+            await self.scheduler.reload(config)
+        except Exception as exc:  # e.g. a client that cannot be built: keep what runs
+            log.exception("config reload failed while applying")
+            self.scheduler.reload_failed()
+            return False, f"cannot apply config: {type(exc).__name__}"
         log.info("config reloaded", sources=len(config.sources), orgs=len(self.scheduler.loops))
         return True, "ok"
 

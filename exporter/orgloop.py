@@ -127,13 +127,17 @@ class OrgLoop:
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll crashed", source=self.target.source, org=self.target.org)
             return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
-        now = self.clock()
-        summary = self.tracker.apply(result, now)
-        if full:
-            self.last_full = start_wall
-        if self.store is not None:
-            self.store.save(self.tracker)
-        self.last_snapshot = self.tracker.snapshot(now)
+        try:
+            now = self.clock()
+            summary = self.tracker.apply(result, now)
+            if full:
+                self.last_full = start_wall
+            if self.store is not None:
+                self.store.save(self.tracker)  # one transaction; on error retried next poll
+            self.last_snapshot = self.tracker.snapshot(now)
+        except Exception as exc:  # a tracker bug must not kill the loop either
+            log.exception("poll crashed", source=self.target.source, org=self.target.org)
+            return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
         log.info("poll", source=self.target.source, org=self.target.org, full=full,

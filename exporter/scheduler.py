@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -19,7 +19,15 @@ from exporter.state.store import StateStore
 
 log = structlog.get_logger()
 
-DISCOVERY_INTERVAL = 300.0  # seconds between `organizations: auto` refreshes
+# Seconds between `organizations: auto` refreshes; a source's full_resync_interval, when shorter,
+# wins (both are "notice what was added or removed upstream").
+DISCOVERY_INTERVAL = 300.0
+RETIRE_GRACE = 60.0  # seconds a replaced HTTP client stays open for polls still using it
+
+
+def discovery_interval(cfg: SourceConfig) -> float:
+    """Return how often a source's organizations are rediscovered."""
+    return min(DISCOVERY_INTERVAL, cfg.full_resync_interval)
 
 
 def build_source(cfg: SourceConfig) -> Source:
@@ -68,6 +76,9 @@ class Scheduler:
         self.reload_timestamp = clock()
         self.snapshot = ExporterSnapshot(shard=shard.as_tuple() if shard else None)
         self._running = False
+        self._retired: set[Source] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stalled: tuple[str, ...] = ()
 
     # --- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -77,15 +88,24 @@ class Scheduler:
         self.publish()
 
     async def stop(self) -> None:
-        """Cancel loops, flush state and close HTTP clients."""
+        """Cancel loops, close the state file, then the HTTP clients.
+
+        State writes are synchronous (one transaction per poll, no await inside), so a cancelled
+        poll never leaves half a batch: the file holds everything up to the last finished poll.
+        """
         self._running = False
         for task in self._discovery.values():
             task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(*(loop.stop() for loop in self.loops.values()))
-        for source in self.sources.values():
-            await source.aclose()
         if self.store is not None:
             self.store.close()
+        for source in [*self.sources.values(), *self._retired]:
+            try:
+                await source.aclose()
+            except Exception as exc:  # closing must not keep the process from exiting
+                log.warning("client close failed", error=type(exc).__name__)
 
     async def poll_all_once(self) -> bool:
         """Poll every org once (the `once` command); return True when all succeeded."""
@@ -118,17 +138,55 @@ class Scheduler:
 
     def _apply(self, config: Config) -> None:
         wanted = self._sources_by_name(config)
+        if self._running and config.state_path != self.config.state_path:
+            log.warning("state.path changed; it applies at the next restart",
+                        path=self.config.state_path)
         for name in list(self.sources):
-            if name not in wanted or _source_identity(wanted[name]) != self._identities[name]:
+            if name not in wanted:
                 self._drop_source(name)
         for name, cfg in wanted.items():
             if name not in self.sources:
                 self.sources[name] = build_source(cfg)
                 self._identities[name] = _source_identity(cfg)
+            elif _source_identity(cfg) != self._identities[name]:
+                self._replace_source(cfg)
             if cfg.organizations_auto:
                 self._ensure_discovery(cfg)
             orgs = self._discovered.get(name, ()) if cfg.organizations_auto else cfg.orgs
             self._sync_orgs(cfg, orgs)
+
+    def _replace_source(self, cfg: SourceConfig) -> None:
+        """Swap in a new HTTP client (credentials, URL, limits changed); orgs keep their state."""
+        old = self.sources[cfg.name]
+        self.sources[cfg.name] = build_source(cfg)
+        self._identities[cfg.name] = _source_identity(cfg)
+        for key, loop in self.loops.items():
+            if key[0] == cfg.name:
+                loop.source = self.sources[cfg.name]  # the next poll uses the new client
+        task = self._discovery.pop(cfg.name, None)
+        if task is not None:
+            task.cancel()
+        self._close_later(old)
+        log.info("source settings changed, new client", source=cfg.name)
+
+    def _close_later(self, source: Source) -> None:
+        """Close a replaced client once polls still using it had time to finish."""
+        async def close() -> None:
+            try:
+                await asyncio.sleep(RETIRE_GRACE)
+            finally:
+                self._retired.discard(source)
+                await source.aclose()
+
+        self._retired.add(source)
+        if self._running:
+            self._bg(close())
+
+    def _bg(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a housekeeping coroutine, keeping a reference so it is not garbage-collected."""
+        task = asyncio.get_event_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _drop_source(self, name: str) -> None:
         for key in [k for k in self.loops if k[0] == name]:
@@ -136,9 +194,10 @@ class Scheduler:
         task = self._discovery.pop(name, None)
         if task is not None:
             task.cancel()
+        self._discovered.pop(name, None)
         source = self.sources.pop(name)
         self._identities.pop(name, None)
-        asyncio.get_event_loop().create_task(source.aclose())
+        self._bg(source.aclose())
 
     def _sync_orgs(self, cfg: SourceConfig, orgs: tuple[OrgConfig, ...]) -> None:
         wanted = {
@@ -167,7 +226,7 @@ class Scheduler:
 
     def _drop_loop(self, key: tuple[str, str], keep_state: bool = False) -> None:
         loop = self.loops.pop(key)
-        asyncio.get_event_loop().create_task(loop.stop())
+        self._bg(loop.stop())
         if not keep_state and self.store is not None:
             self.store.forget_org(*key)
 
@@ -179,7 +238,7 @@ class Scheduler:
         async def refresh() -> None:
             while True:
                 await self._discover(cfg)
-                await asyncio.sleep(DISCOVERY_INTERVAL * random.uniform(0.9, 1.1))
+                await asyncio.sleep(discovery_interval(cfg) * random.uniform(0.9, 1.1))
 
         self._discovery[cfg.name] = asyncio.get_event_loop().create_task(refresh())
 
@@ -211,11 +270,15 @@ class Scheduler:
         """Swap in a new immutable snapshot built from every loop's latest state."""
         orgs: dict[tuple[str, str], OrgSnapshot] = {}
         health: dict[tuple[str, str], OrgHealth] = {}
+        stalled: list[str] = []
         now = self.clock()
         for key, loop in self.loops.items():
             if loop.last_snapshot is not None:
                 orgs[key] = loop.last_snapshot
             health[key] = loop.health(now)
+            if loop.stalled(now):
+                stalled.append(f"{key[0]}/{key[1]}")
+        self._stalled = tuple(stalled)
         self.snapshot = ExporterSnapshot(
             orgs=orgs,
             health=health,
@@ -227,12 +290,18 @@ class Scheduler:
         self.on_update()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Return (ready, details): ready once every org had one successful poll."""
+        """Return (ready, details): ready once every org had one successful poll.
+
+        Orgs that synced once but are down now (failed polls, or stalled: no poll completed for
+        STALL_INTERVALS intervals) are listed but keep the exporter ready: one broken upstream
+        org must not take the other orgs' metrics, and its own asyncjob_up 0, out of rotation.
+        """
         snap = self.snapshot
         missing = [f"{s}/{o}" for (s, o), h in snap.health.items() if not h.synced]
         down = [f"{s}/{o}" for (s, o), h in snap.health.items() if h.synced and not h.up]
         ready = not missing
-        return ready, {"ready": ready, "missing": missing, "down": down, "orgs": len(snap.health)}
+        return ready, {"ready": ready, "missing": missing, "down": down,
+                       "stalled": list(self._stalled), "orgs": len(snap.health)}
 
 
 __all__ = ["Scheduler", "build_source", "org_key"]

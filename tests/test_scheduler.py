@@ -187,3 +187,86 @@ def test_shard_filters_orgs(tmp_path: Path, fake: FakeSource) -> None:
         assert set().union(*owned) == {("fake", f"org{i}") for i in range(1, 10)}
 
     asyncio.run(scenario())
+
+
+def test_readiness_lists_stalled_orgs_but_stays_ready(tmp_path: Path, fake: FakeSource) -> None:
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        await sched.start()
+        await _until(lambda: sched.readiness()[0])
+        fake.hang = True
+        loop = sched.loops[("fake", "org1")]
+        await _until(lambda: loop.stalled(sched.clock()))
+        sched.publish()
+        ready, details = sched.readiness()
+        assert ready and details["stalled"] == ["fake/org1"] and details["down"] == ["fake/org1"]
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reload_with_new_credentials_keeps_loops_and_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[FakeSource] = []
+
+    def build(cfg: Any) -> FakeSource:
+        built.append(FakeSource())
+        built[-1].jobs["0x" + "1" * 40] = [_job("a", "pending")]
+        return built[-1]
+
+    monkeypatch.setattr(scheduler_mod, "build_source", build)
+
+    async def scenario() -> None:
+        path = _write(tmp_path, ["1"])
+        sched = scheduler_mod.Scheduler(load_config(path))
+        await sched.start()
+        await _until(lambda: ("fake", "org1") in sched.snapshot.orgs)
+        loop, tracker = sched.loops[("fake", "org1")], sched.loops[("fake", "org1")].tracker
+        path.write_text(path.read_text().replace("token: t", "token: t2"))
+        await sched.reload(load_config(path))
+        assert len(built) == 2 and sched.sources["fake"] is built[1]
+        assert sched.loops[("fake", "org1")] is loop and loop.tracker is tracker
+        await _until(lambda: bool(built[1].polls))  # the next poll goes through the new client
+        assert sched.snapshot.health[("fake", "org1")].up
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+AUTO_CONFIG = """
+state: {path: ":memory:"}
+defaults: {interval: 0.05s, jitter: 0}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {email: ops@example.org, password: pw}
+    full_resync_interval: 0.05s
+    organizations: auto
+"""
+
+
+def test_discovery_follows_added_and_removed_orgs(tmp_path: Path, fake: FakeSource) -> None:
+    found = ["0x" + "1" * 40]
+
+    async def discover() -> list[str]:
+        return list(found)
+
+    fake.discover_orgs = discover  # type: ignore[attr-defined]
+    path = tmp_path / "c.yaml"
+    path.write_text(AUTO_CONFIG)
+    config = load_config(path)
+    assert scheduler_mod.discovery_interval(config.sources[0]) == 0.05
+
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(config)
+        await sched.start()
+        await _until(lambda: set(sched.snapshot.orgs) == {("fake", "0x" + "1" * 40)})
+        found.append("0x" + "2" * 40)
+        await _until(lambda: len(sched.snapshot.orgs) == 2)
+        found.pop(0)
+        await _until(lambda: set(sched.snapshot.health) == {("fake", "0x" + "2" * 40)})
+        await sched.stop()
+
+    asyncio.run(scenario())

@@ -19,6 +19,9 @@ REFRESH_SHARE = 0.1
 # ... or less than an hour (capped at half the lifetime, so short tokens are not refreshed on
 # every request).
 REFRESH_MARGIN = 3600.0
+# After a failed refresh (API briefly down), wait this share of the margin before trying again,
+# so a flaky API does not get one refresh attempt per request.
+REFRESH_RETRY_SHARE = 0.1
 
 
 class VocdoniAuth:
@@ -39,6 +42,7 @@ class VocdoniAuth:
         self._token: str | None = None
         self._issued = 0.0
         self._expires: float | None = None
+        self._retry_refresh_at = 0.0
         self._lock = asyncio.Lock()
         self._client: ApiClient | None = None
         self.generation = 0  # bumped on every new token
@@ -79,9 +83,13 @@ class VocdoniAuth:
         """Tell whether the token is close enough to expiry to refresh it."""
         if self._expires is None:
             return False
-        lifetime = max(0.0, self._expires - self._issued)
-        margin = max(REFRESH_SHARE * lifetime, min(REFRESH_MARGIN, lifetime / 2))
-        return self._expires - self._clock() < margin
+        now = self._clock()
+        return self._expires - now < self._margin() and now >= self._retry_refresh_at
+
+    def _margin(self) -> float:
+        """Return how long before expiry a refresh is due."""
+        lifetime = max(0.0, self._expires - self._issued) if self._expires is not None else 0.0
+        return max(REFRESH_SHARE * lifetime, min(REFRESH_MARGIN, lifetime / 2))
 
     def _client_or_fail(self) -> ApiClient:
         """Return the bound client."""
@@ -112,7 +120,9 @@ class VocdoniAuth:
         except PollError:
             if self._expires is not None and self._expires <= self._clock():
                 raise
-            log.warning("vocdoni token refresh failed")
+            self._retry_refresh_at = self._clock() + REFRESH_RETRY_SHARE * self._margin()
+            log.warning("vocdoni token refresh failed; current token still valid",
+                        expires_in=self._expires_in())
             return
         self._store(resp.json())
         log.debug("vocdoni token refreshed", expires_in=self._expires_in())
@@ -125,6 +135,7 @@ class VocdoniAuth:
         self._token = token
         self.generation += 1
         self._issued = self._clock()
+        self._retry_refresh_at = 0.0
         try:
             self._expires = parse_time(body.get("expirity"), "expirity")  # sic, API spelling
         except PollError:

@@ -8,10 +8,12 @@ import time
 
 import structlog
 
+from exporter.sources.base import TERMINAL_JOB_STATUSES
 from exporter.state.tracker import JobRecord, OrgTracker
 
 log = structlog.get_logger()
 
+SCHEMA_VERSION = "2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     source TEXT NOT NULL, org TEXT NOT NULL, job_id TEXT NOT NULL,
@@ -19,11 +21,33 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_seen REAL, counted INTEGER NOT NULL, created_at REAL,
     PRIMARY KEY (source, org, job_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS steps (
+    source TEXT NOT NULL, org TEXT NOT NULL, job_id TEXT NOT NULL, step_id TEXT NOT NULL,
+    job_type TEXT NOT NULL, step_type TEXT NOT NULL, status TEXT NOT NULL,
+    attempt INTEGER NOT NULL, counted INTEGER NOT NULL, last_progress_at REAL,
+    PRIMARY KEY (source, org, job_id, step_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orgs (
+    source TEXT NOT NULL, org TEXT NOT NULL, synced_at REAL NOT NULL,
+    PRIMARY KEY (source, org)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Reading every column once at open turns a foreign or half-migrated file into "unusable".
+_PROBES = (
+    "SELECT source, org, job_id, job_type, status, first_seen, finished_seen, counted,"
+    " created_at FROM jobs LIMIT 1",
+    "SELECT source, org, job_id, step_id, job_type, step_type, status, attempt, counted,"
+    " last_progress_at FROM steps LIMIT 1",
+    "SELECT source, org, synced_at FROM orgs LIMIT 1",
+)
 _UPSERT = (
     "INSERT OR REPLACE INTO jobs (source, org, job_id, job_type, status, first_seen,"
     " finished_seen, counted, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_STEP = (
+    "INSERT OR REPLACE INTO steps (source, org, job_id, step_id, job_type, step_type, status,"
+    " attempt, counted, last_progress_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -33,21 +57,35 @@ class StateStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self.db = self._open(path)
+        self._synced: set[tuple[str, str]] = set()  # orgs whose first sync is on file
 
     def _open(self, path: str) -> sqlite3.Connection:
-        try:
+        """Open the file; move an unusable one aside, and never refuse to start."""
+        if path == ":memory:":
             return self._connect(path)
-        except sqlite3.DatabaseError as exc:
-            if path == ":memory:":
-                raise
-            aside = f"{path}.corrupt-{int(time.time())}"
-            os.replace(path, aside)
+        parent = os.path.dirname(path)
+        try:
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            return self._connect(path)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            error = str(exc)[:200]
+        aside = f"{path}.corrupt-{int(time.time())}"
+        try:
+            if os.path.lexists(path):
+                os.replace(path, aside)
             for suffix in ("-wal", "-shm"):
                 if os.path.exists(path + suffix):
                     os.replace(path + suffix, aside + suffix)
-            log.error("state file unusable, moved aside; starting fresh",
-                      path=path, moved_to=aside, error=str(exc)[:200])
-            return self._connect(path)
+            db = self._connect(path)
+        except (sqlite3.DatabaseError, OSError) as exc2:
+            log.error("state file unusable and cannot be replaced; state kept in memory only,"
+                      " counts will not survive a restart", path=path, error=error,
+                      replace_error=str(exc2)[:200])
+            return self._connect(":memory:")
+        log.error("state file unusable, moved aside; starting fresh (first-sync rule applies)",
+                  path=path, moved_to=aside, error=error)
+        return db
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
@@ -59,52 +97,111 @@ class StateStore:
             if row is None or row[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
             db.executescript(_SCHEMA)
+            for probe in _PROBES:
+                db.execute(probe).fetchall()
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                       (SCHEMA_VERSION,))
         except sqlite3.DatabaseError:
             db.close()
             raise
         return db
 
     def restore(self, tracker: OrgTracker) -> int:
-        """Load an org's jobs into a fresh tracker; return how many."""
-        rows = self.db.execute(
-            "SELECT job_id, job_type, status, first_seen, finished_seen, counted, created_at"
-            " FROM jobs WHERE source = ? AND org = ?",
-            (tracker.source, tracker.org),
-        ).fetchall()
+        """Load an org's jobs and active steps into a fresh tracker; return how many jobs."""
+        key = (tracker.source, tracker.org)
+        try:
+            synced = self.db.execute(
+                "SELECT 1 FROM orgs WHERE source = ? AND org = ?", key).fetchone()
+            rows = self.db.execute(
+                "SELECT job_id, job_type, status, first_seen, finished_seen, counted, created_at"
+                " FROM jobs WHERE source = ? AND org = ?", key).fetchall()
+            steps = self.db.execute(
+                "SELECT job_id, step_id, job_type, step_type, status, attempt, counted,"
+                " last_progress_at FROM steps WHERE source = ? AND org = ?", key).fetchall()
+        except sqlite3.Error as exc:
+            log.error("state restore failed; org starts fresh", source=key[0], org=key[1],
+                      error=str(exc)[:200])
+            return 0
         for job_id, job_type, status, first_seen, finished_seen, counted, created_at in rows:
             tracker.restore(job_id, JobRecord(
                 job_type=job_type, status=status, first_seen=first_seen,
                 finished_seen=finished_seen, counted=bool(counted), created_at=created_at,
                 queue_observed=True,
             ))
-        if rows:
-            log.info("state restored", source=tracker.source, org=tracker.org, jobs=len(rows))
+        restored_steps = 0
+        for job_id, step_id, _type, step_type, status, attempt, counted, progress in steps:
+            rec = tracker.jobs.get(job_id)
+            if rec is None or rec.status in TERMINAL_JOB_STATUSES:
+                continue
+            tracker.steps.restore(job_id, rec.job_type, step_id, step_type, status, attempt,
+                                  bool(counted), progress)
+            restored_steps += 1
+        if synced is not None:
+            tracker.synced = True  # an org that had no job at all is still past its first sync
+            self._synced.add(key)
+        if rows or synced is not None:
+            log.info("state restored", source=key[0], org=key[1], jobs=len(rows),
+                     steps=restored_steps)
         return len(rows)
 
-    def save(self, tracker: OrgTracker) -> None:
-        """Write the jobs changed by the last poll in one transaction."""
-        if not tracker.dirty and not tracker.removed:
-            return
+    def save(self, tracker: OrgTracker) -> bool:
+        """Write what the last poll changed in one transaction; False (and retry later) on error."""
         key = (tracker.source, tracker.org)
+        book = tracker.steps
+        first = tracker.synced and key not in self._synced
+        if not (tracker.dirty or tracker.removed or book.dirty or first):
+            return True
         rows = []
         for job_id in tracker.dirty:
             rec = tracker.jobs.get(job_id)
             if rec is not None:
                 rows.append((*key, job_id, rec.job_type, rec.status, rec.first_seen,
                              rec.finished_seen, int(rec.counted), rec.created_at))
-        with self._transaction():
-            self.db.executemany(_UPSERT, rows)
-            self.db.executemany(
-                "DELETE FROM jobs WHERE source = ? AND org = ? AND job_id = ?",
-                [(*key, job_id) for job_id in tracker.removed],
-            )
+        step_jobs = book.dirty | tracker.removed
+        step_rows: list[tuple[object, ...]] = []
+        for job_id in book.dirty:
+            rec = tracker.jobs.get(job_id)
+            if rec is None or rec.status in TERMINAL_JOB_STATUSES:
+                continue
+            step_rows.extend((*key, job_id, sid, rec.job_type, stype, status, attempt,
+                              int(counted), progress)
+                             for sid, stype, status, attempt, counted, progress
+                             in book.export(job_id))
+        try:
+            with self._transaction():
+                self.db.executemany(_UPSERT, rows)
+                self.db.executemany(
+                    "DELETE FROM jobs WHERE source = ? AND org = ? AND job_id = ?",
+                    [(*key, job_id) for job_id in tracker.removed],
+                )
+                self.db.executemany(
+                    "DELETE FROM steps WHERE source = ? AND org = ? AND job_id = ?",
+                    [(*key, job_id) for job_id in step_jobs],
+                )
+                self.db.executemany(_INSERT_STEP, step_rows)
+                if first:
+                    self.db.execute("INSERT OR REPLACE INTO orgs (source, org, synced_at)"
+                                    " VALUES (?, ?, ?)", (*key, time.time()))
+        except sqlite3.Error as exc:
+            log.error("state save failed; kept in memory, retried after the next poll",
+                      source=key[0], org=key[1], error=str(exc)[:200])
+            return False
         tracker.dirty.clear()
         tracker.removed.clear()
+        book.dirty.clear()
+        self._synced.add(key)
+        return True
 
     def forget_org(self, source: str, org: str) -> None:
         """Delete an org removed from the config."""
-        with self._transaction():
-            self.db.execute("DELETE FROM jobs WHERE source = ? AND org = ?", (source, org))
+        self._synced.discard((source, org))
+        try:
+            with self._transaction():
+                for table in ("jobs", "steps", "orgs"):
+                    self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
+                                    (source, org))
+        except sqlite3.Error as exc:
+            log.error("state forget failed", source=source, org=org, error=str(exc)[:200])
 
     def _transaction(self) -> _Tx:
         return _Tx(self.db)
@@ -124,4 +221,18 @@ class _Tx:
         self.db.execute("BEGIN")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        """Undo the batch so a failed write leaves the file as the last commit left it."""
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the failed statement may already have ended the transaction
