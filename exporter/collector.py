@@ -33,6 +33,7 @@ from exporter.sources.base import (
     POLL_ERROR_REASONS,
     STEP_STATUSES,
 )
+from exporter.state.labels import exemplar_labels
 from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
 
 FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial")
@@ -273,10 +274,11 @@ def _buckets(hist: Histogram) -> list[tuple[str, float] | tuple[str, float, Prom
     bounds = (*hist.bounds, math.inf)
     for index, (bound, count) in enumerate(zip(bounds, hist.counts, strict=False)):
         ex = hist.exemplars.get(index)
-        if ex is None:
+        labels = None if ex is None else exemplar_labels(ex.job_id)
+        if ex is None or labels is None:
             out.append((to_go(bound), float(count)))
         else:
-            prom = PromExemplar({"job_id": ex.job_id}, ex.value, ex.timestamp)
+            prom = PromExemplar(labels, ex.value, ex.timestamp)
             out.append((to_go(bound), float(count), prom))
     return out
 

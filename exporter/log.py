@@ -8,6 +8,10 @@ import sys
 import structlog
 
 LEVELS = ("debug", "info", "warning", "error")
+# Tracebacks without frame locals: locals hold credentials (login bodies, Authorization headers).
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:
@@ -24,9 +28,10 @@ def setup_logging(level: str = "info", fmt: str | None = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if fmt == "console":
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        processors.append(structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback))
     else:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        processors += [_TRACEBACKS, structlog.processors.JSONRenderer()]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

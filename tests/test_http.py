@@ -456,3 +456,26 @@ def test_token_never_in_errors_or_logs() -> None:
         run(client.get_json("/x", "/x"))
     assert "s3cr3t" not in str(info.value) and "s3cr3t" not in repr(info.value.args)
     assert logs and "s3cr3t" not in repr(logs)
+
+
+def test_undecodable_body_is_a_decode_poll_error_not_a_crash() -> None:
+    """A gzip body that does not decompress fails the poll with reason decode."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"not gzip at all",
+                               headers={"Content-Encoding": "gzip"})
+
+    async def run() -> None:
+        stats = RequestStats()
+        client = ApiClient(ClientSettings(base_url="http://api.test", retries=0), stats,
+                         transport=httpx.MockTransport(handler))
+        try:
+            await client.get_json("/jobs", "/jobs")
+        except PollError as exc:
+            assert exc.reason == "decode"
+        else:
+            raise AssertionError("expected a PollError")
+        finally:
+            await client.aclose()
+        assert stats.requests == {("/jobs", "decode_error"): 1}
+
+    asyncio.run(run())

@@ -285,6 +285,12 @@ class ApiClient:
             except httpx.TransportError as exc:
                 self.stats.record(endpoint, "connect_error", self._clock() - start)
                 return PollError("connect", f"{method} {endpoint} failed: {type(exc).__name__}")
+            except httpx.DecodingError:  # e.g. a broken gzip body: retrying will not help
+                self.stats.record(endpoint, "decode_error", self._clock() - start)
+                raise PollError("decode", f"{method} {endpoint}: undecodable body") from None
+            except httpx.HTTPError as exc:  # anything else httpx raises is a failed exchange
+                self.stats.record(endpoint, "error", self._clock() - start)
+                raise PollError("connect", f"{method} {endpoint}: {type(exc).__name__}") from None
             self.stats.record(endpoint, str(resp.status_code), self._clock() - start)
             return ApiResponse(resp.status_code, resp.headers, text, endpoint)
 
