@@ -56,6 +56,7 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_api_rate_limited", "counter", {"source"}),
     ("asyncjob_tracked_jobs", "gauge", {"source", "org"}),
     ("asyncjob_series_dropped", "counter", {"source", "org", "metric"}),
+    ("asyncjob_api_invalid_items", "counter", {"source", "org", "what"}),  # ours, documented
     ("asyncjob_config_last_reload_success", "gauge", set()),
     ("asyncjob_config_last_reload_timestamp_seconds", "gauge", set()),
     ("asyncjob_build_info", "gauge", {"version", "python_version"}),
@@ -324,8 +325,26 @@ def test_golden_text_output() -> None:
         ]),
         'asyncjob_tracked_jobs{org="acme",source="v"} 1.0',
         "# TYPE asyncjob_series_dropped_total counter",
+        "# TYPE asyncjob_api_invalid_items_total counter",
         "# TYPE asyncjob_config_last_reload_success gauge",
         "asyncjob_config_last_reload_success 1.0",
         "# TYPE asyncjob_config_last_reload_timestamp_seconds gauge",
         "asyncjob_config_last_reload_timestamp_seconds 5.0",
     ]
+
+
+def test_invalid_api_items_are_counted_per_org() -> None:
+    """Rejected or clamped API data is visible as a counter, not only in logs."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.collector import JobsCollector
+    from exporter.state.snapshot import ExporterSnapshot, OrgSnapshot
+
+    org = OrgSnapshot(source="s", org="o", invalid_items={"progress_out_of_range": 3})
+    snap = ExporterSnapshot(orgs={("s", "o"): org})
+    registry = CollectorRegistry()
+    registry.register(JobsCollector(lambda: snap, clock=lambda: 100.0))
+    value = registry.get_sample_value(
+        "asyncjob_api_invalid_items_total",
+        {"source": "s", "org": "o", "what": "progress_out_of_range"})
+    assert value == 3.0
