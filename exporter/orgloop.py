@@ -63,6 +63,8 @@ class OrgLoop:
         self.up = False
         self.last_success: float | None = None
         self.last_completed = clock()  # any poll end, success or not (stall detection)
+        self._seen_requests = -1  # source request count last seen by stalled()
+        self._seen_at = 0.0
         self.errors: Counter[str] = Counter()
         self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
         self.last_full = 0.0
@@ -93,8 +95,16 @@ class OrgLoop:
             self._task = None
 
     def stalled(self, now: float) -> bool:
-        """Return True when no poll completed for STALL_INTERVALS intervals."""
-        return now - self.last_completed > STALL_INTERVALS * self.org_config.interval
+        """Return True when no poll completed and no API answer came for STALL_INTERVALS intervals.
+
+        A long poll that keeps getting answers (a first sync of a big history at a low request
+        rate) is slow, not stuck; a hung request or a dead task gets no answers.
+        """
+        requests = self.source.stats.total()
+        if requests != self._seen_requests:
+            self._seen_requests, self._seen_at = requests, now
+        last_sign_of_life = max(self.last_completed, self._seen_at)
+        return now - last_sign_of_life > STALL_INTERVALS * self.org_config.interval
 
     def check(self, now: float) -> None:
         """Restart a dead poll task; called by the watchdog."""

@@ -270,3 +270,23 @@ def test_discovery_follows_added_and_removed_orgs(tmp_path: Path, fake: FakeSour
         await sched.stop()
 
     asyncio.run(scenario())
+
+
+def test_slow_poll_that_gets_answers_is_not_stalled(tmp_path: Path, fake: FakeSource) -> None:
+    """A poll longer than 3 intervals is not a stall while the API keeps answering."""
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        await sched.start()
+        await _until(lambda: sched.snapshot.health.get(("fake", "org1")) is not None
+                     and sched.snapshot.health[("fake", "org1")].up)
+        fake.hang = True
+        loop = sched.loops[("fake", "org1")]
+        interval = loop.org_config.interval
+        for _ in range(8):  # the source answers requests while the poll goes on
+            fake.stats.record("/jobs", "200", 0.001)
+            await asyncio.sleep(interval)
+            assert not loop.stalled(sched.clock())
+        await _until(lambda: loop.stalled(sched.clock()))  # answers stop: now it is stuck
+        await sched.stop()
+
+    asyncio.run(scenario())

@@ -1,0 +1,237 @@
+"""Simulator -> exporter -> real Prometheus -> real Alertmanager -> webhook; dashboards' queries.
+
+One stack serves both halves: simulator A (no random failures) feeds source `alerting`, whose
+failed job must notify once and resolve; simulator B (failures, stuck jobs, Ordo steps, 429s)
+feeds the other sources, against which every dashboard panel's query must return data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.harness import exporter, scrape, sim_post, simulator, truth, wait_for
+from tests.integration.promstack import (
+    REPO,
+    RULES,
+    WebhookReceiver,
+    alertmanager,
+    has_value,
+    load_dashboards,
+    panel_queries,
+    prometheus,
+    query,
+    query_range,
+    require_binaries,
+    variable_selectors,
+)
+from tests.test_dashboards import _metric_names
+
+RETENTION_S = 10  # failed_job_retention of source `alerting`: the alert resolves after it
+RUN_S = 25  # how long simulator B runs before the dashboard queries
+LATENCY_FILE = REPO / "benchmarks" / "alert_latency.json"
+SIM_A = ("--seed", "11", "--job-rate", "0.5", "--failure-ratio", "0", "--stuck-ratio", "0",
+         "--job-duration-s", "1", "--history", "5", "--vocdoni-orgs", "1",
+         "--vocdoni-v1-orgs", "0", "--ordo-job-rate", "0", "--ordo-history", "0")
+SIM_B = ("--seed", "5", "--job-rate", "3", "--failure-ratio", "0.3", "--stuck-ratio", "0.2",
+         "--job-duration-s", "2", "--history", "10", "--vocdoni-orgs", "2",
+         "--vocdoni-v1-orgs", "1", "--ordo-job-rate", "2", "--ordo-history", "10")
+
+
+def _orgs(addresses: dict[str, Any]) -> str:
+    """Render the organizations list of a source."""
+    return "\n".join(f'      - address: "{a}"' for a in sorted(addresses))
+
+
+def config_for(sim_a: str, sim_b: str, state: Path, truth_a: Any, truth_b: Any) -> str:
+    """Return an exporter config: source `alerting` on simulator A, three sources on B."""
+    return f"""
+state:
+  path: {state}
+defaults:
+  interval: 1s
+  timeout: 5s
+  jitter: 0
+sources:
+  - name: alerting
+    kind: vocdoni
+    base_url: {sim_a}/vocdoni
+    api: auto
+    failed_job_retention: {RETENTION_S}s
+    auth:
+      token: ${{SIM_TOKEN}}
+    organizations:
+{_orgs(truth_a["vocdoni"])}
+  - name: vocdoni-v2
+    kind: vocdoni
+    base_url: {sim_b}/vocdoni
+    api: auto
+    auth:
+      token: ${{SIM_TOKEN}}
+    organizations:
+{_orgs(truth_b["vocdoni"])}
+  - name: vocdoni-v1
+    kind: vocdoni
+    base_url: {sim_b}/vocdoni-v1
+    api: auto
+    max_job_types_per_org: 2  # the dropped-series panels need a cap that bites
+    auth:
+      token: ${{SIM_TOKEN}}
+    organizations:
+{_orgs(truth_b["vocdoni-v1"])}
+  - name: ordo
+    kind: ordo
+    base_url: {sim_b}/ordo
+    auth:
+      token: ${{SIM_TOKEN}}
+    organization: ordo
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Run both simulators, the exporter, Alertmanager, Prometheus and the webhook receiver."""
+    try:
+        require_binaries()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    tmp = tmp_path_factory.mktemp("alerting")
+    (tmp / "a").mkdir()
+    (tmp / "b").mkdir()
+    with (
+        WebhookReceiver() as receiver,
+        simulator(tmp / "a", *SIM_A) as sim_a,
+        simulator(tmp / "b", *SIM_B) as sim_b,
+    ):
+        truth_a, truth_b = truth(sim_a), truth(sim_b)
+        cfg = config_for(sim_a, sim_b, tmp / "state.db", truth_a, truth_b)
+        with (
+            exporter(tmp, cfg, "--shard", "0/1", env={"SIM_TOKEN": "sim-token"}) as (url, _),
+            alertmanager(tmp, receiver.url) as am,
+            prometheus(tmp, [url.removeprefix("http://")], am) as prom,
+        ):
+            start = time.time()
+            wait_for(lambda: query(prom, "asyncjob_api_rate_limited_total"), 20, "first scrape")
+            # an Ordo job whose first step fails, and a few 429s: the steps and API panels
+            # need them to happen while Prometheus watches
+            sim_post(sim_b, "fail_job", {"mount": "ordo", "job_type": "lidar-ept"})
+            sim_post(sim_b, "faults", {"mount": "vocdoni", "mode": "429", "count": 2,
+                                       "retry_after": 1})
+            yield {"sim_a": sim_a, "sim_b": sim_b, "url": url, "prom": prom, "am": am,
+                   "receiver": receiver, "org": next(iter(truth_a["vocdoni"])), "start": start}
+
+
+def _firing_failed(prom: str) -> list[dict[str, Any]]:
+    """Return the active AsyncJobFailed alerts of source `alerting`, as Prometheus sees them."""
+    return query(prom, 'ALERTS{alertname="AsyncJobFailed", source="alerting"}')
+
+
+def test_failed_job_notifies_with_its_labels_then_resolves(stack: dict[str, Any]) -> None:
+    prom, receiver, org = stack["prom"], stack["receiver"], stack["org"]
+    sim_a = stack["sim_a"]
+    failed_counter = ('asyncjob_finished_total{source="alerting", job_type="publish_process", '
+                      'status="failed"}')
+    # the failed counter must exist at 0 first, so that increase() sees the failure and the
+    # rule's counter fallback really has something to (not) fire on
+    sim_post(sim_a, "jobs", {"mount": "vocdoni", "org": org, "job_type": "publish_process"})
+    wait_for(lambda: query(prom, failed_counter + " == 0"), 20, "failed counter at 0")
+    time.sleep(1.5)  # a second scrape of the 0
+
+    started = time.monotonic()
+    job_id = sim_post(sim_a, "fail_job", {"mount": "vocdoni", "org": org,
+                                          "job_type": "publish_process"})["job_id"]
+    fired = wait_for(lambda: receiver.alerts("firing", alertname="AsyncJobFailed", job_id=job_id),
+                     30, f"AsyncJobFailed notification for {job_id}")
+    latency = fired[0][0] - started
+    print(f"\nalert latency (fail_job -> webhook): {latency:.2f} s")
+    LATENCY_FILE.parent.mkdir(exist_ok=True)
+    LATENCY_FILE.write_text(json.dumps({"alert_latency_s": round(latency, 3)}) + "\n")
+
+    labels, annotations = fired[0][1]["labels"], fired[0][1]["annotations"]
+    assert labels == {"alertname": "AsyncJobFailed", "severity": "warning", "source": "alerting",
+                      "org": org, "job_type": "publish_process", "job_id": job_id}
+    assert job_id in annotations["summary"] and org in annotations["description"]
+    assert annotations["runbook"]
+    # only that job: simulator A fails nothing else, and no job-less fallback alert
+    others = [a for _, a in receiver.alerts(alertname="AsyncJobFailed", source="alerting")
+              if a["labels"].get("job_id") != job_id]
+    assert not others, others
+    assert query(prom, f"increase({failed_counter}[15m]) > 0"), "the failure was not counted"
+
+    # failed_job_retention drops asyncjob_failed_job_info: the alert resolves, and the
+    # increase(...[15m]) fallback must not take over while the counter still shows the failure
+    resolved = wait_for(
+        lambda: receiver.alerts("resolved", alertname="AsyncJobFailed", job_id=job_id),
+        RETENTION_S + 30, f"resolved notification for {job_id}")
+    print(f"alert resolved {resolved[0][0] - fired[0][0]:.2f} s after firing "
+          f"(failed_job_retention {RETENTION_S}s)")
+    assert resolved[0][0] - fired[0][0] >= RETENTION_S - 2
+    quiet_until = time.monotonic() + 4
+    while time.monotonic() < quiet_until:
+        assert not _firing_failed(prom), _firing_failed(prom)
+        time.sleep(0.5)
+    assert query(prom, f"increase({failed_counter}[15m]) > 0"), "the fallback was not tested"
+    others = [a for _, a in receiver.alerts(alertname="AsyncJobFailed", source="alerting")
+              if a["labels"].get("job_id") != job_id]
+    assert not others, others
+
+
+def test_rate_limited_alert_reaches_the_receiver(stack: dict[str, Any]) -> None:
+    receiver = stack["receiver"]
+    wait_for(lambda: receiver.alerts("firing", alertname="AsyncJobAPIRateLimited",
+                                     source="vocdoni-v2"), 20, "AsyncJobAPIRateLimited")
+
+
+def _wait_for_run(stack: dict[str, Any]) -> None:
+    """Let simulator B run RUN_S seconds under Prometheus before the dashboard checks."""
+    remaining = stack["start"] + RUN_S - time.time()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def test_every_dashboard_panel_returns_data(stack: dict[str, Any]) -> None:
+    _wait_for_run(stack)
+    prom, end = stack["prom"], time.time()
+    start = stack["start"]
+    # Grafana's $__range is the picked time range; the test range is the run so far
+    queries = panel_queries(rate_interval="1m", interval="1s", range_=f"{int(end - start)}s")
+    data: dict[tuple[str, str], bool] = {}
+    for q in queries:
+        if q.instant:
+            result = query(prom, q.expr, at=end)
+        else:
+            result = query_range(prom, q.expr, start, end, 1)
+        key = (q.dashboard, q.panel["title"])
+        data[key] = data.get(key, False) or has_value(result)
+    assert len(data) >= 40, sorted(data)
+    empty = sorted(key for key, ok in data.items() if not ok)
+    assert not empty, f"panels without data after {RUN_S}s: {empty}"
+
+
+def test_every_metric_the_dashboards_use_is_exported(stack: dict[str, Any]) -> None:
+    exported = {name for name, _ in scrape(stack["url"])}
+    recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"]
+                for r in g["rules"] if "record" in r}
+    exprs = [q.target["expr"] for q in panel_queries()]
+    for dashboard in load_dashboards().values():
+        exprs += [sel for sel, _ in variable_selectors(dashboard).values()]
+    used = set().union(*(_metric_names(e) for e in exprs))
+    assert len(used) > 25, used
+    missing = {n for n in used if n not in exported and n not in recorded}
+    assert not missing, f"dashboards use metrics the exporter does not expose: {missing}"
+
+
+def test_every_dashboard_variable_offers_values(stack: dict[str, Any]) -> None:
+    prom = stack["prom"]
+    for name, dashboard in load_dashboards().items():
+        for var, (selector, label) in variable_selectors(dashboard).items():
+            values = httpx.get(f"{prom}/api/v1/label/{label}/values",
+                               params={"match[]": selector}, timeout=10).json()["data"]
+            assert values, f"{name}: variable {var} ({selector}, {label}) offers nothing"
