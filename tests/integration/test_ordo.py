@@ -36,7 +36,7 @@ def ordo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with simulator(tmp, *KNOBS) as sim:
         sim_post(sim, "pause")
         first = truth(sim)["ordo"]["ordo"]
-        with exporter(tmp, _config(sim), env={"SIM_TOKEN": "sim-token"}) as (url, proc):
+        with exporter(tmp, _config(sim), env={"SIM_TOKEN": "sim-token"}) as (url, _proc):
             wait_for(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 20,
                      "readyz")
             sim_post(sim, "resume")
