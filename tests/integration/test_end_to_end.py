@@ -6,57 +6,27 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.harness import exporter, scrape, select, sim_post, simulator, truth, wait_for
+from tests.integration.harness import (
+    MOUNTS,
+    config_for,
+    exporter,
+    scrape,
+    select,
+    sim_post,
+    simulator,
+    truth,
+    wait_for,
+)
 
 INTERVAL = 1.0
 KNOBS = ("--seed", "7", "--job-rate", "2", "--failure-ratio", "0.3", "--job-duration-s", "1.5",
          "--history", "15", "--vocdoni-orgs", "2", "--vocdoni-v1-orgs", "1",
          "--ordo-job-rate", "1", "--ordo-history", "5")
-MOUNTS = {"vocdoni": "vocdoni-v2", "vocdoni-v1": "vocdoni-v1", "ordo": "ordo"}
-
-
-def config_for(url: str, state: Path, sim_truth: dict[str, Any]) -> str:
-    """Return an exporter config covering every org of every simulator mount."""
-    def orgs(mount: str) -> str:
-        return "\n".join(f'      - address: "{a}"' for a in sorted(sim_truth[mount]))
-
-    return f"""
-state:
-  path: {state}
-defaults:
-  interval: {INTERVAL}s
-  timeout: 5s
-  jitter: 0
-sources:
-  - name: vocdoni-v2
-    kind: vocdoni
-    base_url: {url}/vocdoni
-    api: auto
-    auth:
-      token: ${{SIM_TOKEN}}
-    organizations:
-{orgs("vocdoni")}
-  - name: vocdoni-v1
-    kind: vocdoni
-    base_url: {url}/vocdoni-v1
-    api: auto
-    auth:
-      token: ${{SIM_TOKEN}}
-    organizations:
-{orgs("vocdoni-v1")}
-  - name: ordo
-    kind: ordo
-    base_url: {url}/ordo
-    auth:
-      token: ${{SIM_TOKEN}}
-    organization: ordo
-"""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +36,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with simulator(tmp, *KNOBS) as sim:
         sim_post(sim, "pause")
         first = truth(sim)
-        cfg = config_for(sim, tmp / "state.db", first)
+        cfg = config_for(sim, tmp / "state.db", first, interval=INTERVAL, token="${SIM_TOKEN}")
         with exporter(tmp, cfg, env={"SIM_TOKEN": "sim-token"}) as (url, proc):
             wait_for(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 30,
                      "readyz")

@@ -12,47 +12,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.harness import exporter, scrape, select, sim_post, simulator, truth, wait_for
+from tests.integration.harness import (
+    MOUNTS,
+    config_for,
+    exporter,
+    scrape,
+    select,
+    sim_post,
+    simulator,
+    truth,
+    wait_for,
+)
 
 INTERVAL = 0.5
 KNOBS = ("--seed", "11", "--job-rate", "3", "--failure-ratio", "0.3", "--job-duration-s", "1",
          "--history", "10", "--vocdoni-orgs", "2", "--vocdoni-v1-orgs", "1",
          "--ordo-job-rate", "1.5", "--ordo-history", "5")
-MOUNTS = {"vocdoni": "vocdoni-v2", "vocdoni-v1": "vocdoni-v1", "ordo": "ordo"}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def config_for(url: str, state: Path, sim_truth: dict[str, Any]) -> str:
-    """Return a config with every org of every mount, static tokens."""
-    def orgs(mount: str) -> str:
-        return "\n".join(f'      - address: "{a}"' for a in sorted(sim_truth[mount]))
-
-    return f"""
-state:
-  path: {state}
-defaults:
-  interval: {INTERVAL}s
-  timeout: 5s
-  jitter: 0
-sources:
-  - name: vocdoni-v2
-    kind: vocdoni
-    base_url: {url}/vocdoni
-    auth: {{token: sim-token}}
-    organizations:
-{orgs("vocdoni")}
-  - name: vocdoni-v1
-    kind: vocdoni
-    base_url: {url}/vocdoni-v1
-    auth: {{token: sim-token}}
-    organizations:
-{orgs("vocdoni-v1")}
-  - name: ordo
-    kind: ordo
-    base_url: {url}/ordo
-    auth: {{token: sim-token}}
-    organization: ordo
-"""
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +75,7 @@ def test_kill_9_and_restart_counts_every_finish_exactly_once(
     sim_post(sim, "pause")
     first = truth(sim)
     state = tmp_path / "state.db"
-    cfg = config_for(sim, state, first)
+    cfg = config_for(sim, state, first, interval=INTERVAL)
     with exporter(tmp_path, cfg, name="run1") as (url, proc):
         wait_for(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 20, "ready")
         sim_post(sim, "resume")
@@ -133,7 +109,7 @@ def test_kill_9_and_restart_counts_every_finish_exactly_once(
 def test_sigterm_exits_0_within_5s_with_a_usable_state_file(sim: str, tmp_path: Path) -> None:
     sim_post(sim, "resume")
     state = tmp_path / "state.db"
-    cfg = config_for(sim, state, truth(sim))
+    cfg = config_for(sim, state, truth(sim), interval=INTERVAL)
     with exporter(tmp_path, cfg) as (url, proc):
         wait_for(lambda: all_up(url, 1), 20, "up")
         time.sleep(1)
