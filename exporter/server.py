@@ -147,6 +147,9 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes one connection's requests to the ExporterServer."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: without TCP_NODELAY a keep-alive scraper (Prometheus)
+    # waits ~40 ms per scrape for the delayed ACK.
+    disable_nagle_algorithm = True
     server: _HTTPServer
     server_version = "asyncjob-exporter"
 

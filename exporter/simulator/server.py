@@ -102,6 +102,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Stay quiet: the access log would drown test output."""
 
 
+class _Server(ThreadingHTTPServer):
+    """Threaded server with a listen backlog like a real API front's."""
+
+    # socketserver's default of 5 drops SYNs when a client opens dozens of connections at
+    # once (concurrency 50): each drop is a 1-3 s TCP retransmit stall in the client's poll.
+    request_queue_size = 128
+
+
 @dataclass
 class SimulatorHandle:
     """A running simulator: where it listens, its world, and how to stop it."""
@@ -137,7 +145,7 @@ class SimulatorHandle:
 def start_simulator(opts: SimOptions, clock: SimClock | None = None) -> SimulatorHandle:
     """Build the world and serve it from a daemon thread; port 0 picks a free port."""
     world = World(opts, clock)
-    server = ThreadingHTTPServer((opts.listen_host, opts.listen_port), _Handler)
+    server = _Server((opts.listen_host, opts.listen_port), _Handler)
     server.daemon_threads = True
     app = SimApp(world)
     server.app = app  # type: ignore[attr-defined]

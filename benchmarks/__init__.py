@@ -1,0 +1,1 @@
+"""Benchmarks of asyncjob-exporter against a naive baseline; entry point: benchmarks.run."""
