@@ -18,14 +18,18 @@ tools:
 	bash scripts/ensure-prometheus.sh
 
 lint: venv
-	$(VENV)/bin/ruff check exporter tests
-	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check exporter tests benchmarks scripts
+	$(VENV)/bin/mypy exporter benchmarks
 
 test: venv tools lint
 	$(VENV)/bin/pytest -q
 
 demo: venv
 	$(VENV)/bin/asyncjob-exporter demo
+
+# Quick benchmark (about 3 minutes): writes benchmarks/results.json and benchmarks/RESULTS.md.
+bench: venv
+	$(PY) -m benchmarks.run --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

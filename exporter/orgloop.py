@@ -64,6 +64,8 @@ class OrgLoop:
         self.last_success: float | None = None
         self.last_completed = clock()  # any poll end, success or not (stall detection)
         self._seen_requests = -1  # source request count last seen by stalled()
+        self._health: OrgHealth | None = None  # cached until the next poll ends
+        self._health_stalled = False
         self._seen_at = 0.0
         self.errors: Counter[str] = Counter()
         self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
@@ -170,19 +172,29 @@ class OrgLoop:
         if ok:
             self.last_success = now
         self.poll_hist.observe(duration)
+        self._health = None
         self.publish()
 
     def health(self, now: float) -> OrgHealth:
-        """Return this org's health; a stalled loop reads as down."""
-        return OrgHealth(
+        """Return this org's health; a stalled loop reads as down.
+
+        Cached between polls: every poll of any org republishes all orgs' health, and
+        rebuilding it each time made publishing cost orgs squared per cycle.
+        """
+        stalled = self.stalled(now)
+        if self._health is not None and self._health_stalled == stalled:
+            return self._health
+        self._health_stalled = stalled
+        self._health = OrgHealth(
             source=self.target.source,
             org=self.target.org,
-            up=self.up and not self.stalled(now),
+            up=self.up and not stalled,
             last_success=self.last_success,
             poll_duration=self.poll_hist.freeze(),
             poll_errors=dict(self.errors),
             synced=self.last_success is not None,
         )
+        return self._health
 
 
 def _requests(source: Source) -> int:

@@ -76,6 +76,7 @@ class Scheduler:
         self.reload_timestamp = clock()
         self.snapshot = ExporterSnapshot(shard=shard.as_tuple() if shard else None)
         self._running = False
+        self._started = False  # /readyz is 503 until start() has created every org's loop
         self._retired: set[Source] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stalled: tuple[str, ...] = ()
@@ -85,6 +86,7 @@ class Scheduler:
         """Create sources and start one loop per org (first poll at once)."""
         self._running = True
         self._apply(self.config)
+        self._started = True
         self.publish()
 
     async def stop(self) -> None:
@@ -296,6 +298,8 @@ class Scheduler:
         STALL_INTERVALS intervals) are listed but keep the exporter ready: one broken upstream
         org must not take the other orgs' metrics, and its own asyncjob_up 0, out of rotation.
         """
+        if not self._started:
+            return False, {"ready": False, "starting": True, "missing": [], "orgs": 0}
         snap = self.snapshot
         missing = [f"{s}/{o}" for (s, o), h in snap.health.items() if not h.synced]
         down = [f"{s}/{o}" for (s, o), h in snap.health.items() if h.synced and not h.up]

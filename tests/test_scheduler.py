@@ -290,3 +290,35 @@ def test_slow_poll_that_gets_answers_is_not_stalled(tmp_path: Path, fake: FakeSo
         await sched.stop()
 
     asyncio.run(scenario())
+
+
+def test_not_ready_before_start(tmp_path: Path, fake: FakeSource) -> None:
+    """An exporter that has not created its org loops yet must not look ready (no org missing)."""
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        ready, details = sched.readiness()
+        assert not ready and details["starting"]
+        await sched.start()
+        assert not sched.readiness()[0]  # started, but org1 has not polled yet
+        await _until(lambda: sched.readiness()[0])
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource) -> None:
+    """Publishing reuses an org's health object until that org polls again."""
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")))
+        await sched.start()
+        await _until(lambda: sched.snapshot.health[("fake", "org1")].up)
+        loop = sched.loops[("fake", "org1")]
+        first = loop.health(sched.clock())
+        sched.publish()
+        assert sched.snapshot.health[("fake", "org1")] is first
+        await loop.poll_once()
+        assert sched.snapshot.health[("fake", "org1")] is not first
+        assert sched.snapshot.health[("fake", "org1")].poll_duration.count == 2
+        await sched.stop()
+
+    asyncio.run(scenario())

@@ -174,3 +174,24 @@ def test_first_sync_steps_are_a_baseline_not_counted() -> None:
     snap = t.snapshot(20.0)
     assert snap.step_finished == {("lidar", "B", "success"): 1}
     assert snap.step_attempts == {("lidar", "B"): 1}
+
+
+def test_ids_that_cleaning_changes_are_tracked_by_their_raw_value() -> None:
+    """A job is keyed by the API's id, so a re-check by that id finds it and counts it once."""
+    t = _tracker()
+    t.apply(_poll(), 0.0)
+    raw = "job\n" + "9" * 200
+    t.apply(_poll(_job(raw, "running", progress=0.5)), 1.0)
+    assert t.active_ids() == frozenset({raw})
+    (key,) = t.snapshot(1.0).progress
+    assert "\n" not in key[1] and len(key[1]) <= 128
+    t.apply(_poll(_job(raw, "failed")), 2.0)
+    t.apply(_poll(_job(raw, "failed")), 3.0)
+    snap = t.snapshot(3.0)
+    assert snap.finished == {("publish_process", "failed"): 1}
+    (failed_key,) = snap.failed_jobs
+    assert failed_key[1] == key[1]
+    exemplar = next(iter(snap.durations[("publish_process", "failed")].exemplars.values()))
+    assert exemplar.job_id == key[1]
+    t.apply(_poll(gone=(raw,)), 4.0)
+    assert len(t) == 0

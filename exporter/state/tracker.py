@@ -123,7 +123,9 @@ class OrgTracker:
         new = finished = 0
         seen: set[str] = set()
         for obs in result.jobs:
-            job_id = fast_label(obs.job_id)
+            # Keyed by the API's own id: sources re-check known jobs by it. It is cleaned only
+            # where it becomes a label value (progress, failed-job info, exemplars).
+            job_id = obs.job_id
             seen.add(job_id)
             is_new, did_finish = self._merge(job_id, obs, now, first_sync)
             new += is_new
@@ -194,7 +196,7 @@ class OrgTracker:
             return
         wait = max(0.0, obs.started_at - obs.created_at)
         hist = self.agg.queue_wait.setdefault(rec.job_type, HistogramAccumulator(DURATION_BUCKETS))
-        hist.observe(wait, job_id, now)
+        hist.observe(wait, fast_label(job_id), now)
         rec.queue_observed = True
 
     def _count_finish(self, job_id: str, rec: JobRecord, obs: JobObservation, now: float) -> None:
@@ -205,7 +207,7 @@ class OrgTracker:
         self.agg.last_finished[key] = now
         duration = _duration(obs, rec, now)
         hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
-        hist.observe(duration, job_id, now)
+        hist.observe(duration, fast_label(job_id), now)
         if rec.status == "failed":
             self.agg.failed_at[job_id] = (rec.job_type, now)
         if obs.items_added is not None or obs.items_errored is not None:
@@ -214,7 +216,7 @@ class OrgTracker:
         self.dirty.add(job_id)
 
     def _remove(self, result: PollResult, seen: set[str]) -> int:
-        gone = {clean_label(g) for g in result.gone}
+        gone = set(result.gone)
         if result.complete:
             gone |= self.jobs.keys() - seen
         for job_id in gone:
@@ -261,13 +263,13 @@ class OrgTracker:
                 oldest[key] = started
             if rec.progress is not None:
                 if len(progress) < cap:
-                    progress[(rec.job_type, job_id)] = rec.progress
+                    progress[(rec.job_type, fast_label(job_id))] = rec.progress
                 else:
                     self._drop_series("asyncjob_progress_ratio", job_id)
         failed_items = list(agg.failed_at.items())
         for jid, _ in failed_items[:-cap]:
             self._drop_series("asyncjob_failed_job_info", jid)
-        failed = {(jt, jid): t for jid, (jt, t) in failed_items[-cap:]}
+        failed = {(jt, fast_label(jid)): t for jid, (jt, t) in failed_items[-cap:]}
         steps = self.steps.freeze(now)
         return OrgSnapshot(
             source=self.source,
