@@ -195,3 +195,13 @@ def test_ids_that_cleaning_changes_are_tracked_by_their_raw_value() -> None:
     assert exemplar.job_id == key[1]
     t.apply(_poll(gone=(raw,)), 4.0)
     assert len(t) == 0
+
+
+def test_job_series_cap_zero_exports_no_per_job_series() -> None:
+    t = _tracker(max_job_series_per_org=0)
+    t.apply(_poll(), 0.0)
+    t.apply(_poll(_job("a", "running", progress=0.5), _job("b", "failed")), 1.0)
+    snap = t.snapshot(1.0)
+    assert snap.progress == {} and snap.failed_jobs == {}
+    assert snap.series_dropped == {"asyncjob_progress_ratio": 1, "asyncjob_failed_job_info": 1}
+    assert snap.finished == {("publish_process", "failed"): 1}

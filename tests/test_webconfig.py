@@ -24,8 +24,6 @@ PASSWORD = "s3cret"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
 OTHER_HASH = bcrypt.hashpw(b"other", bcrypt.gensalt(4)).decode()
 
-# openssl ships with the machine image; its absence must fail, never skip.
-needs_openssl = pytest.mark.usefixtures()
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -221,7 +219,6 @@ def _client(pki: Path, cert: bool = False, **kwargs: Any) -> ssl.SSLContext:
     return ctx
 
 
-@needs_openssl
 def test_tls(tmp_path: Path, pki: Path) -> None:
     s = Served(_tls_config(tmp_path, pki))
     try:
@@ -234,7 +231,6 @@ def test_tls(tmp_path: Path, pki: Path) -> None:
         s.server.stop()
 
 
-@needs_openssl
 def test_tls_min_version(tmp_path: Path, pki: Path) -> None:
     s = Served(_tls_config(tmp_path, pki, "  min_version: TLS13\n"))
     try:
@@ -246,7 +242,6 @@ def test_tls_min_version(tmp_path: Path, pki: Path) -> None:
         s.server.stop()
 
 
-@needs_openssl
 def test_client_cert_required(tmp_path: Path, pki: Path) -> None:
     extra = "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
     s = Served(_tls_config(tmp_path, pki, extra))
@@ -259,7 +254,6 @@ def test_client_cert_required(tmp_path: Path, pki: Path) -> None:
         s.server.stop()
 
 
-@needs_openssl
 def test_turning_tls_off_needs_restart(tmp_path: Path, pki: Path) -> None:
     config = _tls_config(tmp_path, pki)
     watcher = WebConfigWatcher(config)
@@ -269,7 +263,6 @@ def test_turning_tls_off_needs_restart(tmp_path: Path, pki: Path) -> None:
     assert watcher.ssl_context() is not None, "handshakes keep the last good context"
 
 
-@needs_openssl
 def test_rotated_certificate_rebuilds_the_context(tmp_path: Path, pki: Path) -> None:
     config = _tls_config(tmp_path, pki)
     watcher = WebConfigWatcher(config)

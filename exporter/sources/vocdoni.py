@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from exporter.sources.vocdoni_parse import (
     job_identity,
     members_progress,
     parse_page,
+    slim_item,
     v1_job,
     v1_status,
     v2_job,
@@ -90,35 +90,6 @@ class _Poll:
     notes: ParseNotes = field(default_factory=ParseNotes)
     gone: set[str] = field(default_factory=set)
     by_id: dict[str, JobObservation] = field(default_factory=dict)  # re-checked one by one
-
-
-# The only item fields the parsers read; a full re-list keeps every item until it is normalized,
-# and dropping the rest (results, vote lists, error texts) cut peak RSS at 100k jobs by ~4x.
-_KEPT_FIELDS = ("jobId", "type", "status", "completed", "createdAt", "completedAt", "added",
-                "total")
-_KEPT_RESULT_FIELDS = ("added", "total")
-
-
-def _slim(job: dict[str, Any]) -> dict[str, Any]:
-    """Return the part of a list item the parsers use; malformed fields are kept for them."""
-    out = {k: job[k] for k in _KEPT_FIELDS if k in job}
-    for key in ("type", "status"):  # few distinct values: share one string object each
-        if isinstance(out.get(key), str):
-            out[key] = sys.intern(out[key])
-    result = job.get("result")
-    if isinstance(result, dict):
-        kept = {k: result[k] for k in _KEPT_RESULT_FIELDS if k in result}
-        if kept:
-            out["result"] = kept
-    elif result is not None:
-        out["result"] = result
-    errors = job.get("errors")
-    if isinstance(errors, list):
-        if errors:
-            out["errors"] = [None] * len(errors)  # only the count is read; texts may be personal
-    elif errors is not None:
-        out["errors"] = errors
-    return out
 
 
 class VocdoniSource:
@@ -268,7 +239,7 @@ class VocdoniSource:
             job_id, _ = job_identity(job)
             if job_id not in read.items:
                 pos = page.total - 1 - ((number - 1) * read.limit + index)
-                read.items[job_id] = (_slim(job), pos)
+                read.items[job_id] = (slim_item(job), pos)
 
     async def _read_stream(self, ctx: _Poll, key: StreamKey, full: bool) -> _Read:
         """Read page 1, then up to the last poll's newest job, or everything when needed."""

@@ -151,22 +151,9 @@ class StateStore:
         first = tracker.synced and key not in self._synced
         if not (tracker.dirty or tracker.removed or book.dirty or first):
             return True
-        rows = []
-        for job_id in tracker.dirty:
-            rec = tracker.jobs.get(job_id)
-            if rec is not None:
-                rows.append((*key, job_id, rec.job_type, rec.status, rec.first_seen,
-                             rec.finished_seen, int(rec.counted), rec.created_at))
+        rows = _job_rows(tracker)
         step_jobs = book.dirty | tracker.removed
-        step_rows: list[tuple[object, ...]] = []
-        for job_id in book.dirty:
-            rec = tracker.jobs.get(job_id)
-            if rec is None or rec.status in TERMINAL_JOB_STATUSES:
-                continue
-            step_rows.extend((*key, job_id, sid, rec.job_type, stype, status, attempt,
-                              int(counted), progress)
-                             for sid, stype, status, attempt, counted, progress
-                             in book.export(job_id))
+        step_rows = _step_rows(tracker)
         try:
             with self._transaction():
                 self.db.executemany(_UPSERT, rows)
@@ -236,3 +223,30 @@ class _Tx:
             self.db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # the failed statement may already have ended the transaction
+
+
+def _job_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
+    """Return the jobs rows the last poll changed."""
+    key = (tracker.source, tracker.org)
+    rows: list[tuple[object, ...]] = []
+    for job_id in tracker.dirty:
+        rec = tracker.jobs.get(job_id)
+        if rec is not None:
+            rows.append((*key, job_id, rec.job_type, rec.status, rec.first_seen,
+                         rec.finished_seen, int(rec.counted), rec.created_at))
+    return rows
+
+
+def _step_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
+    """Return the step rows of changed jobs that are still active (finished jobs need none)."""
+    key = (tracker.source, tracker.org)
+    rows: list[tuple[object, ...]] = []
+    for job_id in tracker.steps.dirty:
+        rec = tracker.jobs.get(job_id)
+        if rec is None or rec.status in TERMINAL_JOB_STATUSES:
+            continue
+        rows.extend((*key, job_id, sid, rec.job_type, stype, status, attempt, int(counted),
+                     progress)
+                    for sid, stype, status, attempt, counted, progress
+                    in tracker.steps.export(job_id))
+    return rows

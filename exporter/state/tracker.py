@@ -251,25 +251,8 @@ class OrgTracker:
         """Build the immutable view the collector renders."""
         agg = self.agg
         self._expire_failed(now)
-        oldest: dict[tuple[str, str], float] = {}
-        progress: dict[tuple[str, str], float] = {}
-        cap = self.settings.max_job_series_per_org
-        for job_id, rec in self._active.items():
-            if rec.status not in ACTIVE_JOB_STATUSES:
-                continue
-            key = (rec.job_type, rec.status)
-            started = rec.created_at if rec.created_at is not None else rec.first_seen
-            if key not in oldest or started < oldest[key]:
-                oldest[key] = started
-            if rec.progress is not None:
-                if len(progress) < cap:
-                    progress[(rec.job_type, fast_label(job_id))] = rec.progress
-                else:
-                    self._drop_series("asyncjob_progress_ratio", job_id)
-        failed_items = list(agg.failed_at.items())
-        for jid, _ in failed_items[:-cap]:
-            self._drop_series("asyncjob_failed_job_info", jid)
-        failed = {(jt, fast_label(jid)): t for jid, (jt, t) in failed_items[-cap:]}
+        oldest, progress = self._active_views()
+        failed = self._failed_view()
         steps = self.steps.freeze(now)
         return OrgSnapshot(
             source=self.source,
@@ -294,6 +277,34 @@ class OrgTracker:
             series_dropped={k: v for k, v in agg.series_dropped.items() if v > 0},
             invalid_items=dict(agg.invalid_items),
         )
+
+    def _active_views(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+        """Return the oldest start per (type, status) and the capped per-job progress."""
+        oldest: dict[tuple[str, str], float] = {}
+        progress: dict[tuple[str, str], float] = {}
+        cap = self.settings.max_job_series_per_org
+        for job_id, rec in self._active.items():
+            if rec.status not in ACTIVE_JOB_STATUSES:
+                continue
+            key = (rec.job_type, rec.status)
+            started = rec.created_at if rec.created_at is not None else rec.first_seen
+            if key not in oldest or started < oldest[key]:
+                oldest[key] = started
+            if rec.progress is not None:
+                if len(progress) < cap:
+                    progress[(rec.job_type, fast_label(job_id))] = rec.progress
+                else:
+                    self._drop_series("asyncjob_progress_ratio", job_id)
+        return oldest, progress
+
+    def _failed_view(self) -> dict[tuple[str, str], float]:
+        """Return the newest failed jobs within the series cap, counting the rest as dropped."""
+        cap = self.settings.max_job_series_per_org
+        failed_items = list(self.agg.failed_at.items())
+        for jid, _ in failed_items[: max(0, len(failed_items) - cap)]:
+            self._drop_series("asyncjob_failed_job_info", jid)
+        kept = failed_items[len(failed_items) - cap:] if cap else []
+        return {(jt, fast_label(jid)): t for jid, (jt, t) in kept}
 
     def _drop_series(self, metric: str, job_id: str) -> None:
         """Count a job's series dropped by the cap once, not once per poll."""
