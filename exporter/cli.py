@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _with_default_command(argv: Sequence[str]) -> list[str]:
     """Insert `run` when no subcommand is given, as `run` is the default."""
     args = list(argv)
-    if not args or args[0] in SUBCOMMANDS or args[0] in ("-h", "--help", "--version"):
+    if not args:  # a container may configure everything through ASYNCJOB_* variables
+        return ["run"] if _env("--config.file") in os.environ else args
+    if args[0] in SUBCOMMANDS or args[0] in ("-h", "--help", "--version"):
         return args
     return ["run", *args]
 

@@ -73,3 +73,12 @@ def test_run_with_bad_shard_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("TOKEN", "t")
     assert main(["run", "--config.file", str(good), "--shard", "5/3"]) == 1
     assert "--shard" in capsys.readouterr().err
+
+
+def test_no_arguments_runs_when_the_config_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ASYNCJOB_CONFIG_FILE", raising=False)
+    assert _with_default_command([]) == []
+    monkeypatch.setenv("ASYNCJOB_CONFIG_FILE", "/etc/c.yaml")
+    assert _with_default_command([]) == ["run"]
