@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -54,12 +55,25 @@ class Daemon:
         self.scheduler.on_update = self.cache.invalidate
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server = ExporterServer(
-            options.listen, self.cache, ready=self.scheduler.readiness,
+            options.listen, self.cache, ready=self.readiness,
             reload=self.reload_from_thread, web_config_file=options.web_config_file,
             version=__version__,
         )
         self._stop = asyncio.Event()
+        self._ready_generation: int | None = None
         self._reload_lock = threading.Lock()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready once every org synced AND /metrics serves bytes that include those polls."""
+        ready, details = self.scheduler.readiness()
+        if not ready:
+            self._ready_generation = None
+            return ready, details
+        if self._ready_generation is None:
+            self._ready_generation = self.cache.generation
+        if self.cache.rendered_generation < self._ready_generation:
+            return False, {**details, "ready": False, "rendering": True}
+        return ready, details
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""

@@ -76,6 +76,8 @@ class MetricsCache:
         self._thread: threading.Thread | None = None
         self.last_render_seconds = 0.0
         self.renders = 0
+        self.generation = 0  # invalidate() calls so far
+        self.rendered_generation = 0  # the generation the served bytes include
 
     def start(self) -> None:
         """Start the renderer thread; renders now unless something was rendered already."""
@@ -95,18 +97,21 @@ class MetricsCache:
 
     def invalidate(self) -> None:
         """Ask for a re-render soon; cheap and thread-safe, bursts coalesce into one render."""
+        self.generation += 1
         self._wake.set()
 
     def render_now(self) -> None:
         """Render synchronously (startup, tests); keeps the last good bytes if rendering fails."""
         with self._render_lock:
             started = time.perf_counter()
+            generation = self.generation  # updates published after this are not in this render
             # Collect once for both formats: half the collector work, and text and OpenMetrics
             # always show the same data.
             families = _Collected(list(self._registry.collect()))
             text = generate_text(families)
             om = generate_openmetrics(families)  # type: ignore[arg-type]
             self._rendered = Rendered(text, _compress(text), om, _compress(om))
+            self.rendered_generation = generation
             self.last_render_seconds = time.perf_counter() - started
             self.renders += 1
 

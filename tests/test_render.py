@@ -146,3 +146,17 @@ def test_stop_ends_the_thread() -> None:
     assert thread is not None
     cache.stop()
     assert not thread.is_alive()
+
+
+def test_generation_tells_whether_served_bytes_include_an_update() -> None:
+    """readiness uses this: an update published before a render is in the bytes after it."""
+    cache, collector = make()
+    cache.render_now()
+    assert cache.rendered_generation == cache.generation == 0
+    collector.value = 5.0
+    cache.invalidate()
+    assert cache.generation == 1 and cache.rendered_generation == 0
+    assert b"render_test_value 1.0" in cache.get(False, False)
+    cache.render_now()
+    assert cache.rendered_generation == 1
+    assert b"render_test_value 5.0" in cache.get(False, False)
