@@ -60,18 +60,12 @@ class Daemon:
             version=__version__,
         )
         self._stop = asyncio.Event()
-        self._ready_generation: int | None = None
         self._reload_lock = threading.Lock()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once every org synced AND /metrics serves bytes that include those polls."""
         ready, details = self.scheduler.readiness()
-        if not ready:
-            self._ready_generation = None
-            return ready, details
-        if self._ready_generation is None:
-            self._ready_generation = self.cache.generation
-        if self.cache.rendered_generation < self._ready_generation:
+        if ready and self.cache.rendered_generation < self.scheduler.synced_generation:
             return False, {**details, "ready": False, "rendering": True}
         return ready, details
 

@@ -46,7 +46,7 @@ class OrgLoop:
         org_config: OrgConfig,
         source: Source,
         *,
-        publish: Callable[[], None],
+        publish: Callable[..., None],
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         tracker: OrgTracker | None = None,
@@ -166,6 +166,7 @@ class OrgLoop:
         return False
 
     def _finish(self, ok: bool, duration: float) -> None:
+        first_sync = ok and self.last_success is None
         self.up = ok
         now = self.clock()
         self.last_completed = now
@@ -173,7 +174,7 @@ class OrgLoop:
             self.last_success = now
         self.poll_hist.observe(duration)
         self._health = None
-        self.publish()
+        self.publish(synced=first_sync)
 
     def health(self, now: float) -> OrgHealth:
         """Return this org's health; a stalled loop reads as down.

@@ -95,10 +95,11 @@ class MetricsCache:
             self._thread.join(timeout)
             self._thread = None
 
-    def invalidate(self) -> None:
-        """Ask for a re-render soon; cheap and thread-safe, bursts coalesce into one render."""
+    def invalidate(self) -> int:
+        """Ask for a re-render soon and return this update's generation; bursts coalesce."""
         self.generation += 1
         self._wake.set()
+        return self.generation
 
     def render_now(self) -> None:
         """Render synchronously (startup, tests); keeps the last good bytes if rendering fails."""

@@ -57,7 +57,7 @@ class Scheduler:
         self,
         config: Config,
         *,
-        on_update: Callable[[], None] = lambda: None,
+        on_update: Callable[[], int | None] = lambda: None,
         shard: Shard | None = None,
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
@@ -77,6 +77,7 @@ class Scheduler:
         self.snapshot = ExporterSnapshot(shard=shard.as_tuple() if shard else None)
         self._running = False
         self._started = False  # /readyz is 503 until start() has created every org's loop
+        self.synced_generation = 0  # update generation of the latest first sync of any org
         self._retired: set[Source] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stalled: tuple[str, ...] = ()
@@ -268,8 +269,12 @@ class Scheduler:
             self.publish()
 
     # --- snapshots -------------------------------------------------------------
-    def publish(self) -> None:
-        """Swap in a new immutable snapshot built from every loop's latest state."""
+    def publish(self, synced: bool = False) -> None:
+        """Swap in a new immutable snapshot built from every loop's latest state.
+
+        `synced` marks the publish of an org's first successful poll: the update generation
+        on_update returns for it is what /metrics must have rendered before /readyz says ready.
+        """
         orgs: dict[tuple[str, str], OrgSnapshot] = {}
         health: dict[tuple[str, str], OrgHealth] = {}
         stalled: list[str] = []
@@ -289,7 +294,9 @@ class Scheduler:
             reload_timestamp=self.reload_timestamp,
             shard=self.shard.as_tuple() if self.shard else None,
         )
-        self.on_update()
+        generation = self.on_update()
+        if synced and generation is not None:
+            self.synced_generation = generation
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Return (ready, details): ready once every org had one successful poll.

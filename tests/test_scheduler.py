@@ -322,3 +322,21 @@ def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource) -> Non
         await sched.stop()
 
     asyncio.run(scenario())
+
+
+def test_first_sync_records_its_update_generation(tmp_path: Path, fake: FakeSource) -> None:
+    """The publish of an org's first successful poll is the one /readyz waits to be rendered."""
+    async def scenario() -> None:
+        generations = iter(range(1, 1000))
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")),
+                                        on_update=lambda: next(generations))
+        await sched.start()  # publish 1: nothing synced yet
+        assert sched.synced_generation == 0
+        await _until(lambda: sched.readiness()[0])
+        first = sched.synced_generation
+        assert first >= 2
+        await sched.loops[("fake", "org1")].poll_once()  # later polls are not first syncs
+        assert sched.synced_generation == first
+        await sched.stop()
+
+    asyncio.run(scenario())
