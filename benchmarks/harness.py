@@ -54,11 +54,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
 class Proc:
     """A child process with output in a file and /proc readings."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # closed in stop()
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env={**os.environ, **(env or {})})
 
     @property
     def pid(self) -> int:
@@ -92,10 +93,10 @@ class Proc:
                 return int(line.split()[1])
         raise KeyError(key)
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL after timeout; return the exit code."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send `sig` (SIGTERM), then SIGKILL after timeout; return the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,37 +11,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.harness import free_port, wait_for
+from benchmarks.harness import Proc, free_port, wait_for
 
 EXE = [sys.executable, "-m", "exporter"]
 __all__ = ["EXE", "MOUNTS", "Proc", "config_for", "exporter", "free_port", "scrape", "select",
            "sim_post", "simulator", "truth", "wait_for"]
-
-
-class Proc:
-    """A child process with its output captured to a file."""
-
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        full_env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
-
-    def output(self) -> str:
-        """Return everything the process printed so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Signal the process and wait for its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return int(self.proc.returncode)
 
 
 @contextmanager
