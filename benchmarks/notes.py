@@ -75,7 +75,8 @@ requests are counted by the simulator, not by itself.
    stayed near 480 MB. The Vocdoni source now keeps only the fields its parsers read
    (`_slim()` in `sources/vocdoni.py`, type and status strings shared), the tracker keeps one
    string per job type instead of one per job, and plain ASCII job ids are no longer copied by
-   label cleaning (`fast_label`): about **140 MB peak, ~108 MB after the sync**.
+   label cleaning (the ASCII fast path of `clean_label`): about **140 MB peak, ~108 MB after the
+   sync**.
 3. **First sync at 100k jobs** (py-spy): `clean_label`'s per-character Unicode checks were 14 %
    of it; the ASCII fast path took `OrgTracker.apply` from 1.37 s to 0.31 s.
 4. **1,000 orgs behind a 50 ms API** (py-spy): the first cycle took 32.5 s. 55 % of the samples

@@ -15,7 +15,7 @@ from exporter.sources.base import (
     PollResult,
 )
 from exporter.state.hist import HistogramAccumulator
-from exporter.state.labels import MAX_LABEL_LENGTH, CappedLabels, clean_label
+from exporter.state.labels import CappedLabels, clean_label
 from exporter.state.snapshot import DURATION_BUCKETS, OrgSnapshot
 from exporter.state.steps import StepBook
 
@@ -139,7 +139,7 @@ class OrgTracker:
         return ApplySummary(len(result.jobs), new, finished, removed, len(self.jobs))
 
     def _job_type(self, raw: str) -> str:
-        label, dropped = self._types.admit(fast_label(raw))
+        label, dropped = self._types.admit(clean_label(raw))
         if dropped:
             self.agg.series_dropped["asyncjob_jobs"] += 1
         # One shared string per type (the cap bounds them): 100k records, not 100k copies.
@@ -196,7 +196,7 @@ class OrgTracker:
             return
         wait = max(0.0, obs.started_at - obs.created_at)
         hist = self.agg.queue_wait.setdefault(rec.job_type, HistogramAccumulator(DURATION_BUCKETS))
-        hist.observe(wait, fast_label(job_id), now)
+        hist.observe(wait, clean_label(job_id), now)
         rec.queue_observed = True
 
     def _count_finish(self, job_id: str, rec: JobRecord, obs: JobObservation, now: float) -> None:
@@ -207,7 +207,7 @@ class OrgTracker:
         self.agg.last_finished[key] = now
         duration = _duration(obs, rec, now)
         hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
-        hist.observe(duration, fast_label(job_id), now)
+        hist.observe(duration, clean_label(job_id), now)
         if rec.status == "failed":
             self.agg.failed_at[job_id] = (rec.job_type, now)
         if obs.items_added is not None or obs.items_errored is not None:
@@ -292,7 +292,7 @@ class OrgTracker:
                 oldest[key] = started
             if rec.progress is not None:
                 if len(progress) < cap:
-                    progress[(rec.job_type, fast_label(job_id))] = rec.progress
+                    progress[(rec.job_type, clean_label(job_id))] = rec.progress
                 else:
                     self._drop_series("asyncjob_progress_ratio", job_id)
         return oldest, progress
@@ -304,7 +304,7 @@ class OrgTracker:
         for jid, _ in failed_items[: max(0, len(failed_items) - cap)]:
             self._drop_series("asyncjob_failed_job_info", jid)
         kept = failed_items[len(failed_items) - cap:] if cap else []
-        return {(jt, fast_label(jid)): t for jid, (jt, t) in kept}
+        return {(jt, clean_label(jid)): t for jid, (jt, t) in kept}
 
     def _drop_series(self, metric: str, job_id: str) -> None:
         """Count a job's series dropped by the cap once, not once per poll."""
@@ -318,16 +318,6 @@ class OrgTracker:
         expired = [jid for jid, (_, t) in self.agg.failed_at.items() if t < horizon]
         for jid in expired:
             del self.agg.failed_at[jid]
-
-
-def fast_label(value: str) -> str:
-    """Return clean_label(value), skipping its per-character work for plain ASCII values."""
-    # Job ids are hex or decimal: printable ASCII without edge spaces is already clean, and
-    # returning the same object spares a 100k-job first sync a copy of every id (CPU, peak RSS).
-    if (value.isascii() and value.isprintable() and 0 < len(value) <= MAX_LABEL_LENGTH
-            and value[0] != " " and value[-1] != " "):
-        return value
-    return clean_label(value)
 
 
 def _clamp(value: float) -> float:
