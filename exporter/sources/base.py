@@ -172,11 +172,13 @@ class RequestStats:
         self._buckets: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
         self.rate_limited = 0
+        self._total = 0  # kept running: every publish asks each org's loop for it
 
     def record(self, endpoint: str, code: str, seconds: float | None) -> None:
         """Count one request; `endpoint` must be a route template, never a raw path."""
         key = (endpoint, code)
         self.requests[key] = self.requests.get(key, 0) + 1
+        self._total += 1
         if code == "429":
             self.rate_limited += 1
         if seconds is None:
@@ -190,7 +192,7 @@ class RequestStats:
 
     def total(self) -> int:
         """Return how many requests were made in all."""
-        return sum(self.requests.values())
+        return self._total
 
     def view(self) -> RequestStatsView:
         """Return a frozen copy for the collector."""
