@@ -11,7 +11,13 @@ from collections.abc import Callable
 import structlog
 
 from exporter.config import OrgConfig
-from exporter.sources.base import POLL_ERROR_REASONS, OrgTarget, PollError, Source
+from exporter.sources.base import (
+    ON_API_ANSWER,
+    POLL_ERROR_REASONS,
+    OrgTarget,
+    PollError,
+    Source,
+)
 from exporter.state.hist import HistogramAccumulator
 from exporter.state.snapshot import POLL_DURATION_BUCKETS, OrgHealth, OrgSnapshot
 from exporter.state.store import StateStore
@@ -63,10 +69,12 @@ class OrgLoop:
         self.up = False
         self.last_success: float | None = None
         self.last_completed = clock()  # any poll end, success or not (stall detection)
-        self._seen_requests = -1  # source request count last seen by stalled()
+        self._last_answer = 0.0  # when this org's poll last got an API answer (its sign of life)
+        self._poll: asyncio.Task[bool] | None = None  # the poll in flight, for the watchdog
+        self._poll_started = 0.0
+        self._cancelled_stalled = False
         self._health: OrgHealth | None = None  # cached until the next poll ends
         self._health_stalled = False
-        self._seen_at = 0.0
         self.errors: Counter[str] = Counter()
         self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
         self.last_full = 0.0
@@ -100,16 +108,22 @@ class OrgLoop:
         """Return True when no poll completed and no API answer came for STALL_INTERVALS intervals.
 
         A long poll that keeps getting answers (a first sync of a big history at a low request
-        rate) is slow, not stuck; a hung request or a dead task gets no answers.
+        rate) is slow, not stuck; a hung request or a dead task gets no answers. Only this org's
+        own answers count: a sibling org polled on the same source says nothing about this one.
         """
-        requests = self.source.stats.total()
-        if requests != self._seen_requests:
-            self._seen_requests, self._seen_at = requests, now
-        last_sign_of_life = max(self.last_completed, self._seen_at)
+        last_sign_of_life = max(self.last_completed, self._last_answer)
         return now - last_sign_of_life > STALL_INTERVALS * self.org_config.interval
 
+    def _answered(self) -> None:
+        """Note an API answer to this org's poll (called by the HTTP client)."""
+        self._last_answer = self.clock()
+
     def check(self, now: float) -> None:
-        """Restart a dead poll task; called by the watchdog."""
+        """Cancel a stalled poll and restart a dead poll task; called by the watchdog."""
+        poll = self._poll
+        if poll is not None and not poll.done() and self.stalled(now):
+            self._cancelled_stalled = True
+            poll.cancel()
         if self._task is not None and self._task.done():
             self._restarts += 1
             log.error("poll task died, restarting", source=self.target.source,
@@ -119,9 +133,30 @@ class OrgLoop:
     async def _run(self) -> None:
         interval = self.org_config.interval
         while True:
-            await self.poll_once()
+            await self._watched_poll()
             jitter = self.org_config.jitter
             await asyncio.sleep(interval * random.uniform(1 - jitter, 1 + jitter))
+
+    async def _watched_poll(self) -> None:
+        """Run one poll the watchdog can cancel; a cancelled stalled poll is a timeout."""
+        self._cancelled_stalled = False
+        self._poll_started = time.perf_counter()
+        token = ON_API_ANSWER.set(self._answered)
+        try:
+            self._poll = asyncio.ensure_future(self.poll_once())
+        finally:
+            ON_API_ANSWER.reset(token)
+        try:
+            await self._poll
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._cancelled_stalled or (current is not None and current.cancelling()):
+                raise
+            limit = STALL_INTERVALS * self.org_config.interval
+            self._failed("timeout", f"poll stalled: no API answer for {limit:g}s, cancelled",
+                         time.perf_counter() - self._poll_started)
+        finally:
+            self._poll = None
 
     # --- one poll -------------------------------------------------------------
     async def poll_once(self) -> bool:
@@ -138,7 +173,7 @@ class OrgLoop:
             raise
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll crashed", source=self.target.source, org=self.target.org)
-            return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
+            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
             summary = self.tracker.apply(result, now)
@@ -149,7 +184,7 @@ class OrgLoop:
             self.last_snapshot = self.tracker.snapshot(now)
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll crashed", source=self.target.source, org=self.target.org)
-            return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
+            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
         log.info("poll", source=self.target.source, org=self.target.org, full=full,
@@ -159,7 +194,7 @@ class OrgLoop:
         return True
 
     def _failed(self, reason: str, message: str, duration: float) -> bool:
-        self.errors[reason if reason in POLL_ERROR_REASONS else "schema"] += 1
+        self.errors[reason if reason in POLL_ERROR_REASONS else "internal"] += 1
         self._finish(False, duration)
         log.warning("poll failed", source=self.target.source, org=self.target.org,
                     reason=reason, error=message[:200], duration=round(duration, 4))
