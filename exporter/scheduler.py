@@ -36,18 +36,21 @@ def build_source(cfg: SourceConfig) -> Source:
     if cfg.kind == "ordo":
         from exporter.sources.ordo import OrdoSource
 
-        return OrdoSource(cfg.name, settings, token=cfg.token or "")
+        return OrdoSource(cfg.name, settings, token=cfg.token or "",
+                          status_map=dict(cfg.status_map))
     from exporter.sources.vocdoni import VocdoniSource
 
     return VocdoniSource(
-        cfg.name, settings, token=cfg.token, email=cfg.email, password=cfg.password, api=cfg.api
+        cfg.name, settings, token=cfg.token, email=cfg.email, password=cfg.password, api=cfg.api,
+        status_map=dict(cfg.status_map),
     )
 
 
 def _source_identity(cfg: SourceConfig) -> tuple[Any, ...]:
     """Return what forces a new HTTP client when it changes on reload."""
     return (cfg.kind, cfg.base_url, cfg.api, cfg.token, cfg.email, cfg.password, cfg.timeout,
-            cfg.concurrency, cfg.max_requests_per_second, cfg.retries)
+            cfg.concurrency, cfg.max_requests_per_second, cfg.retries, cfg.max_response_bytes,
+            cfg.max_retry_after, cfg.status_map)
 
 
 class Scheduler:
