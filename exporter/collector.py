@@ -36,7 +36,7 @@ from exporter.sources.base import (
 from exporter.state.labels import exemplar_labels
 from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
 
-FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial")
+FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancelled")
 STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
 IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
 

@@ -300,7 +300,7 @@ def test_golden_text_output() -> None:
           for s in JOB_STATUSES),
         "# TYPE asyncjob_finished_total counter",
         *(f'asyncjob_finished_total{{{job},status="{s}"}} 0.0'
-          for s in ("completed", "failed", "partial")),
+          for s in ("completed", "failed", "partial", "cancelled")),
         *(f"# TYPE {name} {typ}" for name, typ in [
             ("asyncjob_last_finished_timestamp_seconds", "gauge"),
             ("asyncjob_duration_seconds", "histogram"),
