@@ -664,3 +664,13 @@ def test_deeply_nested_json_is_cut_not_a_recursion_error() -> None:
     while isinstance(value, list):
         value, depth = value[0], depth + 1
     assert value == TOO_DEEP and depth < MAX_JSON_DEPTH
+
+
+def test_an_integer_of_70k_digits_is_a_marker_not_a_failed_document() -> None:
+    """Python refuses ints over 4300 digits; such a value becomes a marker, the rest parses."""
+    text = '[{"id": ' + "9" * 70_000 + '}, {"id": 2}]'
+    parsed = ApiResponse(200, httpx.Headers(), text, "/jobs").json()
+    assert parsed == [{"id": "<number too long>"}, {"id": 2}]
+    with pytest.raises(PollError) as info:
+        ApiResponse(200, httpx.Headers(), "<html>limit</html>", "/jobs").json()
+    assert info.value.reason == "decode"

@@ -521,3 +521,14 @@ def test_one_bad_item_is_left_out_and_the_poll_succeeds() -> None:
     assert sorted(by_id(result)) == ["1", "2"]
     assert result.notes == {"bad_id": 1}
     assert not result.complete  # the left-out job must not read as vanished
+
+
+def test_a_70k_digit_job_id_fails_only_that_item() -> None:
+    """An id Python cannot even convert is counted as bad_id; the other jobs are kept."""
+    fake = FakeOrdo()
+    fake.add(1, "completed")
+    good = json.dumps([fake.jobs[1]])
+    text = good[:-1] + ', {"id": ' + "7" * 70_000 + ', "status": "running"}]'
+    fake.override["/jobs"] = httpx.Response(200, text=text)
+    result = poll(make_source(fake), Known(), full=True)
+    assert [job.job_id for job in result.jobs] == ["1"] and result.notes == {"bad_id": 1}

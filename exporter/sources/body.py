@@ -11,6 +11,7 @@ from exporter.sources.base import PollError
 # JSON nested deeper than this is cut (the value becomes TOO_DEEP) instead of crashing the parser.
 MAX_JSON_DEPTH = 200
 TOO_DEEP = "<nested too deep>"
+TOO_LONG = "<number too long>"
 # Only encodings the bounded decoder below can inflate piece by piece are asked for.
 ACCEPT_ENCODING = "gzip, deflate"
 CHUNK = 64 * 1024
@@ -27,14 +28,20 @@ def parse_json(text: str, what: str) -> Any:
     """Parse JSON; values nested past MAX_JSON_DEPTH become TOO_DEEP instead of a crash."""
     try:
         return json.loads(text)
-    except ValueError:
-        raise PollError("decode", f"{what} body is not JSON") from None
+    except ValueError as exc:
+        if "limit" not in str(exc):  # not an integer of thousands of digits: not JSON at all
+            raise PollError("decode", f"{what} body is not JSON") from None
     except RecursionError:
         pass
     try:
-        return json.loads(cut_deep_json(text, MAX_JSON_DEPTH))
+        return json.loads(cut_deep_json(text, MAX_JSON_DEPTH), parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise PollError("decode", f"{what} body is not JSON") from None
+
+
+def _parse_int(digits: str) -> int | str:
+    """Read an integer; one too long to be a count or an id becomes TOO_LONG."""
+    return int(digits) if len(digits) <= 40 else TOO_LONG
 
 
 def cut_deep_json(text: str, limit: int) -> str:
