@@ -78,8 +78,8 @@ class SourceConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
-    max_response_bytes: int
-    max_retry_after: float
+    max_response_bytes: int = BUILTIN_DEFAULTS["max_response_bytes"]
+    max_retry_after: float = BUILTIN_DEFAULTS["max_retry_after"]
     # raw API status (lowercased) -> normalized status, as the operator configured it
     status_map: tuple[tuple[str, str], ...] = ()
 
