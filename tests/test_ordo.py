@@ -532,3 +532,19 @@ def test_a_70k_digit_job_id_fails_only_that_item() -> None:
     fake.override["/jobs"] = httpx.Response(200, text=text)
     result = poll(make_source(fake), Known(), full=True)
     assert [job.job_id for job in result.jobs] == ["1"] and result.notes == {"bad_id": 1}
+
+
+def test_unknown_status_jobs_feed_no_stuck_job_signal() -> None:
+    """An `unknown` job is counted in asyncjob_jobs but not in oldest-active age or progress."""
+    from exporter.state.tracker import OrgTracker, TrackerSettings
+
+    fake = FakeOrdo()
+    fake.add(1, "cancelled")
+    fake.add(2, "running")
+    result = poll(make_source(fake), Known(), full=True)
+    tracker = OrgTracker("ordo-lidar", "lidar", TrackerSettings())
+    tracker.apply(result, 1_900_000_000.0)
+    snap = tracker.snapshot(1_900_000_000.0)
+    assert snap.jobs[("lidar-dem", "unknown")] == 1
+    assert {status for _, status in snap.oldest_active} == {"running"}
+    assert [job_id for _, job_id in snap.progress] == ["2"]
