@@ -31,6 +31,13 @@ from exporter.config_schema import (
     parse_yaml,
 )
 from exporter.sources.base import ClientSettings, OrgTarget
+from exporter.sources.json_config import (
+    JSON_MODELS,
+    SOURCE_TAGS,
+    FullConfigModel,
+    JsonOrgModel,
+    JsonSourceModel,
+)
 
 __all__ = ["Config", "ConfigError", "OrgConfig", "SourceConfig", "check_config", "load_config"]
 
@@ -82,11 +89,14 @@ class SourceConfig:
     max_retry_after: float = BUILTIN_DEFAULTS["max_retry_after"]
     # raw API status (lowercased) -> normalized status, as the operator configured it
     status_map: tuple[tuple[str, str], ...] = ()
+    # kind json: the validated model with its preset applied (requests, paging, mappings)
+    json_spec: JsonSourceModel | None = field(default=None, repr=False)
 
     def redacted(self) -> dict[str, Any]:
         """Return a printable dict with secrets replaced, for logs and check-config."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["orgs"] = [{k: getattr(o, k) for k in o.__dataclass_fields__} for o in self.orgs]
+        out.pop("json_spec", None)
         for key in ("token", "password"):
             out[key] = None if out[key] is None else _REDACTED
         return out
@@ -122,7 +132,7 @@ class Config:
 _MODELS: tuple[type[BaseModel], ...] = (
     ConfigModel, StateModel, SourceModel, AuthModel, OrgModel, SourceSettings,
 )
-ALL_KEYS: frozenset[str] = frozenset(k for m in _MODELS for k in m.model_fields)
+ALL_KEYS: frozenset[str] = frozenset(k for m in (*_MODELS, *JSON_MODELS) for k in m.model_fields)
 # Union branch tags pydantic puts into error locations; they are not config keys.
 _UNION_TAGS = frozenset({"auto", "list"})
 
@@ -134,6 +144,8 @@ def format_location(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in _UNION_TAGS and i > 0 and loc[i - 1] == "organizations":
+            continue
+        elif part in SOURCE_TAGS and i > 1 and loc[i - 2] == "sources":
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -201,7 +213,7 @@ def _read_secret(loc: str, file: str, base: pathlib.Path, errs: ErrorList) -> st
 
 
 def _resolve_auth(
-    loc: str, src: SourceModel, base: pathlib.Path, errs: ErrorList
+    loc: str, src: SourceModel | JsonSourceModel, base: pathlib.Path, errs: ErrorList
 ) -> tuple[str | None, str | None]:
     """Return (token, password) with files read and env already applied."""
     auth = src.auth
@@ -276,7 +288,7 @@ def _build_orgs(loc: str, src: SourceModel, eff: Mapping[str, Any],
     return tuple(orgs)
 
 
-def _build_org(org: OrgModel, base: Mapping[str, Any]) -> OrgConfig:
+def _build_org(org: OrgModel | JsonOrgModel, base: Mapping[str, Any]) -> OrgConfig:
     """Return one org's effective settings."""
     values = _merge(base, _settings(org, ORG_SETTING_KEYS))
     job_types = tuple(dict.fromkeys(org.job_types or ()))
@@ -300,6 +312,27 @@ def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
     )
 
 
+def _build_json_source(i: int, src: JsonSourceModel, defaults: Mapping[str, Any],
+                       base: pathlib.Path, errs: ErrorList) -> SourceConfig:
+    """Check a kind json source and merge defaults -> source -> org."""
+    loc = f"sources[{i}]"
+    token, password = _resolve_auth(loc, src, base, errs)
+    eff = _merge(defaults, _settings(src, SOURCE_SETTING_KEYS))
+    org_base = {k: eff[k] for k in ORG_SETTING_KEYS}
+    orgs = tuple(_build_org(org, org_base) for org in src.organizations)
+    seen: dict[str, int] = {}
+    for j, org in enumerate(orgs):
+        if org.label in seen:
+            errs.add(f"{loc}.organizations[{j}]", f"duplicate org {org.label!r} "
+                     f"(also organizations[{seen[org.label]}])")
+        seen.setdefault(org.label, j)
+    return SourceConfig(
+        name=src.name, kind=src.kind, base_url=src.base_url, api="auto", token=token,
+        email=src.auth.username, password=password, organizations_auto=False, orgs=orgs,
+        status_map=tuple(sorted(src.status_map.items())), json_spec=src, **eff,
+    )
+
+
 def _build(path: str, model: ConfigModel, lines: Mapping[str, int]) -> Config:
     """Apply cross-field rules, read secret files, and freeze the result."""
     errs = ErrorList(lines)
@@ -312,7 +345,10 @@ def _build(path: str, model: ConfigModel, lines: Mapping[str, int]) -> Config:
             errs.add(f"sources[{i}].name", f"duplicate source name {src.name!r} "
                      f"(also sources[{first_index[src.name]}])")
         first_index.setdefault(src.name, i)
-        sources.append(_build_source(i, src, defaults, base, errs))
+        if isinstance(src, JsonSourceModel):
+            sources.append(_build_json_source(i, src, defaults, base, errs))
+        else:
+            sources.append(_build_source(i, src, defaults, base, errs))
     if errs.items:
         raise ConfigError(path, errs.items)
     return Config(path=path, state_path=model.state.path, sources=tuple(sources))
@@ -330,7 +366,7 @@ def load_config(path: str | pathlib.Path, env: Mapping[str, str] | None = None) 
         raise ConfigError(name, [("", "cannot read config file: not UTF-8 text")]) from None
     data, lines = parse_yaml(name, text, os.environ if env is None else env)
     try:
-        model = ConfigModel.model_validate(data)
+        model = FullConfigModel.model_validate(data)
     except ValidationError as exc:
         errs = ErrorList(lines)
         for loc, msg in _validation_details(exc):
@@ -343,6 +379,9 @@ def _describe_source(src: SourceConfig) -> list[str]:
     """Summarize one source without secrets."""
     auth = "token" if src.token is not None else "email+password"
     api = f", api {src.api}" if src.kind == "vocdoni" else ""
+    if src.json_spec is not None:
+        auth = "token" if src.token is not None else "none" if src.email is None else "password"
+        api = f", preset {src.json_spec.preset}" if src.json_spec.preset else ""
     head = (f"source {src.name}: {src.kind} {src.base_url}{api}, auth {auth}, "
             f"interval {format_duration(src.interval)}, timeout {format_duration(src.timeout)}, "
             f"concurrency {src.concurrency}, {src.max_requests_per_second:g} req/s")

@@ -273,7 +273,7 @@ class SourceModel(SourceSettings):
     """One API endpoint with its credentials; kind-specific keys are checked after parsing."""
 
     name: Annotated[str, AfterValidator(_check_source_name)]
-    kind: Literal["vocdoni", "ordo"]
+    kind: Literal["vocdoni", "ordo", "json"]  # json: see exporter/sources/json_config.py
     base_url: Annotated[str, AfterValidator(_check_base_url)]
     auth: AuthModel
     api: Literal["auto", "v2", "v1"] | None = None

@@ -33,6 +33,11 @@ def discovery_interval(cfg: SourceConfig) -> float:
 def build_source(cfg: SourceConfig) -> Source:
     """Create the API client of one configured source."""
     settings = cfg.client_settings()
+    if cfg.json_spec is not None:
+        from exporter.sources.json_source import JsonSource
+
+        return JsonSource(cfg.name, settings, cfg.json_spec, token=cfg.token,
+                          password=cfg.password)
     if cfg.kind == "ordo":
         from exporter.sources.ordo import OrdoSource
 
@@ -50,7 +55,7 @@ def _source_identity(cfg: SourceConfig) -> tuple[Any, ...]:
     """Return what forces a new HTTP client when it changes on reload."""
     return (cfg.kind, cfg.base_url, cfg.api, cfg.token, cfg.email, cfg.password, cfg.timeout,
             cfg.concurrency, cfg.max_requests_per_second, cfg.retries, cfg.max_response_bytes,
-            cfg.max_retry_after, cfg.status_map)
+            cfg.max_retry_after, cfg.status_map, cfg.json_spec)
 
 
 class Scheduler:

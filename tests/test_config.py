@@ -276,7 +276,7 @@ BAD_CONFIGS = [
     (VOC.replace("https://", f"https://u:{SECRET}@"), "sources[0].base_url",
      "credentials in base_url are not allowed"),
     (VOC.replace("kind: vocdoni", "kind: jenkins"), "sources[0].kind",
-     "expected 'vocdoni' or 'ordo', got 'jenkins'"),
+     "expected 'vocdoni', 'ordo' or 'json', got 'jenkins'"),
     (VOC.replace("name: voc", "name: 9voc"), "sources[0].name", "expected a name matching"),
     (_voc(extra_source="api: v3"), "sources[0].api", "expected 'auto', 'v2' or 'v1'"),
     (VOC.replace("organizations:\n", "organizations: sometimes\n").split("      - ")[0],
@@ -370,14 +370,18 @@ def test_example_config_loads(tmp_path: pathlib.Path) -> None:
     (tmp_path / "vocdoni-token").write_text("voc-token\n")
     (tmp_path / "vocdoni-password").write_text("voc-password\n")
     env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "VOCDONI_STAGING_TOKEN": "stg-token",
-           "ORDO_TOKEN": "ordo-token"}
+           "ORDO_TOKEN": "ordo-token", "GITHUB_TOKEN": "gh-token",
+           "AIRFLOW_PASSWORD": "af-password", "GITLAB_TOKEN": "gl-token"}
     cfg = load_config(REPO / "config.example.yaml", env=env)
+    assert {s.json_spec.preset for s in cfg.sources if s.json_spec is not None} == {
+        "github-actions", "airflow", "gitlab-ci"}
     kinds = {(s.kind, s.organizations_auto) for s in cfg.sources}
     assert {("vocdoni", False), ("vocdoni", True), ("ordo", False)} <= kinds
     ordo = next(s for s in cfg.sources if s.kind == "ordo")
     assert ordo.base_url.endswith("/ordo")
     assert any(len(s.orgs) >= 2 for s in cfg.sources if s.kind == "vocdoni")
-    for secret in ("voc-token", "voc-password", "stg-token", "ordo-token"):
+    for secret in ("voc-token", "voc-password", "stg-token", "ordo-token", "gh-token",
+                   "af-password", "gl-token"):
         assert secret not in repr(cfg)
 
 

@@ -194,6 +194,8 @@ class RequestStatsView:
     # endpoint template -> (cumulative bucket counts aligned to API_LATENCY_BUCKETS + +Inf, sum)
     latency: Mapping[str, tuple[tuple[int, ...], float]]
     rate_limited: int
+    # requests left in the API's own budget (X-RateLimit-Remaining / RateLimit-Remaining)
+    rate_limit_remaining: float | None = None
 
 
 class RequestStats:
@@ -204,6 +206,7 @@ class RequestStats:
         self._buckets: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
         self.rate_limited = 0
+        self.rate_limit_remaining: float | None = None  # set by sources whose API tells
         self._total = 0  # kept running: every publish asks each org's loop for it
 
     def record(self, endpoint: str, code: str, seconds: float | None) -> None:
@@ -232,4 +235,5 @@ class RequestStats:
             requests=dict(self.requests),
             latency={ep: (tuple(b), self._sums.get(ep, 0.0)) for ep, b in self._buckets.items()},
             rate_limited=self.rate_limited,
+            rate_limit_remaining=self.rate_limit_remaining,
         )

@@ -252,6 +252,10 @@ class ApiClient:
         response = await self.request("GET", path, endpoint, params=params, auth=auth)
         return response.json()
 
+    def pause(self, seconds: float) -> None:
+        """Hold back every request for `seconds` (an API's own budget is nearly spent)."""
+        self._limiter.block(seconds)
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()

@@ -1,0 +1,259 @@
+"""Generic JSON source: any job API described by config (kind: json), presets included."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    ClientSettings,
+    JobObservation,
+    KnownJobs,
+    OrgTarget,
+    PollError,
+    PollResult,
+    RequestStats,
+)
+from exporter.sources.http import ApiClient, NotFound, gather_limited
+from exporter.sources.json_auth import JsonAuth
+from exporter.sources.json_config import JsonSourceModel
+from exporter.sources.json_mapping import MapNotes, Mapper, search, step_progress
+from exporter.sources.json_paging import Listing, Page, PageReader, Params
+from exporter.sources.json_ratelimit import RateLimitWatch
+
+log = structlog.get_logger()
+MAX_ETAGS = 2000  # remembered conditional-request answers per source
+
+
+class JsonSource:
+    """Poll one org of a configured JSON job API per call; owns its HTTP client and stats."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ClientSettings,
+        spec: JsonSourceModel,
+        *,
+        token: str | None = None,
+        password: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.stats = RequestStats()
+        self._clock = clock
+        self._concurrency = max(1, settings.concurrency)
+        self._auth = JsonAuth(spec.auth, dict(spec.headers), token=token, password=password)
+        self._client = ApiClient(settings, self.stats, transport=transport,
+                                 auth=self._auth.headers, sleep=sleep, wall_clock=clock)
+        self._auth.bind(self._client)
+        self._rate = RateLimitWatch(self._client, self.stats, clock)
+        self._mapper = Mapper(spec.jobs, spec.steps, spec.status_map, spec.step_status_map)
+        self._etags: dict[str, tuple[str, Any]] = {}
+        self._watermarks: dict[str, float] = {}  # org address -> server time of the last list
+        self._vars: dict[tuple[str, str], dict[str, str]] = {}  # path vars of active jobs
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        """List jobs (incrementally unless `full`), re-check unlisted active ones, read steps."""
+        notes = MapNotes()
+        org_vars = {"org": target.address, "org_encoded": quote(target.address, safe="")}
+        listing, filtered = await self._list(target, org_vars, known, full)
+        jobs = self._map_jobs(listing.items, org_vars, target, notes)
+        complete = listing.complete and not filtered and not notes.dropped
+        gone: list[str] = []
+        if not complete and self.spec.jobs.detail_path is not None:
+            jobs.update(await self._recheck(target, known, jobs, org_vars, notes, gone))
+        first_sync = full and len(known) == 0
+        wanted = [j for j in jobs.values() if needs_steps(j, known, first_sync, full)]
+        jobs.update(await self._with_steps(target, wanted, notes))
+        self._forget(target, jobs, gone)
+        log.debug("json poll", source=self.name, org=target.org, listed=len(listing.items),
+                  pages=listing.pages, kept=len(jobs), steps=len(wanted), gone=len(gone))
+        return PollResult(jobs=tuple(jobs.values()), complete=complete, gone=tuple(gone),
+                          unknown_statuses=tuple(sorted(notes.unknown_statuses)),
+                          notes=dict(notes.counts))
+
+    def _forget(self, target: OrgTarget, jobs: Mapping[str, JobObservation],
+                gone: list[str]) -> None:
+        """Drop the path variables of jobs that will not be asked about again."""
+        done = [j for j, job in jobs.items() if job.status in TERMINAL_JOB_STATUSES]
+        for job_id in [*done, *gone]:
+            self._vars.pop((target.address, job_id), None)
+
+    async def _list(self, target: OrgTarget, org_vars: Mapping[str, str], known: KnownJobs,
+                    full: bool) -> tuple[Listing, bool]:
+        """Read the job list; return it and whether a changed-since filter narrowed it."""
+        spec = self.spec.jobs
+        params: Params = dict(spec.params)
+        inc = spec.incremental
+        watermark = self._watermarks.get(target.address)
+        filtered = inc.mode == "since" and not full and watermark is not None
+        if filtered and inc.since_param is not None and watermark is not None:
+            params[inc.since_param] = iso(watermark - inc.overlap)
+        stop = None
+        if inc.mode == "newest_first" and not full and len(known) > 0:
+            stop = self._known_stop(known)
+        reader = PageReader(self._fetcher(spec.path, spec.etag), spec.paging, spec.items,
+                            spec.path, self._client.settings.base_url)
+        listing = await reader.read(fill(spec.path, org_vars), params, stop)
+        server_now = http_date(listing.date) or self._clock()
+        if inc.mode == "since":
+            self._watermarks[target.address] = server_now
+        return listing, filtered
+
+    def _known_stop(self, known: KnownJobs) -> Callable[[list[Any]], bool]:
+        """Stop a newest-first list at the first page holding an already-known job."""
+        expr = self._mapper.job_exprs["id"]
+
+        def stop(items: list[Any]) -> bool:
+            ids = (search(expr, item, "id") for item in items if isinstance(item, dict))
+            return any(known.get(str(i)) is not None for i in ids if i is not None)
+
+        return stop
+
+    def _map_jobs(self, items: list[Any], org_vars: Mapping[str, str], target: OrgTarget,
+                  notes: MapNotes) -> dict[str, JobObservation]:
+        """Map items to jobs (first occurrence wins) and remember their path variables."""
+        out: dict[str, JobObservation] = {}
+        for item in items:
+            job = self._mapper.job_or_none(item, notes)
+            if job is None or job.job_id in out:
+                continue
+            if target.job_types and job.job_type not in target.job_types:
+                continue
+            out[job.job_id] = job
+            self._remember(target, item, job, org_vars)
+        return out
+
+    def _remember(self, target: OrgTarget, item: Any, job: JobObservation,
+                  org_vars: Mapping[str, str]) -> None:
+        """Keep a job's scalar fields: its steps path may name them ({dag_id}, ...)."""
+        self._vars[(target.address, job.job_id)] = {
+            **{k: str(v) for k, v in item.items() if isinstance(v, str | int)},
+            **org_vars, "job_id": job.job_id,
+        }
+
+    async def _recheck(self, target: OrgTarget, known: KnownJobs,
+                       listed: Mapping[str, JobObservation], org_vars: Mapping[str, str],
+                       notes: MapNotes, gone: list[str]) -> dict[str, JobObservation]:
+        """Fetch known active jobs the (partial) list did not show; a JSON 404 means gone."""
+        path = self.spec.jobs.detail_path or ""
+        missing = sorted(known.active_ids() - listed.keys())
+
+        async def one(job_id: str) -> JobObservation | None:
+            try:
+                page = await self._fetcher(path, False)(
+                    fill(path, {**org_vars, "job_id": job_id}), {})
+            except NotFound:
+                gone.append(job_id)
+                return None
+            job = self._mapper.job_or_none(page.body, notes)
+            if job is not None:
+                self._remember(target, page.body, job, org_vars)
+            return job
+
+        found = await gather_limited([partial(one, j) for j in missing], self._concurrency)
+        return {job.job_id: job for job in found if job is not None}
+
+    async def _with_steps(self, target: OrgTarget, jobs: list[JobObservation],
+                          notes: MapNotes) -> dict[str, JobObservation]:
+        """Read the steps of each job that can still change; progress defaults to their share."""
+        steps = self.spec.steps
+        if steps is None or not jobs:
+            return {}
+        reader = PageReader(self._fetcher(steps.path, steps.etag), steps.paging, steps.items,
+                            steps.path, self._client.settings.base_url)
+
+        async def one(job: JobObservation) -> JobObservation | None:
+            path_vars = self._vars.get((target.address, job.job_id))
+            if path_vars is None:
+                return None
+            try:
+                listing = await reader.read(fill(steps.path, path_vars), dict(steps.params))
+            except NotFound:  # the job went away between list and steps: keep what is known
+                return job
+            found = [self._mapper.step_or_none(item, notes) for item in listing.items]
+            seen = tuple({s.step_id: s for s in found if s is not None}.values())
+            progress = job.progress if job.progress is not None else step_progress(seen)
+            return replace(job, steps=seen, progress=progress)
+
+        done = await gather_limited([partial(one, j) for j in jobs], self._concurrency)
+        return {job.job_id: job for job in done if job is not None}
+
+    def _fetcher(self, endpoint: str, etag: bool) -> Callable[[str, Params], Awaitable[Page]]:
+        """Return a GET that records `endpoint`, sends If-None-Match and reuses 304 answers."""
+
+        async def fetch(path: str, params: Params) -> Page:
+            key = path + "?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+            cached = self._etags.get(key) if etag else None
+            headers = {"If-None-Match": cached[0]} if cached is not None else None
+            response = await self._auth.retrying(lambda: self._client.request(
+                "GET", path, endpoint, params=params or None,  # {} would drop a next URL's query
+                expect=(200, 304), headers=headers))
+            self._rate.observe(response.headers)
+            if response.status == 304:
+                if cached is None:
+                    raise PollError("http_4xx", f"GET {endpoint} answered 304 unasked")
+                return Page(cached[1], response.headers)
+            body = response.json()
+            tag = response.headers.get("ETag")
+            if etag and tag:
+                if len(self._etags) >= MAX_ETAGS:
+                    self._etags.pop(next(iter(self._etags)))
+                self._etags[key] = (tag, body)
+            return Page(body, response.headers)
+
+        return fetch
+
+    async def aclose(self) -> None:
+        """Release the HTTP client."""
+        await self._client.aclose()
+
+
+def needs_steps(job: JobObservation, known: KnownJobs, first_sync: bool, full: bool) -> bool:
+    """Read steps of active jobs and of jobs finishing now; never of finished history."""
+    if job.status == "unknown":
+        return full
+    if job.status not in TERMINAL_JOB_STATUSES:
+        return True
+    seen = known.get(job.job_id)
+    if seen is None:
+        return not first_sync
+    return not seen.terminal
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Fill a path template; a name the job lacks is a schema error, not a crash."""
+    safe = {k: v if k in ("org", "org_encoded") else quote(v, safe="") for k, v in values.items()}
+    try:
+        return template.format_map(safe)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PollError("schema", f"path template {template!r} needs {exc}") from None
+
+
+def iso(seconds: float) -> str:
+    """Render a watermark as RFC 3339 with Z (Airflow rejects an unencoded +)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def http_date(value: str | None) -> float | None:
+    """Read the server's Date header, the clock watermarks are taken from."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

@@ -1,0 +1,87 @@
+"""Config of `kind: json` sources: presets, overrides, errors with file, location and line."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+
+import pytest
+
+from exporter.config import ConfigError, check_config, load_config
+from exporter.scheduler import build_source
+from exporter.sources.json_source import JsonSource
+
+GH = """\
+sources:
+  - name: gh
+    kind: json
+    preset: github-actions
+    base_url: https://api.github.com
+    auth:
+      token_file: tok
+    organizations:
+      - address: octo-org/octo-repo
+"""
+
+
+@pytest.fixture
+def gh_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    (tmp_path / "tok").write_text("ghp-secret\n")
+    path = tmp_path / "gh.yaml"
+    path.write_text(GH)
+    return path
+
+
+def test_check_config_validates_a_preset_without_contacting_anything(
+    gh_file: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("check-config opened a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    code, text = check_config(gh_file)
+    assert code == 0, text
+    assert "json https://api.github.com, preset github-actions, auth token" in text
+    assert "ghp-secret" not in text
+
+
+def test_preset_keys_are_overridable_one_by_one(gh_file: pathlib.Path) -> None:
+    gh_file.write_text(GH + "    jobs: {type: display_title, paging: {max_pages: 3}}\n"
+                       "    status_map: {stale: failed}\n")
+    src = load_config(gh_file).sources[0]
+    spec = src.json_spec
+    assert spec is not None and src.token == "ghp-secret" and src.orgs[0].label == (
+        "octo-org/octo-repo")
+    assert spec.jobs.type == "display_title" and spec.jobs.paging.max_pages == 3
+    assert spec.jobs.paging.style == "link" and spec.jobs.path == "/repos/{org}/actions/runs"
+    assert spec.status_map["stale"] == "failed" and spec.status_map["success"] == "completed"
+    assert isinstance(build_source(src), JsonSource)
+
+
+@pytest.mark.parametrize(("extra", "loc", "msg"), [
+    ("    jobs: {status: 'conclusion ||'}\n", "sources[0].jobs.status",
+     "invalid JMESPath expression 'conclusion ||'"),
+    ("    jobs: {paging: {style: pages}}\n", "sources[0].jobs.paging.style",
+     "expected 'none', 'page', 'offset', 'link' or 'cursor'"),
+    ("    jobs: {pagin: {}}\n", "sources[0].jobs.pagin", "unknown key (did you mean 'paging'?)"),
+    ("    step_status_map: {queued: waiting}\n", "sources[0].step_status_map",
+     "expected one of pending, running"),
+    ("    jobs: {incremental: {mode: since}}\n", "sources[0].jobs.incremental",
+     "mode since needs since_param"),
+])
+def test_errors_name_file_location_and_line(gh_file: pathlib.Path, extra: str, loc: str,
+                                            msg: str) -> None:
+    gh_file.write_text(GH + extra)
+    with pytest.raises(ConfigError) as info:
+        load_config(gh_file)
+    (got_loc, got_msg), = info.value.details
+    assert got_loc == loc and msg in got_msg and got_msg.endswith("(line 10)")
+    assert str(gh_file) in str(info.value)
+
+
+def test_a_preset_without_a_token_and_unknown_preset(gh_file: pathlib.Path) -> None:
+    gh_file.write_text(GH.replace("preset: github-actions", "preset: jenkins"))
+    with pytest.raises(ConfigError) as info:
+        load_config(gh_file)
+    locs = [loc for loc, _ in info.value.details]
+    assert "sources[0].preset" in locs and "sources[0].jobs" in locs  # no preset filled it
