@@ -152,6 +152,14 @@ def _api_requests(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
             yield (source, endpoint, code), float(view.requests[(endpoint, code)])
 
 
+def _rate_limit_remaining(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+    """Export the last budget an API announced; absent for APIs that announce none."""
+    for src in sorted(snap.requests):
+        remaining = snap.requests[src].rate_limit_remaining
+        if remaining is not None:
+            yield (src,), float(remaining)
+
+
 def _api_latency(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
     """Yield request latency histograms per (source, endpoint)."""
     for source in sorted(snap.requests):
@@ -248,6 +256,9 @@ def _health_families() -> list[Family]:
         Family("asyncjob_api_rate_limited", "counter", "429 answers received from the API.",
                ("source",), lambda s, n: (((src,), float(s.requests[src].rate_limited))
                                           for src in sorted(s.requests))),
+        Family("asyncjob_api_rate_limit_remaining", "gauge",
+               "Requests left in the API's own budget, where its headers tell (GitHub, GitLab).",
+               ("source",), _rate_limit_remaining),
         Family("asyncjob_tracked_jobs", "gauge", "Jobs held in the exporter's state.", ORG,
                _per_org(lambda o, n: [((), float(o.tracked_jobs))])),
         Family("asyncjob_series_dropped", "counter", "Label sets dropped by a cardinality cap.",

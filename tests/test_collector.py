@@ -54,6 +54,7 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_api_requests", "counter", {"source", "endpoint", "code"}),
     ("asyncjob_api_request_duration_seconds", "histogram", {"source", "endpoint"}),
     ("asyncjob_api_rate_limited", "counter", {"source"}),
+    ("asyncjob_api_rate_limit_remaining", "gauge", {"source"}),
     ("asyncjob_tracked_jobs", "gauge", {"source", "org"}),
     ("asyncjob_series_dropped", "counter", {"source", "org", "metric"}),
     ("asyncjob_api_invalid_items", "counter", {"source", "org", "what"}),  # ours, documented
@@ -98,7 +99,7 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
                        poll_errors={"timeout": 2}, synced=True)
     latency = ((*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
-                                {"/jobs": latency}, rate_limited=1)
+                                {"/jobs": latency}, rate_limited=1, rate_limit_remaining=42)
     return ExporterSnapshot({(S, ORG_NAME): org}, {(S, ORG_NAME): health}, {S: requests},
                             reload_success=False, reload_timestamp=1_234.0, shard=shard)
 
@@ -158,6 +159,7 @@ def test_org_sample_values(name: str, labels: dict[str, str], value: float) -> N
     ("asyncjob_api_request_duration_seconds_count", {"source": S, "endpoint": "/jobs"}, 2),
     ("asyncjob_api_request_duration_seconds_sum", {"source": S, "endpoint": "/jobs"}, 31),
     ("asyncjob_api_rate_limited_total", {"source": S}, 1),
+    ("asyncjob_api_rate_limit_remaining", {"source": S}, 42),
     ("asyncjob_config_last_reload_success", {}, 0),
     ("asyncjob_config_last_reload_timestamp_seconds", {}, 1_234),
     ("asyncjob_shard_info", {"index": "1", "count": "3"}, 1),
@@ -321,6 +323,7 @@ def test_golden_text_output() -> None:
             ("asyncjob_api_requests_total", "counter"),
             ("asyncjob_api_request_duration_seconds", "histogram"),
             ("asyncjob_api_rate_limited_total", "counter"),
+            ("asyncjob_api_rate_limit_remaining", "gauge"),
             ("asyncjob_tracked_jobs", "gauge"),
         ]),
         'asyncjob_tracked_jobs{org="acme",source="v"} 1.0',
