@@ -1,0 +1,192 @@
+"""The github-actions preset against a loopback fake GitHub, through the real exporter process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.harness import exporter, scrape, select, wait_for
+
+TOKEN = "ghp-test-token"
+T0 = 1_796_385_600  # 2026-12-04T12:00:00Z
+
+
+def ts(offset: float) -> str:
+    """Return T0 + offset as GitHub spells times."""
+    return datetime.fromtimestamp(T0 + offset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run(run_id: int, name: str, status: str, conclusion: str | None, start: float,
+        end: float | None) -> dict[str, Any]:
+    """Return a workflow-run object with the fields job-apis.md §2.3 lists."""
+    return {"id": run_id, "name": name, "display_title": f"t{run_id}", "run_number": run_id,
+            "run_attempt": 1, "event": "push", "head_branch": "main", "status": status,
+            "conclusion": conclusion, "created_at": ts(start - 5), "run_started_at": ts(start),
+            "updated_at": ts(end if end is not None else start + 1),
+            "path": ".github/workflows/ci.yml@main"}
+
+
+def job(job_id: int, name: str, status: str, conclusion: str | None, start: float,
+        end: float | None) -> dict[str, Any]:
+    """Return a workflow-job object (job-apis.md §2.3)."""
+    return {"id": job_id, "run_id": 0, "run_attempt": 1, "name": name, "status": status,
+            "conclusion": conclusion, "created_at": ts(start - 1), "started_at": ts(start),
+            "completed_at": ts(end) if end is not None else None, "steps": []}
+
+
+class FakeGitHub:
+    """The repo octo/app: runs, their jobs, ETags, 304s and a primary rate-limit budget."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[int, list[dict[str, Any]]] = {}
+        self.remaining = 5000
+        self.hits: Counter[tuple[str, int]] = Counter()
+
+    def answer(self, path: str, if_none_match: str | None) -> tuple[int, dict[str, str], Any]:
+        """Route one GET: (status, headers, body)."""
+        parts = path.strip("/").split("/")
+        if parts[:5] != ["repos", "octo", "app", "actions", "runs"]:
+            return 404, {}, {"message": "Not Found"}
+        if len(parts) == 5:
+            runs = sorted(self.runs.values(), key=lambda r: -r["id"])  # newest first
+            body: Any = {"total_count": len(runs), "workflow_runs": runs}
+            route = "runs"
+        elif len(parts) == 7 and parts[6] == "jobs" and int(parts[5]) in self.runs:
+            jobs = self.jobs.get(int(parts[5]), [])
+            body, route = {"total_count": len(jobs), "jobs": jobs}, "jobs"
+        elif len(parts) == 6 and int(parts[5]) in self.runs:
+            body, route = self.runs[int(parts[5])], "run"
+        else:
+            return 404, {}, {"message": "Not Found"}
+        etag = '"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
+        headers = {"ETag": etag, "X-RateLimit-Limit": "5000",
+                   "X-RateLimit-Reset": str(int(time.time()) + 3600)}
+        if if_none_match == etag:  # free against the primary limit
+            self.hits[(route, 304)] += 1
+            return 304, {**headers, "X-RateLimit-Remaining": str(self.remaining)}, None
+        self.remaining -= 1
+        self.hits[(route, 200)] += 1
+        return 200, {**headers, "X-RateLimit-Remaining": str(self.remaining)}, body
+
+
+class Handler(BaseHTTPRequestHandler):
+    """HTTP face of FakeGitHub."""
+
+    fake: FakeGitHub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self.send(401, {}, {"message": "Bad credentials"})
+            return
+        with self.fake.lock:
+            status, headers, body = self.fake.answer(urlsplit(self.path).path,
+                                                     self.headers.get("If-None-Match"))
+        self.send(status, headers, body)
+
+    def send(self, status: int, headers: dict[str, str], body: Any) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def github() -> Iterator[tuple[FakeGitHub, str]]:
+    fake = FakeGitHub()
+    handler = type("H", (Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def config(url: str, state: Path) -> str:
+    return f"""
+state:
+  path: {state}
+sources:
+  - name: gh
+    kind: json
+    preset: github-actions
+    base_url: {url}
+    auth: {{token: "{TOKEN}"}}
+    interval: 0.5s
+    jitter: 0
+    organizations:
+      - address: octo/app
+"""
+
+
+def value(url: str, name: str, **labels: str) -> float:
+    return sum(select(scrape(url), name, source="gh", org="octo/app", **labels).values())
+
+
+def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_per_poll(
+        github: tuple[FakeGitHub, str], tmp_path: Path) -> None:
+    fake, api = github
+    fake.runs = {1: run(1, "CI", "completed", "success", 0, 30),  # history
+                 2: run(2, "CI", "in_progress", None, 100, None)}
+    fake.jobs = {2: [job(20, "build", "completed", "success", 101, 111),
+                     job(21, "test", "in_progress", None, 112, None)]}
+    with exporter(tmp_path, config(api, tmp_path / "state.db")) as (url, proc):
+        wait_for(lambda: value(url, "asyncjob_jobs", job_type="CI", status="running") == 1,
+                 20, f"run 2 running\n{proc.output()}")
+        assert value(url, "asyncjob_finished_total", job_type="CI") == 0  # history
+        assert value(url, "asyncjob_steps", step_type="test", step_status="running") == 1
+        with fake.lock:  # run 2 succeeds after 42 s, its test job after 20 s; run 3 fails
+            fake.runs[2] = run(2, "CI", "completed", "success", 100, 142)
+            fake.jobs[2][1] = job(21, "test", "completed", "success", 112, 132)
+            fake.runs[3] = run(3, "CI", "completed", "failure", 150, 160)
+        wait_for(lambda: value(url, "asyncjob_finished_total", job_type="CI",
+                               status="failed") == 1
+                 and value(url, "asyncjob_finished_total", job_type="CI",
+                           status="completed") == 1, 20, f"finishes\n{proc.output()}")
+        labels = {"job_type": "CI", "status": "completed"}
+        assert value(url, "asyncjob_duration_seconds_count", **labels) == 1
+        assert value(url, "asyncjob_duration_seconds_sum", **labels) == 42
+        step = {"job_type": "CI", "step_type": "test", "step_status": "success"}
+        assert value(url, "asyncjob_step_finished_total", **step) == 1
+        assert value(url, "asyncjob_step_duration_seconds_sum", **step) == 20
+        assert value(url, "asyncjob_jobs", job_type="CI", status="running") == 0
+        # steady state: nothing active, nothing changes -> one conditional list request per
+        # poll, answered 304 (free against the primary limit); no step or detail requests
+        time.sleep(1.5)
+        with fake.lock:
+            before, budget = Counter(fake.hits), fake.remaining
+        polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+        time.sleep(3)
+        polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
+        with fake.lock:
+            delta = Counter({k: v - before[k] for k, v in fake.hits.items() if v > before[k]})
+            assert fake.remaining == budget
+        assert set(delta) == {("runs", 304)} and abs(delta[("runs", 304)] - polls) <= 1, delta
+        assert polls >= 4
+        finished = value(url, "asyncjob_finished_total", job_type="CI")
+        assert finished == 2  # each finish counted exactly once over many polls
+        rate = select(scrape(url), "asyncjob_api_rate_limit_remaining", source="gh")
+        assert list(rate.values()) == [budget]
