@@ -74,7 +74,9 @@ class JsonSource:
         jobs = self._map_jobs(listing.items, org_vars, target, notes)
         complete = listing.complete and not filtered and not notes.dropped
         gone: list[str] = []
-        if not complete and self.spec.jobs.detail_path is not None:
+        if filtered:  # unlisted = unchanged since the watermark: only their steps may move
+            jobs.update(self._carry_active(target, known, jobs))
+        elif not complete and self.spec.jobs.detail_path is not None:
             jobs.update(await self._recheck(target, known, jobs, org_vars, notes, gone))
         first_sync = full and len(known) == 0
         wanted = [j for j in jobs.values() if needs_steps(j, known, first_sync, full)]
@@ -146,6 +148,18 @@ class JsonSource:
             **org_vars, "job_id": job.job_id,
         }
 
+    def _carry_active(self, target: OrgTarget, known: KnownJobs,
+                      listed: Mapping[str, JobObservation]) -> dict[str, JobObservation]:
+        """Re-observe unchanged active jobs as known, so their steps are read again."""
+        out: dict[str, JobObservation] = {}
+        if self.spec.steps is None:
+            return out
+        for job_id in sorted(known.active_ids() - listed.keys()):
+            seen = known.get(job_id)
+            if seen is not None and (target.address, job_id) in self._vars:
+                out[job_id] = JobObservation(job_id, seen.job_type, seen.status)
+        return out
+
     async def _recheck(self, target: OrgTarget, known: KnownJobs,
                        listed: Mapping[str, JobObservation], org_vars: Mapping[str, str],
                        notes: MapNotes, gone: list[str]) -> dict[str, JobObservation]:
@@ -154,9 +168,10 @@ class JsonSource:
         missing = sorted(known.active_ids() - listed.keys())
 
         async def one(job_id: str) -> JobObservation | None:
+            remembered = self._vars.get((target.address, job_id), {})
             try:
                 page = await self._fetcher(path, False)(
-                    fill(path, {**org_vars, "job_id": job_id}), {})
+                    fill(path, {**remembered, **org_vars, "job_id": job_id}), {})
             except NotFound:
                 gone.append(job_id)
                 return None
