@@ -118,6 +118,7 @@ class JobsModel(RequestModel):
 
     incremental: IncrementalModel = IncrementalModel()
     detail_path: NonEmptyStr | None = None  # GET one job by {job_id}: active jobs not listed
+    detail_changed: bool = False  # also GET every changed listed job (list items lack times)
     id: Expr
     type: Expr | None = None
     status: Expr

@@ -105,6 +105,7 @@ GITLAB_CI: dict[str, Any] = {
         "incremental": {"mode": "since", "since_param": "updated_after",
                         "until_param": "updated_before", "overlap": 60},
         "detail_path": "/api/v4/projects/{org_encoded}/pipelines/{job_id}",
+        "detail_changed": True,  # list items carry no started_at / finished_at / duration
         "id": "id",
         "type": "source",
         "status": "status",

@@ -71,16 +71,24 @@ class JsonSource:
         notes = MapNotes()
         org_vars = {"org": target.address, "org_encoded": quote(target.address, safe="")}
         listing, filtered = await self._list(target, org_vars, known, full)
-        jobs = self._map_jobs(listing.items, org_vars, target, notes)
+        listed = self._map_jobs(listing.items, org_vars, target, notes)
+        jobs = dict(listed)
         complete = listing.complete and not filtered and not notes.dropped
         gone: list[str] = []
         if filtered:  # unlisted = unchanged since the watermark: only their steps may move
             jobs.update(self._carry_active(target, known, jobs))
         elif not complete and self.spec.jobs.detail_path is not None:
-            jobs.update(await self._recheck(target, known, jobs, org_vars, notes, gone))
+            missing = sorted(known.active_ids() - jobs.keys())
+            jobs.update(await self._details(target, missing, org_vars, notes, gone))
         first_sync = full and len(known) == 0
         wanted = [j for j in jobs.values() if needs_steps(j, known, first_sync, full)]
+        if self.spec.jobs.detail_changed:  # list items lack times: GET each changed job
+            changed = [j.job_id for j in wanted if j.job_id in listed]
+            jobs.update(await self._details(target, changed, org_vars, notes, gone))
+            wanted = [jobs[j.job_id] for j in wanted if j.job_id not in gone]
         jobs.update(await self._with_steps(target, wanted, notes))
+        for job_id in gone:
+            jobs.pop(job_id, None)
         self._forget(target, jobs, gone)
         log.debug("json poll", source=self.name, org=target.org, listed=len(listing.items),
                   pages=listing.pages, kept=len(jobs), steps=len(wanted), gone=len(gone))
@@ -160,12 +168,12 @@ class JsonSource:
                 out[job_id] = JobObservation(job_id, seen.job_type, seen.status)
         return out
 
-    async def _recheck(self, target: OrgTarget, known: KnownJobs,
-                       listed: Mapping[str, JobObservation], org_vars: Mapping[str, str],
+    async def _details(self, target: OrgTarget, ids: list[str], org_vars: Mapping[str, str],
                        notes: MapNotes, gone: list[str]) -> dict[str, JobObservation]:
-        """Fetch known active jobs the (partial) list did not show; a JSON 404 means gone."""
+        """GET each job by detail_path; a JSON 404 means the job is gone."""
         path = self.spec.jobs.detail_path or ""
-        missing = sorted(known.active_ids() - listed.keys())
+        if not ids or not path:
+            return {}
 
         async def one(job_id: str) -> JobObservation | None:
             remembered = self._vars.get((target.address, job_id), {})
@@ -180,7 +188,7 @@ class JsonSource:
                 self._remember(target, page.body, job, org_vars)
             return job
 
-        found = await gather_limited([partial(one, j) for j in missing], self._concurrency)
+        found = await gather_limited([partial(one, j) for j in ids], self._concurrency)
         return {job.job_id: job for job in found if job is not None}
 
     async def _with_steps(self, target: OrgTarget, jobs: list[JobObservation],

@@ -1,0 +1,217 @@
+"""The gitlab-ci preset against a loopback fake GitLab, through the real exporter process."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from tests.integration.harness import exporter, scrape, select, wait_for
+
+TOKEN = "glpat-test"
+T0 = 1_796_385_600  # 2026-12-04T12:00:00Z
+PER_PAGE_CAP = 2  # small pages so the Link / x-next-page paging is exercised
+PROJECT = "grp/app"
+PREFIX = "/api/v4/projects/grp%2Fapp/pipelines"  # :id as a URL-encoded path
+
+
+def ts(offset: float | None) -> str | None:
+    """Return T0 + offset as GitLab spells times, or None."""
+    if offset is None:
+        return None
+    return datetime.fromtimestamp(T0 + offset, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def pipeline(pid: int, status: str, start: float | None, end: float | None) -> dict[str, Any]:
+    """Return a pipeline detail (job-apis.md §3.1/3.3); the list shows only some fields."""
+    return {"id": pid, "iid": pid, "project_id": 7, "status": status, "source": "push",
+            "ref": "main", "sha": "abc", "name": None, "web_url": f"https://gl/p/{pid}",
+            "created_at": ts((start or 0) - 3), "started_at": ts(start), "finished_at": ts(end),
+            "duration": None if end is None or start is None else int(end - start),
+            "queued_duration": 3}
+
+
+LIST_FIELDS = ("id", "iid", "project_id", "status", "source", "ref", "sha", "name", "web_url",
+               "created_at", "updated_at")
+
+
+def ci_job(jid: int, name: str, status: str, start: float | None,
+           end: float | None) -> dict[str, Any]:
+    """Return a pipeline job (job-apis.md §3.3); retries get new ids."""
+    return {"id": jid, "name": name, "stage": "test", "status": status,
+            "created_at": ts((start or 0) - 1), "started_at": ts(start), "finished_at": ts(end),
+            "duration": None if end is None or start is None else end - start,
+            "allow_failure": False}
+
+
+class FakeGitLab:
+    """One project: pipelines with a server-side updated_at, jobs, RateLimit-* headers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pipelines: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.jobs: dict[int, list[dict[str, Any]]] = {}
+        self.hits: Counter[str] = Counter()
+        self.remaining = 2000
+
+    def put(self, detail: dict[str, Any], jobs: list[dict[str, Any]]) -> None:
+        self.pipelines[detail["id"]] = (time.time(), detail)
+        self.jobs[detail["id"]] = jobs
+
+    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        self.remaining -= 1
+        headers = {"RateLimit-Limit": "2000", "RateLimit-Remaining": str(self.remaining),
+                   "RateLimit-Reset": str(int(time.time()) + 60)}
+        if path == PREFIX:
+            self.hits["list"] += 1
+            return 200, headers | self.page_headers(path, query), self.listing(query)
+        rest = path.removeprefix(PREFIX + "/").split("/")
+        if not path.startswith(PREFIX + "/") or int(rest[0]) not in self.pipelines:
+            return 404, headers, {"message": "404 Not found"}
+        pid = int(rest[0])
+        if rest[1:] == ["jobs"] and query.get("include_retried") == "true":
+            self.hits["jobs"] += 1
+            return 200, headers, sorted(self.jobs[pid], key=lambda j: -j["id"])
+        self.hits["detail"] += 1
+        updated, detail = self.pipelines[pid]
+        return 200, headers, {**detail, "updated_at": ts(updated - T0)}
+
+    def rows(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        after = query.get("updated_after")
+        floor = datetime.fromisoformat(after).timestamp() if after else float("-inf")
+        found = [(u, d) for u, d in self.pipelines.values() if u >= floor]
+        found.sort(key=lambda x: -x[0])  # order_by=updated_at, sort=desc
+        return [{k: ({**d, "updated_at": ts(u - T0)})[k] for k in LIST_FIELDS}
+                for u, d in found]
+
+    def listing(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        page = int(query.get("page", 1))
+        return self.rows(query)[(page - 1) * PER_PAGE_CAP:page * PER_PAGE_CAP]
+
+    def page_headers(self, path: str, query: dict[str, str]) -> dict[str, str]:
+        page, total = int(query.get("page", 1)), len(self.rows(query))
+        more = page * PER_PAGE_CAP < total
+        out = {"x-page": str(page), "x-total": str(total),
+               "x-next-page": str(page + 1) if more else ""}
+        if more:
+            out["Link"] = f'<{self.base}{path}?{urlencode({**query, "page": page + 1})}>; ' \
+                          'rel="next"'
+        return out
+
+    base = ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    """HTTP face of FakeGitLab."""
+
+    fake: FakeGitLab
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)  # raw: %2F stays encoded, as GitLab needs it
+        if self.headers.get("PRIVATE-TOKEN") != TOKEN:
+            status, headers, body = 401, {}, {"message": "401 Unauthorized"}
+        else:
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            with self.fake.lock:
+                status, headers, body = self.fake.answer(url.path, query)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def gitlab() -> Iterator[tuple[FakeGitLab, str]]:
+    fake = FakeGitLab()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Handler,), {"fake": fake}))
+    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield fake, fake.base
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def config(url: str, state: Path) -> str:
+    return f"""
+state:
+  path: {state}
+sources:
+  - name: gl
+    kind: json
+    preset: gitlab-ci
+    base_url: {url}
+    auth: {{token: "{TOKEN}"}}
+    interval: 0.5s
+    jitter: 0
+    jobs: {{incremental: {{overlap: 2s}}}}
+    organizations:
+      - address: {PROJECT}
+"""
+
+
+def value(url: str, name: str, **labels: str) -> float:
+    return sum(select(scrape(url), name, source="gl", org=PROJECT, **labels).values())
+
+
+def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_once(
+        gitlab: tuple[FakeGitLab, str], tmp_path: Path) -> None:
+    fake, api = gitlab
+    with fake.lock:
+        for pid in (1, 2, 3):  # history over two Link pages
+            fake.put(pipeline(pid, "success", pid * 10, pid * 10 + 5), [])
+        fake.put(pipeline(4, "running", 100, None),
+                 [ci_job(40, "build", "success", 101, 110), ci_job(41, "test", "failed", 111, 115),
+                  ci_job(42, "test", "running", 116, None)])  # 42 retries 41
+    with exporter(tmp_path, config(api, tmp_path / "state.db")) as (url, proc):
+        wait_for(lambda: value(url, "asyncjob_jobs", job_type="push", status="running") == 1,
+                 20, f"pipeline 4 running\n{proc.output()}")
+        assert value(url, "asyncjob_jobs", job_type="push", status="completed") == 3
+        assert value(url, "asyncjob_finished_total", job_type="push") == 0  # history
+        assert value(url, "asyncjob_steps", step_type="test", step_status="running") == 1
+        with fake.lock:
+            fake.put(pipeline(4, "success", 100, 150),
+                     [ci_job(40, "build", "success", 101, 110),
+                      ci_job(41, "test", "failed", 111, 115),
+                      ci_job(42, "test", "success", 116, 146)])
+            fake.put(pipeline(5, "canceled", 160, 161), [])
+        wait_for(lambda: value(url, "asyncjob_finished_total", job_type="push",
+                               status="completed") == 1
+                 and value(url, "asyncjob_finished_total", job_type="push",
+                           status="cancelled") == 1, 20, f"finishes\n{proc.output()}")
+        labels = {"job_type": "push", "status": "completed"}
+        assert value(url, "asyncjob_duration_seconds_sum", **labels) == 50  # from the detail
+        step = {"job_type": "push", "step_type": "test", "step_status": "success"}
+        assert value(url, "asyncjob_step_finished_total", **step) == 1
+        assert value(url, "asyncjob_step_duration_seconds_sum", **step) == 30
+        time.sleep(3)  # past the overlap: nothing changed since
+        with fake.lock:
+            before = Counter(fake.hits)
+        polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+        time.sleep(3)
+        polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
+        with fake.lock:
+            delta = {k: v - before[k] for k, v in fake.hits.items() if v > before[k]}
+            remaining = fake.remaining
+        assert set(delta) == {"list"} and abs(delta["list"] - polls) <= 1 and polls >= 4
+        assert value(url, "asyncjob_finished_total", job_type="push") == 2  # exactly once
+        rate = select(scrape(url), "asyncjob_api_rate_limit_remaining", source="gl")
+        assert 0 <= remaining - next(iter(rate.values())) <= 2
