@@ -363,3 +363,27 @@ def test_spent_budget_pauses_every_request_until_reset() -> None:
     with pytest.raises(PollError) as info:
         poll(src)
     assert info.value.reason == "rate_limited" and calls == [1]
+
+
+def test_airflow_v2_by_one_key_with_jwt_and_offset_paging() -> None:
+    paths: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.raw_path.decode().split("?")[0])
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "jwt"})
+        assert request.headers["Authorization"] == "Bearer jwt"
+        if request.url.path.endswith("/taskInstances"):
+            return ok({"task_instances": [{"task_id": "t", "map_index": -1, "state": None,
+                                           "try_number": 0}], "total_entries": 1})
+        run = {"dag_id": "etl", "dag_run_id": "m/1", "state": "running",
+               "start_date": "2026-12-04T11:00:00+00:00", "end_date": None}
+        return ok({"dag_runs": [run], "total_entries": 1})
+
+    model = spec(preset="airflow", api="v2",
+                 auth={"username": "u", "password": "p", "login": "airflow-jwt"})
+    job, = poll(source(model, handle)).jobs
+    assert paths == ["/auth/token", "/api/v2/dags/~/dagRuns",
+                     "/api/v2/dags/etl/dagRuns/m%2F1/taskInstances"]
+    assert (job.job_id, job.job_type, job.status) == ("etl/m/1", "etl", "running")
+    assert job.steps is not None and job.steps[0].status == "pending" and job.progress == 0

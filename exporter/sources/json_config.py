@@ -194,6 +194,7 @@ class JsonSourceModel(SourceSettings):
     kind: Literal["json"]
     preset: Literal["github-actions", "gitlab-ci", "airflow"] | None = None
     base_url: Annotated[str, AfterValidator(_check_base_url)]
+    api: Literal["v1", "v2"] = "v1"  # {api} in paths: Airflow 2.x (v1) or 3.x (v2)
     auth: JsonAuthModel = JsonAuthModel()
     headers: dict[NonEmptyStr, str] = Field(default_factory=dict)
     organizations: Annotated[list[JsonOrgModel], Field(min_length=1)]

@@ -52,11 +52,11 @@ GITHUB_ACTIONS: dict[str, Any] = {
     },
 }
 
-# Airflow 2.x (/api/v1; 3.x: override the paths with /api/v2 and auth.login airflow-jwt):
+# Airflow 2.x (api: v1, the default) or 3.x (api: v2 with auth.login airflow-jwt):
 # org = the deployment, job = DAG run, steps = its task instances (job-apis.md §4).
 AIRFLOW: dict[str, Any] = {
     "jobs": {
-        "path": "/api/v1/dags/~/dagRuns",
+        "path": "/api/{api}/dags/~/dagRuns",
         "params": {"order_by": "updated_at"},
         "items": "dag_runs",
         "paging": {"style": "offset", "size_param": "limit", "page_size": 100,
@@ -71,7 +71,7 @@ AIRFLOW: dict[str, Any] = {
         "finished_at": "end_date",
     },
     "steps": {
-        "path": "/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+        "path": "/api/{api}/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
         "items": "task_instances",
         "paging": {"style": "offset", "size_param": "limit", "page_size": 100,
                    "total": "total_entries", "max_pages": 10},

@@ -69,7 +69,8 @@ class JsonSource:
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """List jobs (incrementally unless `full`), re-check unlisted active ones, read steps."""
         notes = MapNotes()
-        org_vars = {"org": target.address, "org_encoded": quote(target.address, safe="")}
+        org_vars = {"org": target.address, "org_encoded": quote(target.address, safe=""),
+                    "api": self.spec.api}
         listing, filtered = await self._list(target, org_vars, known, full)
         listed = self._map_jobs(listing.items, org_vars, target, notes)
         jobs = dict(listed)
