@@ -107,9 +107,9 @@ def github(requests: list[httpx.Request]) -> Handler:
                 return httpx.Response(304, headers={"X-RateLimit-Remaining": "4999"})
             return ok({"total_count": 3, "workflow_runs": RUNS}, ETag='"runs1"',
                       **{"X-RateLimit-Remaining": "4998"})
-        if request.url.path == "/repos/o/r/actions/runs/3/jobs":
+        if request.url.path == "/repos/o/r/actions/runs/3/attempts/1/jobs":
             return ok({"total_count": 3, "jobs": RUN_JOBS})
-        if request.url.path == "/repos/o/r/actions/runs/1/jobs":
+        if request.url.path == "/repos/o/r/actions/runs/1/attempts/1/jobs":
             return ok({"total_count": 0, "jobs": []})
         return httpx.Response(404, json={"message": "Not Found"})
 
@@ -121,24 +121,24 @@ def test_github_preset_maps_runs_statuses_steps_and_progress() -> None:
     src = source(spec(preset="github-actions", auth={"token": "ghp"}), github(requests))
     result = poll(src)
     jobs = {j.job_id: j for j in result.jobs}
-    assert {k: (j.job_type, j.status) for k, j in jobs.items()} == {
-        "3": ("CI", "running"), "2": ("Deploy", "cancelled"), "1": ("CI", "unknown")}
+    assert {k: (j.job_type, j.status) for k, j in jobs.items()} == {  # (run id, attempt)
+        "3#1": ("CI", "running"), "2#2": ("Deploy", "cancelled"), "1#1": ("CI", "unknown")}
     assert result.unknown_statuses == ("stale",)
-    assert jobs["3"].started_at == 1796382005.0 and jobs["3"].finished_at is None
-    assert jobs["2"].finished_at == 1796378700.0  # updated_at of a completed run
-    steps = {s.step_id: (s.step_type, s.status, s.attempt) for s in jobs["3"].steps or ()}
+    assert jobs["3#1"].started_at == 1796382005.0 and jobs["3#1"].finished_at is None
+    assert jobs["2#2"].finished_at == 1796378700.0  # updated_at of a completed run
+    steps = {s.step_id: (s.step_type, s.status, s.attempt) for s in jobs["3#1"].steps or ()}
     assert steps == {"30": ("build", "success", 1), "31": ("test", "running", 1),
                      "32": ("gate", "blocked", 1)}
-    assert jobs["3"].progress == pytest.approx(1 / 3)  # share of terminal steps
-    assert jobs["2"].steps is None  # finished history at first sync: no steps request
+    assert jobs["3#1"].progress == pytest.approx(1 / 3)  # share of terminal steps
+    assert jobs["2#2"].steps is None  # finished history at first sync: no steps request
     first = requests[0]
     assert first.headers["Authorization"] == "Bearer ghp"
     assert first.headers["X-GitHub-Api-Version"] == "2022-11-28"
     assert first.url.params["exclude_pull_requests"] == "true"
     # steps of the running run and of the unknown one (re-checked on full polls only)
     assert [r.url.path for r in requests] == ["/repos/o/r/actions/runs",
-                                             "/repos/o/r/actions/runs/3/jobs",
-                                             "/repos/o/r/actions/runs/1/jobs"]
+                                             "/repos/o/r/actions/runs/3/attempts/1/jobs",
+                                             "/repos/o/r/actions/runs/1/attempts/1/jobs"]
     assert src.stats.view().rate_limit_remaining == 4998
 
 
@@ -146,12 +146,13 @@ def test_github_etag_304_reuses_the_last_answer_and_counts_as_304() -> None:
     requests: list[httpx.Request] = []
     src = source(spec(preset="github-actions", auth={"token": "ghp"}), github(requests))
     poll(src)
-    known = Known({"3": ("running", False), "2": ("cancelled", True), "1": ("unknown", False)})
+    known = Known({"3#1": ("running", False), "2#2": ("cancelled", True),
+                   "1#1": ("unknown", False)})
     again = poll(src, known, full=False)
     lists = [r for r in requests if r.url.path == "/repos/o/r/actions/runs"]
     assert "If-None-Match" not in lists[0].headers
     assert lists[1].headers["If-None-Match"] == '"runs1"'
-    assert {j.job_id for j in again.jobs} >= {"3", "2"}
+    assert {j.job_id for j in again.jobs} >= {"3#1", "2#2"}
     assert src.stats.view().requests[("/repos/{org}/actions/runs", "304")] == 1
     assert src.stats.view().rate_limit_remaining == 4999
 
@@ -387,3 +388,17 @@ def test_airflow_v2_by_one_key_with_jwt_and_offset_paging() -> None:
                      "/api/v2/dags/etl/dagRuns/m%2F1/taskInstances"]
     assert (job.job_id, job.job_type, job.status) == ("etl/m/1", "etl", "running")
     assert job.steps is not None and job.steps[0].status == "pending" and job.progress == 0
+
+
+def test_github_403_with_a_spent_budget_is_rate_limited_not_auth() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}
+        if request.headers.get("Authorization") == "Bearer bad":
+            return httpx.Response(403, json={"message": "Resource not accessible"})
+        return httpx.Response(403, json={"message": "API rate limit exceeded"}, headers=spent)
+
+    for token, reason in (("ghp", "rate_limited"), ("bad", "auth")):
+        src = source(spec(preset="github-actions", auth={"token": token}), handle)
+        with pytest.raises(PollError) as info:
+            poll(src)
+        assert info.value.reason == reason

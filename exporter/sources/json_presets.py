@@ -15,8 +15,10 @@ GITHUB_ACTIONS: dict[str, Any] = {
         "paging": {"style": "link", "max_pages": 10},
         "etag": True,
         "incremental": {"mode": "newest_first"},
-        "detail_path": "/repos/{org}/actions/runs/{job_id}",
-        "id": "id",
+        # a re-run keeps the run id and bumps run_attempt: each attempt is its own job, so
+        # every attempt's finish is counted once; detail and steps read that attempt
+        "detail_path": "/repos/{org}/actions/runs/{id}/attempts/{run_attempt}",
+        "id": "join('#', [to_string(id), to_string(run_attempt)])",
         "type": "name",
         "status": "conclusion || status",
         "created_at": "created_at",
@@ -24,8 +26,8 @@ GITHUB_ACTIONS: dict[str, Any] = {
         "finished_at": "status == 'completed' && updated_at || null",
     },
     "steps": {
-        "path": "/repos/{org}/actions/runs/{job_id}/jobs",
-        "params": {"per_page": 100, "filter": "all"},
+        "path": "/repos/{org}/actions/runs/{id}/attempts/{run_attempt}/jobs",
+        "params": {"per_page": 100},
         "items": "jobs",
         "paging": {"style": "link", "max_pages": 5},
         "etag": True,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from exporter.sources.base import RequestStats
-from exporter.sources.http import ApiClient
+from exporter.sources.base import PollError, RequestStats
+from exporter.sources.http import ApiClient, ApiResponse, status_error
 
 log = structlog.get_logger()
 # Keep this many requests of the budget in hand: other clients may share the token.
@@ -59,3 +59,11 @@ class RateLimitWatch:
         if wait > 0:
             self._client.pause(wait)
             log.warning("api budget nearly spent", remaining=remaining, pause=round(wait, 1))
+
+    def forbidden(self, response: ApiResponse, endpoint: str) -> PollError:
+        """Tell GitHub's 403 for a spent budget (remaining 0) from a permission error."""
+        remaining = _number(response.headers, "X-RateLimit-Remaining", "RateLimit-Remaining")
+        if remaining == 0:
+            self._stats.rate_limited += 1
+            return PollError("rate_limited", f"GET {endpoint} answered 403: rate limit spent")
+        return status_error("GET", endpoint, 403, response.text)

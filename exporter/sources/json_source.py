@@ -179,8 +179,11 @@ class JsonSource:
         async def one(job_id: str) -> JobObservation | None:
             remembered = self._vars.get((target.address, job_id), {})
             try:
-                page = await self._fetcher(path, False)(
-                    fill(path, {**remembered, **org_vars, "job_id": job_id}), {})
+                url = fill(path, {**remembered, **org_vars, "job_id": job_id})
+            except PollError:  # fields not seen since a restart: the next full list has it
+                return None
+            try:
+                page = await self._fetcher(path, False)(url, {})
             except NotFound:
                 gone.append(job_id)
                 return None
@@ -226,8 +229,10 @@ class JsonSource:
             headers = {"If-None-Match": cached[0]} if cached is not None else None
             response = await self._auth.retrying(lambda: self._client.request(
                 "GET", path, endpoint, params=params or None,  # {} would drop a next URL's query
-                expect=(200, 304), headers=headers))
+                expect=(200, 304, 403), headers=headers))
             self._rate.observe(response.headers)
+            if response.status == 403:
+                raise self._rate.forbidden(response, endpoint)
             if response.status == 304:
                 if cached is None:
                     raise PollError("http_4xx", f"GET {endpoint} answered 304 unasked")

@@ -28,10 +28,10 @@ def ts(offset: float) -> str:
 
 
 def run(run_id: int, name: str, status: str, conclusion: str | None, start: float,
-        end: float | None) -> dict[str, Any]:
+        end: float | None, attempt: int = 1) -> dict[str, Any]:
     """Return a workflow-run object with the fields job-apis.md §2.3 lists."""
     return {"id": run_id, "name": name, "display_title": f"t{run_id}", "run_number": run_id,
-            "run_attempt": 1, "event": "push", "head_branch": "main", "status": status,
+            "run_attempt": attempt, "event": "push", "head_branch": "main", "status": status,
             "conclusion": conclusion, "created_at": ts(start - 5), "run_started_at": ts(start),
             "updated_at": ts(end if end is not None else start + 1),
             "path": ".github/workflows/ci.yml@main"}
@@ -50,25 +50,39 @@ class FakeGitHub:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.runs: dict[int, dict[str, Any]] = {}
-        self.jobs: dict[int, list[dict[str, Any]]] = {}
+        self.attempts: dict[tuple[int, int], dict[str, Any]] = {}  # (run id, attempt) -> run
+        self.jobs: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self.remaining = 5000
         self.hits: Counter[tuple[str, int]] = Counter()
+
+    def put(self, run: dict[str, Any], jobs: list[dict[str, Any]] | None = None) -> None:
+        """Create or change one attempt of a run (a re-run adds attempt n + 1)."""
+        key = (run["id"], run["run_attempt"])
+        self.attempts[key] = run
+        self.jobs[key] = jobs or []
+
+    def latest(self) -> dict[int, dict[str, Any]]:
+        """Return each run as the list shows it: its latest attempt."""
+        out: dict[int, dict[str, Any]] = {}
+        for (run_id, _), run in sorted(self.attempts.items()):
+            out[run_id] = run
+        return out
 
     def answer(self, path: str, if_none_match: str | None) -> tuple[int, dict[str, str], Any]:
         """Route one GET: (status, headers, body)."""
         parts = path.strip("/").split("/")
         if parts[:5] != ["repos", "octo", "app", "actions", "runs"]:
             return 404, {}, {"message": "Not Found"}
+        key = (int(parts[5]), int(parts[7])) if len(parts) >= 8 else None
         if len(parts) == 5:
-            runs = sorted(self.runs.values(), key=lambda r: -r["id"])  # newest first
+            runs = sorted(self.latest().values(), key=lambda r: -r["id"])  # newest first
             body: Any = {"total_count": len(runs), "workflow_runs": runs}
             route = "runs"
-        elif len(parts) == 7 and parts[6] == "jobs" and int(parts[5]) in self.runs:
-            jobs = self.jobs.get(int(parts[5]), [])
+        elif key in self.attempts and parts[6] == "attempts" and parts[8:] == ["jobs"]:
+            jobs = self.jobs[key]
             body, route = {"total_count": len(jobs), "jobs": jobs}, "jobs"
-        elif len(parts) == 6 and int(parts[5]) in self.runs:
-            body, route = self.runs[int(parts[5])], "run"
+        elif key in self.attempts and parts[6] == "attempts" and len(parts) == 8:
+            body, route = self.attempts[key], "run"
         else:
             return 404, {}, {"message": "Not Found"}
         etag = '"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
@@ -149,19 +163,20 @@ def value(url: str, name: str, **labels: str) -> float:
 def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_per_poll(
         github: tuple[FakeGitHub, str], tmp_path: Path) -> None:
     fake, api = github
-    fake.runs = {1: run(1, "CI", "completed", "success", 0, 30),  # history
-                 2: run(2, "CI", "in_progress", None, 100, None)}
-    fake.jobs = {2: [job(20, "build", "completed", "success", 101, 111),
-                     job(21, "test", "in_progress", None, 112, None)]}
+    fake.put(run(1, "CI", "completed", "success", 0, 30))  # history
+    fake.put(run(2, "CI", "in_progress", None, 100, None),
+             [job(20, "build", "completed", "success", 101, 111),
+              job(21, "test", "in_progress", None, 112, None)])
     with exporter(tmp_path, config(api, tmp_path / "state.db")) as (url, proc):
         wait_for(lambda: value(url, "asyncjob_jobs", job_type="CI", status="running") == 1,
                  20, f"run 2 running\n{proc.output()}")
         assert value(url, "asyncjob_finished_total", job_type="CI") == 0  # history
         assert value(url, "asyncjob_steps", step_type="test", step_status="running") == 1
         with fake.lock:  # run 2 succeeds after 42 s, its test job after 20 s; run 3 fails
-            fake.runs[2] = run(2, "CI", "completed", "success", 100, 142)
-            fake.jobs[2][1] = job(21, "test", "completed", "success", 112, 132)
-            fake.runs[3] = run(3, "CI", "completed", "failure", 150, 160)
+            fake.put(run(2, "CI", "completed", "success", 100, 142),
+                     [job(20, "build", "completed", "success", 101, 111),
+                      job(21, "test", "completed", "success", 112, 132)])
+            fake.put(run(3, "CI", "completed", "failure", 150, 160))
         wait_for(lambda: value(url, "asyncjob_finished_total", job_type="CI",
                                status="failed") == 1
                  and value(url, "asyncjob_finished_total", job_type="CI",
@@ -173,6 +188,17 @@ def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_pe
         assert value(url, "asyncjob_step_finished_total", **step) == 1
         assert value(url, "asyncjob_step_duration_seconds_sum", **step) == 20
         assert value(url, "asyncjob_jobs", job_type="CI", status="running") == 0
+        with fake.lock:  # re-run of the history run 1: same id, attempt 2, then success
+            fake.put(run(1, "CI", "in_progress", None, 200, None, attempt=2),
+                     [job(11, "test", "in_progress", None, 201, None)])
+        wait_for(lambda: value(url, "asyncjob_jobs", job_type="CI", status="running") == 1,
+                 20, f"re-run running\n{proc.output()}")
+        with fake.lock:
+            fake.put(run(1, "CI", "completed", "success", 200, 210, attempt=2),
+                     [job(11, "test", "completed", "success", 201, 209)])
+        wait_for(lambda: value(url, "asyncjob_finished_total", job_type="CI",
+                               status="completed") == 2, 20, f"re-run finish\n{proc.output()}")
+        assert value(url, "asyncjob_duration_seconds_sum", **labels) == 42 + 10
         # steady state: nothing active, nothing changes -> one conditional list request per
         # poll, answered 304 (free against the primary limit); no step or detail requests
         time.sleep(1.5)
@@ -187,6 +213,6 @@ def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_pe
         assert set(delta) == {("runs", 304)} and abs(delta[("runs", 304)] - polls) <= 1, delta
         assert polls >= 4
         finished = value(url, "asyncjob_finished_total", job_type="CI")
-        assert finished == 2  # each finish counted exactly once over many polls
+        assert finished == 3  # each finish (a re-run's too) counted exactly once
         rate = select(scrape(url), "asyncjob_api_rate_limit_remaining", source="gh")
         assert list(rate.values()) == [budget]
