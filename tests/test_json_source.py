@@ -402,3 +402,23 @@ def test_github_403_with_a_spent_budget_is_rate_limited_not_auth() -> None:
         with pytest.raises(PollError) as info:
             poll(src)
         assert info.value.reason == reason
+
+
+def test_remembered_etag_answers_are_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exporter.sources.json_source as js
+
+    monkeypatch.setattr(js, "MAX_ETAG_BYTES", 3000)
+    sent: list[str | None] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("If-None-Match"))
+        page = request.url.params["page"]
+        items = [{"id": f"{page}-{i}", "state": "ok", "pad": "x" * 100} for i in range(8)]
+        return ok({"items": items}, ETag=f'"{page}"')
+
+    model = spec(**{**SIMPLE, "jobs": {**SIMPLE["jobs"], "etag": True, "paging": {
+        "style": "page", "page_size": 8, "max_pages": 4}}})
+    src = source(model, handle)
+    poll(src)
+    assert src._etag_bytes <= 3000 and len(src._etags) == 2  # ~1.2 KB each: the oldest go
+    assert [tag for tag, _, _ in src._etags.values()] == ['"3"', '"4"']

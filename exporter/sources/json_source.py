@@ -34,6 +34,7 @@ from exporter.sources.json_ratelimit import RateLimitWatch
 
 log = structlog.get_logger()
 MAX_ETAGS = 2000  # remembered conditional-request answers per source
+MAX_ETAG_BYTES = 32 * 1024 * 1024  # and their total size (as received), oldest dropped first
 
 
 class JsonSource:
@@ -62,7 +63,8 @@ class JsonSource:
         self._auth.bind(self._client)
         self._rate = RateLimitWatch(self._client, self.stats, clock)
         self._mapper = Mapper(spec.jobs, spec.steps, spec.status_map, spec.step_status_map)
-        self._etags: dict[str, tuple[str, Any]] = {}
+        self._etags: dict[str, tuple[str, Any, int]] = {}  # key -> (ETag, body, size)
+        self._etag_bytes = 0
         self._watermarks: dict[str, float] = {}  # org address -> server time of the last list
         self._vars: dict[tuple[str, str], dict[str, str]] = {}  # path vars of active jobs
 
@@ -240,12 +242,22 @@ class JsonSource:
             body = response.json()
             tag = response.headers.get("ETag")
             if etag and tag:
-                if len(self._etags) >= MAX_ETAGS:
-                    self._etags.pop(next(iter(self._etags)))
-                self._etags[key] = (tag, body)
+                self._remember_etag(key, tag, body, len(response.text))
             return Page(body, response.headers)
 
         return fetch
+
+    def _remember_etag(self, key: str, tag: str, body: Any, size: int) -> None:
+        """Keep an answer for its 304s, within MAX_ETAGS entries and MAX_ETAG_BYTES."""
+        old = self._etags.pop(key, None)
+        self._etag_bytes -= old[2] if old is not None else 0
+        if size > MAX_ETAG_BYTES:
+            return
+        while self._etags and (len(self._etags) >= MAX_ETAGS
+                               or self._etag_bytes + size > MAX_ETAG_BYTES):
+            self._etag_bytes -= self._etags.pop(next(iter(self._etags)))[2]
+        self._etags[key] = (tag, body, size)
+        self._etag_bytes += size
 
     async def aclose(self) -> None:
         """Release the HTTP client."""
