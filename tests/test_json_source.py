@@ -273,12 +273,18 @@ def test_since_mode_sends_the_server_date_minus_overlap_and_is_not_complete() ->
         return ok({"items": [{"id": 1, "state": "run"}]})
 
     model = spec(**{**SIMPLE, "jobs": {**SIMPLE["jobs"], "incremental": {
-        "mode": "since", "since_param": "updated_at_gte", "overlap": "1m"}}})
-    src = source(model, handle)
+        "mode": "since", "since_param": "updated_at_gte", "until_param": "updated_at_lte",
+        "overlap": "1m"}}})
+    now = [1796385600.0 - 3600]  # our clock runs an hour behind the server's Date
+    src = source(model, handle, clock=lambda: now[0])
     assert poll(src).complete and "updated_at_gte" not in seen[0]
+    now[0] += 30
     result = poll(src, Known({"1": ("running", False)}), full=False)
-    assert seen[1]["updated_at_gte"] == "2026-12-04T11:59:00Z"
+    assert seen[1]["updated_at_gte"] == "2026-12-04T11:59:00Z"  # server Date - overlap
+    assert seen[1]["updated_at_lte"] == "2026-12-04T12:00:30Z"  # server clock now
     assert not result.complete  # a filtered list says nothing about jobs it left out
+    poll(src, Known({"1": ("running", False)}), full=False)
+    assert seen[2]["updated_at_gte"] == "2026-12-04T11:59:30Z"  # last upper bound - overlap
 
 
 # ---- mapping errors ---------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class JsonSource:
         self._etags: dict[str, tuple[str, Any, int]] = {}  # key -> (ETag, body, size)
         self._etag_bytes = 0
         self._watermarks: dict[str, float] = {}  # org address -> server time of the last list
+        self._skew: dict[str, float] = {}  # org address -> server clock minus ours
         self._vars: dict[tuple[str, str], dict[str, str]] = {}  # path vars of active jobs
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
@@ -114,17 +115,23 @@ class JsonSource:
         inc = spec.incremental
         watermark = self._watermarks.get(target.address)
         filtered = inc.mode == "since" and not full and watermark is not None
+        until = None
         if filtered and inc.since_param is not None and watermark is not None:
             params[inc.since_param] = iso(watermark - inc.overlap)
+            if inc.until_param is not None:  # freeze the set so offset pages stay stable
+                until = self._clock() + self._skew.get(target.address, 0.0)
+                params[inc.until_param] = iso(until)
         stop = None
         if inc.mode == "newest_first" and not full and len(known) > 0:
             stop = self._known_stop(known)
         reader = PageReader(self._fetcher(spec.path, spec.etag), spec.paging, spec.items,
                             spec.path, self._client.settings.base_url)
         listing = await reader.read(fill(spec.path, org_vars), params, stop)
-        server_now = http_date(listing.date) or self._clock()
-        if inc.mode == "since":
-            self._watermarks[target.address] = server_now
+        server_now = http_date(listing.date)
+        if server_now is not None:
+            self._skew[target.address] = server_now - self._clock()
+        if inc.mode == "since":  # the server's clock, never ours, bounds what was read
+            self._watermarks[target.address] = until or server_now or self._clock()
         return listing, filtered
 
     def _known_stop(self, known: KnownJobs) -> Callable[[list[Any]], bool]:

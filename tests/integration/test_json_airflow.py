@@ -72,8 +72,10 @@ class FakeAirflow:
             if gte is not None:
                 self.since.append(gte)
             floor = datetime.fromisoformat(gte).timestamp() if gte else float("-inf")
+            lte = query.get("updated_at_lte")
+            top = datetime.fromisoformat(lte).timestamp() if lte else float("inf")
             rows = [r for (updated, r) in sorted(self.runs.values(), key=lambda x: x[0])
-                    if updated >= floor]
+                    if floor <= updated <= top]
             return 200, {"dag_runs": rows[offset:offset + limit], "total_entries": len(rows)}
         if len(parts) == 7 and parts[:3] == ["api", "v1", "dags"] and parts[6] == "taskInstances":
             key = (parts[3], parts[5])

@@ -88,7 +88,9 @@ class FakeGitLab:
     def rows(self, query: dict[str, str]) -> list[dict[str, Any]]:
         after = query.get("updated_after")
         floor = datetime.fromisoformat(after).timestamp() if after else float("-inf")
-        found = [(u, d) for u, d in self.pipelines.values() if u >= floor]
+        before = query.get("updated_before")
+        top = datetime.fromisoformat(before).timestamp() if before else float("inf")
+        found = [(u, d) for u, d in self.pipelines.values() if floor <= u <= top]
         found.sort(key=lambda x: -x[0])  # order_by=updated_at, sort=desc
         return [{k: ({**d, "updated_at": ts(u - T0)})[k] for k in LIST_FIELDS}
                 for u, d in found]
