@@ -111,7 +111,7 @@ class SourceConfig:
 
     def discovered_org(self, address: str) -> OrgConfig:
         """Return settings for an org found by `organizations: auto` (source-level values)."""
-        addr = normalize_address(address)
+        addr = normalize_address(address) if self.json_spec is None else address
         values = {k: getattr(self, k) for k in ORG_SETTING_KEYS}
         return OrgConfig(address=addr, label=addr, job_types=(), **values)
 
@@ -319,7 +319,7 @@ def _build_json_source(i: int, src: JsonSourceModel, defaults: Mapping[str, Any]
     token, password = _resolve_auth(loc, src, base, errs)
     eff = _merge(defaults, _settings(src, SOURCE_SETTING_KEYS))
     org_base = {k: eff[k] for k in ORG_SETTING_KEYS}
-    orgs = tuple(_build_org(org, org_base) for org in src.organizations)
+    orgs = tuple(_build_org(org, org_base) for org in src.organizations or ())
     seen: dict[str, int] = {}
     for j, org in enumerate(orgs):
         if org.label in seen:
@@ -328,7 +328,8 @@ def _build_json_source(i: int, src: JsonSourceModel, defaults: Mapping[str, Any]
         seen.setdefault(org.label, j)
     return SourceConfig(
         name=src.name, kind=src.kind, base_url=src.base_url, api="auto", token=token,
-        email=src.auth.username, password=password, organizations_auto=False, orgs=orgs,
+        email=src.auth.username, password=password,
+        organizations_auto=src.discover is not None, orgs=orgs,
         status_map=tuple(sorted(src.status_map.items())), json_spec=src, **eff,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import socket
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,69 @@ def test_a_preset_without_a_token_and_unknown_preset(gh_file: pathlib.Path) -> N
         load_config(gh_file)
     locs = [loc for loc, _ in info.value.details]
     assert "sources[0].preset" in locs and "sources[0].jobs" in locs  # no preset filled it
+
+
+GL_DISCOVER = """\
+sources:
+  - name: gl
+    kind: json
+    preset: gitlab-ci
+    base_url: http://gitlab.test
+    auth: {token: glpat}
+    interval: 0.05s
+    full_resync_interval: 0.1s
+    discover: {group: grp}
+"""
+
+
+def test_gitlab_group_discovery_polls_every_project_by_its_path(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import httpx
+
+    from exporter import scheduler as scheduler_mod
+
+    projects = [{"id": 1, "path_with_namespace": "grp/app"},
+                {"id": 2, "path_with_namespace": "grp/sub/lib"}]
+    polled: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        raw = request.url.raw_path.decode().split("?")[0]
+        if raw == "/api/v4/groups/grp/projects":
+            assert request.url.params["include_subgroups"] == "true"
+            return httpx.Response(200, json=projects)
+        polled.append(raw)
+        return httpx.Response(200, json=[])
+
+    def build(cfg: Any) -> JsonSource:
+        settings = cfg.client_settings()
+        return JsonSource(cfg.name, settings, cfg.json_spec, token=cfg.token,
+                          transport=httpx.MockTransport(handle))
+
+    monkeypatch.setattr(scheduler_mod, "build_source", build)
+    path = tmp_path / "gl.yaml"
+    path.write_text(GL_DISCOVER)
+    config = load_config(path)
+    assert config.sources[0].organizations_auto and config.sources[0].orgs == ()
+
+    async def scenario() -> set[tuple[str, str]]:
+        sched = scheduler_mod.Scheduler(config)
+        await sched.start()
+        for _ in range(200):
+            if len(sched.snapshot.health) == 2 and len(set(polled)) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await sched.stop()
+        return set(sched.snapshot.health)
+
+    assert asyncio.run(scenario()) == {("gl", "grp/app"), ("gl", "grp/sub/lib")}
+    assert set(polled) == {"/api/v4/projects/grp%2Fapp/pipelines",
+                           "/api/v4/projects/grp%2Fsub%2Flib/pipelines"}
+
+
+def test_organizations_and_discover_are_exclusive(gh_file: pathlib.Path) -> None:
+    gh_file.write_text(GH + "    discover: {group: octo-org}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(gh_file)
+    assert "either organizations (a list) or discover" in str(info.value)

@@ -140,6 +140,13 @@ class StepsModel(RequestModel):
     finished_at: Expr | None = None
 
 
+class DiscoverModel(RequestModel):
+    """Orgs found under a parent (a GitHub org's repos, a GitLab group's projects)."""
+
+    group: NonEmptyStr  # {group} / {group_encoded} in `path`
+    address: Expr  # the org address of one item ({org} of the job paths)
+
+
 class JsonAuthModel(_Strict):
     """Bearer/named-header token, basic user + password, or Airflow 3's JWT login."""
 
@@ -197,7 +204,8 @@ class JsonSourceModel(SourceSettings):
     api: Literal["v1", "v2"] = "v1"  # {api} in paths: Airflow 2.x (v1) or 3.x (v2)
     auth: JsonAuthModel = JsonAuthModel()
     headers: dict[NonEmptyStr, str] = Field(default_factory=dict)
-    organizations: Annotated[list[JsonOrgModel], Field(min_length=1)]
+    organizations: Annotated[list[JsonOrgModel], Field(min_length=1)] | None = None
+    discover: DiscoverModel | None = None
     jobs: JobsModel
     steps: StepsModel | None = None
     status_map: Annotated[dict[NonEmptyStr, str], _map_validator(MAPPABLE_STATUSES)] = Field(
@@ -212,7 +220,18 @@ class JsonSourceModel(SourceSettings):
         if not isinstance(data, dict):
             return data
         preset = PRESETS.get(str(data.get("preset")))
-        return data if preset is None else _merge(preset, data)
+        if preset is None:
+            return data
+        if "discover" not in data:  # the preset's discovery applies only once a group is named
+            preset = {k: v for k, v in preset.items() if k != "discover"}
+        return _merge(preset, data)
+
+    @model_validator(mode="after")
+    def _orgs_or_discovery(self) -> JsonSourceModel:
+        """Require exactly one of a static org list and a discovery endpoint."""
+        if (self.organizations is None) == (self.discover is None):
+            raise ValueError("give either organizations (a list) or discover (with a group)")
+        return self
 
 
 def _source_tag(value: object) -> str:
@@ -226,8 +245,8 @@ AnySource = Annotated[
 ]
 SOURCE_TAGS = frozenset({"classic", "json"})
 JSON_MODELS: tuple[type[BaseModel], ...] = (
-    JsonSourceModel, JobsModel, StepsModel, PagingModel, IncrementalModel, JsonAuthModel,
-    JsonOrgModel,
+    DiscoverModel, JsonSourceModel, JobsModel, StepsModel, PagingModel, IncrementalModel,
+    JsonAuthModel, JsonOrgModel,
 )
 
 

@@ -7,6 +7,10 @@ from typing import Any
 # GitHub Actions: org = owner/repo, job = workflow run, steps = the run's jobs (job-apis.md §2).
 # The outcome of a completed run is in `conclusion`, so the raw status is conclusion || status.
 GITHUB_ACTIONS: dict[str, Any] = {
+    "discover": {  # `discover: {group: octo-org}`: every repo of the org is an org here
+        "path": "/orgs/{group}/repos", "params": {"per_page": 100}, "items": "@",
+        "paging": {"style": "link", "max_pages": 20}, "address": "full_name",
+    },
     "headers": {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
     "jobs": {
         "path": "/repos/{org}/actions/runs",
@@ -98,6 +102,12 @@ AIRFLOW: dict[str, Any] = {
 # GitLab CI: org = project id (or URL-encoded path), job = pipeline (job_type = source),
 # steps = its jobs including retried ones (job-apis.md §3).
 GITLAB_CI: dict[str, Any] = {
+    "discover": {  # `discover: {group: grp}`: every project of the group and its subgroups
+        "path": "/api/v4/groups/{group_encoded}/projects",
+        "params": {"per_page": 100, "include_subgroups": "true", "archived": "false"},
+        "items": "@", "paging": {"style": "link", "max_pages": 20},
+        "address": "path_with_namespace",
+    },
     "auth": {"header": "PRIVATE-TOKEN", "scheme": ""},
     "jobs": {
         "path": "/api/v4/projects/{org_encoded}/pipelines",

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import jmespath
 import structlog
 
 from exporter.sources.base import (
@@ -253,6 +254,19 @@ class JsonSource:
             return Page(body, response.headers)
 
         return fetch
+
+    async def discover_orgs(self) -> list[str]:
+        """List the org addresses under the configured group (repos, projects)."""
+        spec = self.spec.discover
+        if spec is None:
+            return []
+        group = {"group": spec.group, "group_encoded": quote(spec.group, safe="")}
+        reader = PageReader(self._fetcher(spec.path, spec.etag), spec.paging, spec.items,
+                            spec.path, self._client.settings.base_url)
+        listing = await reader.read(spec.path.format_map(group), dict(spec.params))
+        expr = jmespath.compile(spec.address)
+        found = (search(expr, item, "address") for item in listing.items)
+        return sorted({str(a) for a in found if isinstance(a, str | int) and str(a).strip()})
 
     def _remember_etag(self, key: str, tag: str, body: Any, size: int) -> None:
         """Keep an answer for its 304s, within MAX_ETAGS entries and MAX_ETAG_BYTES."""
