@@ -33,16 +33,18 @@ def gh_file(tmp_path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+@pytest.mark.parametrize("preset", ["github-actions", "gitlab-ci", "airflow"])
 def test_check_config_validates_a_preset_without_contacting_anything(
-    gh_file: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    gh_file: pathlib.Path, monkeypatch: pytest.MonkeyPatch, preset: str
 ) -> None:
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("check-config opened a connection")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
+    gh_file.write_text(GH.replace("github-actions", preset))
     code, text = check_config(gh_file)
     assert code == 0, text
-    assert "json https://api.github.com, preset github-actions, auth token" in text
+    assert f"json https://api.github.com, preset {preset}, auth token" in text
     assert "ghp-secret" not in text
 
 
