@@ -355,3 +355,24 @@ def test_version_2_file_is_adopted_and_migrated_by_label_once(tmp_path: Path) ->
     other = OrgTracker("src", "other", TrackerSettings())
     store.restore(other, "0xother")
     assert set(other.jobs) == {"x"}
+
+
+def test_version_2_org_restored_even_when_its_migration_cannot_be_written(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    shutil.copy(Path(__file__).parent / "data" / "state-v2.db", path)
+    store = StateStore(str(path))
+    real = store.db
+    store.db = _FullDisk(real)  # type: ignore[assignment]
+    tracker = OrgTracker("src", "acme", TrackerSettings())
+    store.restore(tracker, "0xacme")
+    assert set(tracker.jobs) == {"old", "a"} and tracker.synced  # read under the label
+    assert store.write_errors == 1
+    store.db = real
+    assert store.save(tracker, "0xacme")  # everything written under the address now
+    store.close()
+    store = StateStore(str(path))
+    again = OrgTracker("src", "acme", TrackerSettings())
+    store.restore(again, "0xacme")
+    assert set(again.jobs) == {"old", "a"} and again.synced
+    assert store.db.execute("SELECT COUNT(*) FROM jobs WHERE org LIKE 'v2-label:acme'"
+                            ).fetchone()[0] == 0  # the stale label rows are gone

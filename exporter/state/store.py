@@ -82,17 +82,17 @@ class StateStore:
         """Load an org's jobs and active steps into a fresh tracker; return how many jobs."""
         key = (tracker.source, address or tracker.org)
         try:
-            self._claim_legacy(key, tracker.org)
+            found = self._claim_legacy(key, tracker.org)
             synced = self.db.execute(
-                "SELECT 1 FROM orgs WHERE source = ? AND org = ?", key).fetchone()
+                "SELECT 1 FROM orgs WHERE source = ? AND org = ?", found).fetchone()
             rows = self.db.execute(
                 "SELECT job_id, job_type, status, first_seen, finished_seen, counted, created_at"
-                " FROM jobs WHERE source = ? AND org = ?", key).fetchall()
+                " FROM jobs WHERE source = ? AND org = ?", found).fetchall()
             steps = self.db.execute(
                 "SELECT job_id, step_id, job_type, step_type, status, attempt, counted,"
-                " last_progress_at FROM steps WHERE source = ? AND org = ?", key).fetchall()
+                " last_progress_at FROM steps WHERE source = ? AND org = ?", found).fetchall()
         except sqlite3.Error as exc:
-            log.error("state restore failed; org starts fresh", source=key[0], org=key[1],
+            log.error("state restore failed; org starts fresh", source=key[0], org=tracker.org,
                       error=str(exc)[:200])
             return 0
         for job_id, job_type, status, first_seen, finished_seen, counted, created_at in rows:
@@ -109,11 +109,15 @@ class StateStore:
             tracker.steps.restore(job_id, rec.job_type, step_id, step_type, status, attempt,
                                   bool(counted), progress)
             restored_steps += 1
+        if found != key:  # read under the legacy key: the next save writes it all by address
+            tracker.dirty.update(tracker.jobs)
+            tracker.steps.dirty.update(job_id for job_id, *_ in steps)
+        elif synced is not None:
+            self._synced.add(key)
         if synced is not None:
             tracker.synced = True  # an org that had no job at all is still past its first sync
-            self._synced.add(key)
         if rows or synced is not None:
-            log.info("state restored", source=key[0], org=key[1], jobs=len(rows),
+            log.info("state restored", source=key[0], org=tracker.org, jobs=len(rows),
                      steps=restored_steps)
         return len(rows)
 
@@ -169,23 +173,35 @@ class StateStore:
             return
         self._wrote(True)
 
-    def _claim_legacy(self, key: tuple[str, str], label: str) -> None:
-        """Move a version 2 org's rows (keyed by its label) to its address, once."""
+    def _claim_legacy(self, key: tuple[str, str], label: str) -> tuple[str, str]:
+        """Move a version 2 org's rows (keyed by its label) to its address, once.
+
+        Return the key to read the org's state from: the legacy one when the move failed.
+        """
         legacy = (key[0], LEGACY_PREFIX + label)
         found = self.db.execute("SELECT 1 FROM orgs WHERE source = ? AND org = ? UNION ALL"
                                 " SELECT 1 FROM jobs WHERE source = ? AND org = ? LIMIT 1",
                                 (*legacy, *legacy)).fetchone()
         if found is None:
-            return
+            return key
         mine = self.db.execute("SELECT 1 FROM orgs WHERE source = ? AND org = ?", key).fetchone()
-        with self._transaction():
-            for table in ("jobs", "steps", "orgs"):
-                if mine is not None:  # the address has its own state: the label's is stale
-                    self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?", legacy)
-                else:
-                    self.db.execute(f"UPDATE {table} SET org = ? WHERE source = ? AND org = ?",
-                                    (key[1], *legacy))
+        try:
+            with self._transaction():
+                for table in ("jobs", "steps", "orgs"):
+                    if mine is not None:  # the address has its own state: the label's is stale
+                        self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
+                                        legacy)
+                    else:
+                        self.db.execute(f"UPDATE {table} SET org = ? WHERE source = ?"
+                                        " AND org = ?", (key[1], *legacy))
+        except sqlite3.Error as exc:
+            self._wrote(False)
+            log.error("state migration to address key failed; retried at the next save",
+                      source=key[0], org=label, error=str(exc)[:200])
+            return legacy if mine is None else key
+        self._wrote(True)
         log.info("state migrated to address key", source=key[0], org=label)
+        return key
 
     def _transaction(self) -> _Tx:
         return _Tx(self.db)
