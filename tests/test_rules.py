@@ -327,3 +327,35 @@ def test_docs_table_lists_every_alert_with_its_severity_and_for() -> None:
     for name, rule in _alerts().items():
         assert rows[name][1] == f"{rule.get('for', '0s')}", name
         assert rule["labels"]["severity"] in rows[name], name
+
+
+AM_EXAMPLE = REPO / "prometheus" / "alertmanager.example.yml"
+JOB_ALERTS = {"AsyncJobFailed", "AsyncJobFailureRatioHigh", "AsyncJobStuckPending",
+              "AsyncJobStuckRunning", "AsyncJobStepStale"}
+
+
+def test_alertmanager_example_passes_amtool() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool not found on PATH: install the Debian package prometheus-alertmanager")
+    proc = subprocess.run([amtool, "check-config", str(AM_EXAMPLE)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_alertmanager_example_groups_per_org_and_inhibits_consequences() -> None:
+    config = yaml.safe_load(AM_EXAMPLE.read_text())
+    assert config["route"]["group_by"] == ["source", "org", "alertname"]
+    inhibits = {}
+    for rule in config["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        (target,) = rule["target_matchers"]
+        name = re.fullmatch(r'alertname="(\w+)"', source)
+        names = re.fullmatch(r'alertname=~"([\w|]+)"', target)
+        assert name and names, rule
+        inhibits[name.group(1)] = (set(names.group(1).split("|")), rule["equal"])
+    assert inhibits == {
+        "AsyncJobExporterDown": (JOB_ALERTS, ["source", "org"]),
+        "AsyncJobDiscoveryFailing": (JOB_ALERTS, ["source"]),
+    }
+    assert JOB_ALERTS <= ALERTS
