@@ -33,13 +33,13 @@ EXPECTED = {
         "asyncjob_failed_job_info", "asyncjob_import_items_total",
     },
     "asyncjob-steps.json": {
-        "asyncjob_steps", "asyncjob_step_duration_seconds_bucket", "asyncjob_step_attempts_total",
+        "asyncjob_steps", "asyncjob_step_duration_seconds_bucket", "asyncjob_step_retries_total",
         "asyncjob_step_stale_seconds",
     },
     "asyncjob-exporter-health.json": {
         "asyncjob_up", "asyncjob_poll_duration_seconds_bucket", "asyncjob_api_requests_total",
         "asyncjob_api_rate_limited_total", "asyncjob_series_dropped_total",
-        "asyncjob_config_last_reload_timestamp_seconds", "asyncjob_poll_errors_total",
+        "asyncjob_config_last_reload_success_timestamp_seconds", "asyncjob_poll_errors_total",
     },
 }
 # The health dashboard's metrics carry no job_type label, so it has no job_type variable.
