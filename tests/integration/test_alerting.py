@@ -107,6 +107,12 @@ sources:
     auth:
       token: ${{SIM_TOKEN}}
     organization: ordo
+  - name: discovered  # organizations: auto, for the discovery panels
+    kind: vocdoni
+    base_url: {sim_b}/vocdoni-v1
+    api: auto
+    auth: {{email: ops@example.org, password_file: pw}}
+    organizations: auto
   - name: outage
     kind: vocdoni
     base_url: {sim_c}/vocdoni
@@ -136,6 +142,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ):
         truth_a, truth_b, truth_c = truth(sim_a), truth(sim_b), truth(sim_c)
         cfg = config_for(sim_a, sim_b, sim_c, tmp / "state.db", truth_a, truth_b, truth_c)
+        (tmp / "pw").write_text("sim-password\n")  # the simulator's login password
         am_config = example_config(receiver.url, f"{GROUP_WAIT}s", f"{GROUP_INTERVAL}s")
         with (
             exporter(tmp, cfg, "--shard", "0/1", env={"SIM_TOKEN": "sim-token"}) as (url, _),
