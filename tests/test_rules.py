@@ -208,8 +208,7 @@ def _burst_case(tmp_path: Path, failures: int) -> Path:
         "exp_labels": {"severity": "warning", "source": "vocdoni-prod", "org": "acme",
                        "job_type": "org_members"},
         "exp_annotations": {
-            **{k: v for k, v in _expected_links("AsyncJobFailed", "vocdoni-prod", "acme",
-                                                 "org_members").items()},
+            **_expected_links("AsyncJobFailed", "vocdoni-prod", "acme", "org_members"),
             "summary": f"{failures} org_members job(s) of org acme failed",
             "description": f"{failures} org_members job(s) of org acme (source vocdoni-prod) "
                            f"failed. Job ids (first five): {', '.join(ids)}",
