@@ -63,7 +63,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready once every org synced AND /metrics serves bytes that include those polls."""
+        """Ready once the scheduler is AND /metrics serves bytes that include those polls."""
         ready, details = self.scheduler.readiness()
         if ready and self.cache.rendered_generation < self.scheduler.synced_generation:
             return False, {**details, "ready": False, "rendering": True}

@@ -62,6 +62,7 @@ class OrgLoop:
         self.last_snapshot: OrgSnapshot | None = None
         self.up = False
         self.last_success: float | None = None
+        self.completed = False  # its first poll completed, successfully or not (readiness)
         self.last_completed = clock()  # any poll end, success or not (stall detection)
         self._seen_requests = -1  # source request count last seen by stalled()
         self._health: OrgHealth | None = None  # cached until the next poll ends
@@ -166,7 +167,7 @@ class OrgLoop:
         return False
 
     def _finish(self, ok: bool, duration: float) -> None:
-        first_sync = ok and self.last_success is None
+        first_poll, self.completed = not self.completed, True
         self.up = ok
         now = self.clock()
         self.last_completed = now
@@ -174,7 +175,7 @@ class OrgLoop:
             self.last_success = now
         self.poll_hist.observe(duration)
         self._health = None
-        self.publish(synced=first_sync)
+        self.publish(synced=first_poll)
 
     def health(self, now: float) -> OrgHealth:
         """Return this org's health; a stalled loop reads as down.
@@ -194,6 +195,7 @@ class OrgLoop:
             poll_duration=self.poll_hist.freeze(),
             poll_errors=dict(self.errors),
             synced=self.last_success is not None,
+            polled=self.completed,
         )
         return self._health
 

@@ -18,6 +18,7 @@ from exporter.sources.base import (
     RequestStatsView,
 )
 from exporter.state.snapshot import (
+    DiscoveryHealth,
     Exemplar,
     ExporterSnapshot,
     Histogram,
@@ -61,6 +62,9 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_config_last_reload_timestamp_seconds", "gauge", set()),
     ("asyncjob_build_info", "gauge", {"version", "python_version"}),
     ("asyncjob_shard_info", "gauge", {"index", "count"}),
+    ("asyncjob_discovery_up", "gauge", {"source"}),
+    ("asyncjob_discovery_last_success_timestamp_seconds", "gauge", {"source"}),
+    ("asyncjob_discovery_errors", "counter", {"source", "reason"}),
 ]
 JOB_FAMILIES = [name for name, _, labels in CONTRACT if "job_type" in labels]
 
@@ -99,8 +103,11 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
     latency = ((*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
                                 {"/jobs": latency}, rate_limited=1)
+    discovery = {"auto": DiscoveryHealth("auto", up=False, last_success=9_000.0,
+                                         errors={"auth": 3})}
     return ExporterSnapshot({(S, ORG_NAME): org}, {(S, ORG_NAME): health}, {S: requests},
-                            reload_success=False, reload_timestamp=1_234.0, shard=shard)
+                            reload_success=False, reload_timestamp=1_234.0, shard=shard,
+                            discovery=discovery)
 
 
 def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
@@ -161,6 +168,10 @@ def test_org_sample_values(name: str, labels: dict[str, str], value: float) -> N
     ("asyncjob_config_last_reload_success", {}, 0),
     ("asyncjob_config_last_reload_timestamp_seconds", {}, 1_234),
     ("asyncjob_shard_info", {"index": "1", "count": "3"}, 1),
+    ("asyncjob_discovery_up", {"source": "auto"}, 0),
+    ("asyncjob_discovery_last_success_timestamp_seconds", {"source": "auto"}, 9_000),
+    ("asyncjob_discovery_errors_total", {"source": "auto", "reason": "auth"}, 3),
+    ("asyncjob_discovery_errors_total", {"source": "auto", "reason": "timeout"}, 0),
     ("asyncjob_build_info", {"version": "1.2.3", "python_version": platform.python_version()}, 1),
 ])
 def test_global_sample_values(name: str, labels: dict[str, str], value: float) -> None:
