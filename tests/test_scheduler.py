@@ -497,3 +497,51 @@ def test_parked_org_is_forgotten_after_full_resync_interval(
         await sched.stop()
 
     asyncio.run(scenario())
+
+
+CAPPED_CONFIG = """
+state: {{path: ":memory:"}}
+defaults: {{interval: 3600s, jitter: 0, max_job_types_per_org: {cap}}}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {{token: t}}
+    organizations:
+      - address: "{addr}"
+        name: org1
+"""
+
+
+def test_reload_keeps_health_counters_and_applies_a_raised_cap_at_once(
+    tmp_path: Path, fake: FakeSource
+) -> None:
+    path = tmp_path / "c.yaml"
+    key = ("fake", "org1")
+    fake.jobs[ADDR] = [JobObservation(job_id=str(i), job_type=t, status="running")
+                       for i, t in enumerate(("alpha", "beta", "gamma"))]
+
+    async def scenario() -> None:
+        path.write_text(CAPPED_CONFIG.format(cap=1, addr=ADDR))
+        sched = scheduler_mod.Scheduler(load_config(path))
+        await sched.start()
+        await _until(lambda: key in sched.snapshot.orgs)
+        fake.fail = PollError("http_5xx", "HTTP 500")
+        assert not await sched.loops[key].poll_once()
+        fake.fail = None
+        assert set(sched.snapshot.orgs[key].job_types) == {"alpha", "other"}
+        before = sched.snapshot.health[key]
+        assert before.poll_errors == {"http_5xx": 1} and before.poll_duration.count == 2
+        path.write_text(CAPPED_CONFIG.format(cap=5, addr=ADDR))
+        await sched.reload(load_config(path))
+        assert sched.snapshot.health[key].poll_errors == {"http_5xx": 1}
+        assert sched.snapshot.health[key].poll_duration.count == 2
+        assert sched.snapshot.health[key].last_success == before.last_success
+        assert await sched.loops[key].poll_once()  # the raised cap admits the new types now
+        fake.jobs[ADDR].append(JobObservation(job_id="9", job_type="delta", status="running"))
+        assert await sched.loops[key].poll_once()
+        assert {"alpha", "delta"} <= set(sched.snapshot.orgs[key].job_types)
+        assert sched.snapshot.health[key].poll_duration.count >= 4  # kept counting from 2
+        await sched.stop()
+
+    asyncio.run(scenario())
