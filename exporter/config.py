@@ -118,6 +118,11 @@ _MODELS: tuple[type[BaseModel], ...] = (
     ConfigModel, StateModel, SourceModel, AuthModel, OrgModel, SourceSettings,
 )
 ALL_KEYS: frozenset[str] = frozenset(k for m in _MODELS for k in m.model_fields)
+# Where each key may appear, for "allowed only in ..." when a key is used at the wrong level.
+_PLACES: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("the top level", ConfigModel), ("state", StateModel), ("defaults", SourceSettings),
+    ("a source", SourceModel), ("a source's auth", AuthModel), ("an organization", OrgModel),
+)
 # Union branch tags pydantic puts into error locations; they are not config keys.
 _UNION_TAGS = frozenset({"auto", "list"})
 
@@ -160,8 +165,7 @@ def _expected_text(err: Any) -> str:
         "less_than_equal": f"expected a number <= {ctx.get('le', 0):g}",
     }
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(key, ALL_KEYS, n=1)
-        return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        return _misplaced(key)
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
@@ -171,6 +175,15 @@ def _expected_text(err: Any) -> str:
     text = texts.get(kind, str(err["msg"]))
     echo = kind.startswith(("greater", "less", "int_", "float_")) and key not in SECRET_KEYS
     return f"{text}, got {err.get('input')!r}" if echo else text
+
+
+def _misplaced(key: str) -> str:
+    """Say where a rejected key is allowed, or that it is unknown (with a close match)."""
+    places = [place for place, model in _PLACES if key in model.model_fields]
+    if places:
+        return "allowed only in " + " or ".join(places)
+    close = difflib.get_close_matches(key, ALL_KEYS, n=1)
+    return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _validation_details(exc: ValidationError) -> list[tuple[str, str]]:
