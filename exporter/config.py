@@ -30,11 +30,9 @@ from exporter.config_schema import (
     normalize_address,
     parse_yaml,
 )
-from exporter.sources.base import ClientSettings, OrgTarget
+from exporter.sources.base import ClientSettings
 
 __all__ = ["Config", "ConfigError", "OrgConfig", "SourceConfig", "check_config", "load_config"]
-
-_REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +77,6 @@ class SourceConfig:
     max_step_types_per_org: int
     max_job_series_per_org: int
 
-    def redacted(self) -> dict[str, Any]:
-        """Return a printable dict with secrets replaced, for logs and check-config."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out["orgs"] = [{k: getattr(o, k) for k in o.__dataclass_fields__} for o in self.orgs]
-        for key in ("token", "password"):
-            out[key] = None if out[key] is None else _REDACTED
-        return out
-
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
         return ClientSettings(
@@ -99,10 +89,6 @@ class SourceConfig:
         addr = normalize_address(address)
         values = {k: getattr(self, k) for k in ORG_SETTING_KEYS}
         return OrgConfig(address=addr, label=addr, job_types=(), **values)
-
-    def targets(self) -> tuple[OrgTarget, ...]:
-        """Return the configured orgs as poll targets."""
-        return tuple(OrgTarget(self.name, o.label, o.address, o.job_types) for o in self.orgs)
 
 
 @dataclass(frozen=True, slots=True)

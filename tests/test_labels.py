@@ -230,3 +230,27 @@ def test_hostile_exposition_passes_promtool() -> None:
         done = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                               capture_output=True, timeout=30, check=False)
         assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+def test_raised_caps_apply_through_the_tracker_settings() -> None:
+    def poll(*step_types: str) -> PollResult:
+        steps = tuple(StepObservation(step_id=t, step_type=t, status="running")
+                      for t in step_types)
+        return PollResult(jobs=(
+            JobObservation(job_id="1", job_type="alpha", status="running", steps=steps),
+            JobObservation(job_id="2", job_type="beta", status="running")), complete=True)
+
+    tracker = OrgTracker("s", "o", TrackerSettings(max_job_types_per_org=1,
+                                                   max_step_types_per_org=1))
+    tracker.apply(poll("S1", "S2"), 1.0)
+    snap = tracker.snapshot(1.0)
+    assert set(snap.job_types) == {"alpha", OVERFLOW_VALUE}
+    assert {s for _, s in snap.step_types} == {"S1", OVERFLOW_VALUE}
+    # what OrgLoop does on reload with the same tracker: the new caps hold from the next poll
+    tracker.settings = TrackerSettings(max_job_types_per_org=5, max_step_types_per_org=5)
+    tracker.apply(poll("S1", "S2", "S3"), 2.0)
+    tracker.apply(PollResult(jobs=(*poll("S1", "S2", "S3").jobs, JobObservation(
+        job_id="3", job_type="gamma", status="running")), complete=True), 3.0)
+    snap = tracker.snapshot(3.0)
+    assert "gamma" in snap.job_types
+    assert "S3" in {s for _, s in snap.step_types}
