@@ -34,7 +34,13 @@ from exporter.sources.base import (
     STEP_STATUSES,
 )
 from exporter.state.labels import exemplar_labels
-from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
+from exporter.state.snapshot import (
+    DiscoveryHealth,
+    ExporterSnapshot,
+    Histogram,
+    OrgHealth,
+    OrgSnapshot,
+)
 
 FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancelled")
 STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
@@ -171,6 +177,34 @@ def _shard(snap: ExporterSnapshot, now: float) -> list[Row]:
     return [((str(snap.shard[0]), str(snap.shard[1])), 1.0)]
 
 
+def _discovery_rows(rows: Callable[[DiscoveryHealth], Iterable[Row]]) -> SnapRows:
+    """Run `rows` for every source with `organizations: auto`, prefixing each row with source."""
+
+    def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+        for name in sorted(snap.discovery):
+            for labels, value in rows(snap.discovery[name]):
+                yield (name, *labels), value
+
+    return gen
+
+
+def _discovery_families() -> list[Family]:
+    """Return the families of `organizations: auto` discovery health."""
+    return [
+        Family("asyncjob_discovery_up", "gauge",
+               "1 if the last org discovery of this source succeeded.", ("source",),
+               _discovery_rows(lambda d: [((), 1.0 if d.up else 0.0)]), optional=True),
+        Family("asyncjob_discovery_last_success_timestamp_seconds", "gauge",
+               "Unix time of the last successful org discovery.", ("source",),
+               _discovery_rows(lambda d: [] if d.last_success is None
+                               else [((), d.last_success)]), optional=True),
+        Family("asyncjob_discovery_errors", "counter", "Failed org discoveries by reason.",
+               ("source", "reason"), _discovery_rows(lambda d: _dense(
+                   [()], POLL_ERROR_REASONS, {(r,): c for r, c in d.errors.items()})),
+               optional=True),
+    ]
+
+
 def _job_families() -> list[Family]:
     """Return the job metric families of the contract."""
     status = (*JOB, "status")
@@ -281,7 +315,8 @@ def _state_families() -> list[Family]:
     ]
 
 
-FAMILIES: tuple[Family, ...] = (*_job_families(), *_step_families(), *_health_families())
+FAMILIES: tuple[Family, ...] = (*_job_families(), *_step_families(), *_health_families(),
+                                 *_discovery_families())
 
 
 def _buckets(hist: Histogram) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:

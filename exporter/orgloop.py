@@ -80,6 +80,7 @@ class OrgLoop:
         self._holding = False  # finishes counted in memory but not yet committed
         self.up = False
         self.last_success: float | None = None
+        self.completed = False  # its first poll completed, successfully or not (readiness)
         self.last_completed = clock()  # any poll end, success or not (stall detection)
         self._last_answer = 0.0  # when this org's poll last got an API answer (its sign of life)
         self._poll: asyncio.Task[bool] | None = None  # the poll in flight, for the watchdog
@@ -233,7 +234,7 @@ class OrgLoop:
         return False
 
     def _finish(self, ok: bool, duration: float) -> None:
-        first_sync = ok and self.last_success is None
+        first_poll, self.completed = not self.completed, True
         self.up = ok
         now = self.clock()
         self.last_completed = now
@@ -241,7 +242,7 @@ class OrgLoop:
             self.last_success = now
         self.poll_hist.observe(duration)
         self._health = None
-        self.publish(synced=first_sync)
+        self.publish(synced=first_poll)
 
     def health(self, now: float) -> OrgHealth:
         """Return this org's health; a stalled loop reads as down.
@@ -261,6 +262,7 @@ class OrgLoop:
             poll_duration=self.poll_hist.freeze(),
             poll_errors=dict(self.errors),
             synced=self.last_success is not None,
+            polled=self.completed,
         )
         return self._health
 

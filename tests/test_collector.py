@@ -19,6 +19,7 @@ from exporter.sources.base import (
     RequestStatsView,
 )
 from exporter.state.snapshot import (
+    DiscoveryHealth,
     Exemplar,
     ExporterSnapshot,
     Histogram,
@@ -64,6 +65,9 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_shard_info", "gauge", {"index", "count"}),
     ("asyncjob_state_persistent", "gauge", set()),
     ("asyncjob_state_write_errors", "counter", set()),
+    ("asyncjob_discovery_up", "gauge", {"source"}),
+    ("asyncjob_discovery_last_success_timestamp_seconds", "gauge", {"source"}),
+    ("asyncjob_discovery_errors", "counter", {"source", "reason"}),
 ]
 JOB_FAMILIES = [name for name, _, labels in CONTRACT if "job_type" in labels]
 
@@ -102,9 +106,12 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
     latency = ((*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
                                 {"/jobs": latency}, rate_limited=1)
+    discovery = {"auto": DiscoveryHealth("auto", up=False, last_success=9_000.0,
+                                         errors={"auth": 3})}
     return ExporterSnapshot({(S, ORG_NAME): org}, {(S, ORG_NAME): health}, {S: requests},
                             reload_success=False, reload_timestamp=1_234.0, shard=shard,
-                            state_persistent=True, state_write_errors=0)
+                            state_persistent=True, state_write_errors=0,
+                            discovery=discovery)
 
 
 def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
@@ -165,6 +172,10 @@ def test_org_sample_values(name: str, labels: dict[str, str], value: float) -> N
     ("asyncjob_config_last_reload_successful", {}, 0),
     ("asyncjob_config_last_reload_success_timestamp_seconds", {}, 1_234),
     ("asyncjob_shard_info", {"index": "1", "count": "3"}, 1),
+    ("asyncjob_discovery_up", {"source": "auto"}, 0),
+    ("asyncjob_discovery_last_success_timestamp_seconds", {"source": "auto"}, 9_000),
+    ("asyncjob_discovery_errors_total", {"source": "auto", "reason": "auth"}, 3),
+    ("asyncjob_discovery_errors_total", {"source": "auto", "reason": "timeout"}, 0),
     ("asyncjob_build_info", {"version": "1.2.3", "python_version": platform.python_version()}, 1),
 ])
 def test_global_sample_values(name: str, labels: dict[str, str], value: float) -> None:

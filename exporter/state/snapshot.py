@@ -88,7 +88,18 @@ class OrgHealth:
     last_success: float | None
     poll_duration: Histogram
     poll_errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
-    synced: bool = False  # had at least one successful poll (readiness)
+    synced: bool = False  # had at least one successful poll
+    polled: bool = False  # its first poll completed, successfully or not (readiness)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryHealth:
+    """Health of one source's `organizations: auto` discovery."""
+
+    source: str
+    up: bool
+    last_success: float | None
+    errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +114,4 @@ class ExporterSnapshot:
     shard: tuple[int, int] | None = None  # (index, count)
     state_persistent: bool | None = None  # last state write committed; None: no state file
     state_write_errors: int | None = None  # failed state writes; None: no state store
+    discovery: Mapping[str, DiscoveryHealth] = field(default_factory=dict)  # source ->

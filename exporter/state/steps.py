@@ -45,6 +45,10 @@ class StepBook:
         self.durations: dict[StepKey, HistogramAccumulator] = {}
         self.dirty: set[str] = set()  # job ids whose step records the state store must rewrite
 
+    def set_cap(self, max_step_types: int) -> None:
+        """Apply a reloaded max_step_types_per_org."""
+        self._types.set_cap(max_step_types)
+
     def merge(
         self, job_id: str, job_type: str, steps: tuple[StepObservation, ...], now: float,
         baseline: bool = False,

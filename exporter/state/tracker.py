@@ -78,7 +78,7 @@ class OrgTracker:
     def __init__(self, source: str, org: str, settings: TrackerSettings) -> None:
         self.source = source
         self.org = org
-        self.settings = settings
+        self._settings = settings
         self.jobs: dict[str, JobRecord] = {}
         # Non-terminal jobs, kept in step with `jobs` so polls and snapshots cost O(active),
         # not O(history): at 100k tracked jobs a full scan per poll dominated the poll's CPU.
@@ -92,6 +92,18 @@ class OrgTracker:
         self._unknown_logged: set[str] = set()
         self.dirty: set[str] = set()  # job ids changed since the store last saved
         self.removed: set[str] = set()
+
+    @property
+    def settings(self) -> TrackerSettings:
+        """Return the org's limits."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: TrackerSettings) -> None:
+        """Apply reloaded limits at once: a raised label cap admits new values on the next poll."""
+        self._settings = value
+        self._types.set_cap(value.max_job_types_per_org)
+        self.steps.set_cap(value.max_step_types_per_org)
 
     # --- KnownJobs protocol -------------------------------------------------
     def get(self, job_id: str) -> KnownJob | None:
