@@ -141,7 +141,7 @@ class OrgLoop:
             return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
-            summary = self.tracker.apply(result, now)
+            summary = self.tracker.apply(result, now, self.target.job_types)
             if full:
                 self.last_full = start_wall
             if self.store is not None:

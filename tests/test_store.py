@@ -52,6 +52,7 @@ def test_removed_jobs_are_deleted_from_the_file(tmp_path: Path) -> None:
     tracker.apply(_poll(("a", "pending"), ("b", "pending")), 1.0)
     store.save(tracker)
     tracker.apply(_poll(("a", "pending")), 2.0)
+    tracker.apply(_poll(("a", "pending")), 3.0)  # dropped after two complete lists lack it
     store.save(tracker)
     again = _tracker(store)
     assert set(again.jobs) == {"a"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -58,6 +59,7 @@ class StateStore:
         self.path = path
         self.db = self._open(path)
         self._synced: set[tuple[str, str]] = set()  # orgs whose first sync is on file
+        _ensure_scope_table(self.db)
 
     def _open(self, path: str) -> sqlite3.Connection:
         """Open the file; move an unusable one aside, and never refuse to start."""
@@ -126,7 +128,6 @@ class StateStore:
             tracker.restore(job_id, JobRecord(
                 job_type=job_type, status=status, first_seen=first_seen,
                 finished_seen=finished_seen, counted=bool(counted), created_at=created_at,
-                queue_observed=True,
             ))
         restored_steps = 0
         for job_id, step_id, _type, step_type, status, attempt, counted, progress in steps:
@@ -136,6 +137,7 @@ class StateStore:
             tracker.steps.restore(job_id, rec.job_type, step_id, step_type, status, attempt,
                                   bool(counted), progress)
             restored_steps += 1
+        tracker.read_scope = _load_scope(self.db, key)
         if synced is not None:
             tracker.synced = True  # an org that had no job at all is still past its first sync
             self._synced.add(key)
@@ -149,7 +151,7 @@ class StateStore:
         key = (tracker.source, tracker.org)
         book = tracker.steps
         first = tracker.synced and key not in self._synced
-        if not (tracker.dirty or tracker.removed or book.dirty or first):
+        if not (tracker.dirty or tracker.removed or book.dirty or first or tracker.scope_dirty):
             return True
         rows = _job_rows(tracker)
         step_jobs = book.dirty | tracker.removed
@@ -166,6 +168,7 @@ class StateStore:
                     [(*key, job_id) for job_id in step_jobs],
                 )
                 self.db.executemany(_INSERT_STEP, step_rows)
+                _save_scope(self.db, key, tracker.read_scope)
                 if first:
                     self.db.execute("INSERT OR REPLACE INTO orgs (source, org, synced_at)"
                                     " VALUES (?, ?, ?)", (*key, time.time()))
@@ -174,6 +177,7 @@ class StateStore:
                       source=key[0], org=key[1], error=str(exc)[:200])
             return False
         tracker.dirty.clear()
+        tracker.scope_dirty = False
         tracker.removed.clear()
         book.dirty.clear()
         self._synced.add(key)
@@ -184,7 +188,7 @@ class StateStore:
         self._synced.discard((source, org))
         try:
             with self._transaction():
-                for table in ("jobs", "steps", "orgs"):
+                for table in ("jobs", "steps", "orgs", "read_scopes"):
                     self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
                                     (source, org))
         except sqlite3.Error as exc:
@@ -250,3 +254,43 @@ def _step_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
                     for sid, stype, status, attempt, counted, progress
                     in tracker.steps.export(job_id))
     return rows
+
+
+# Which job types of an org were read (its streams): a type read for the first time after a
+# restart is a first sync, so its finished jobs stay history. Kept apart from the jobs tables.
+_SCOPE_TABLE = """
+CREATE TABLE IF NOT EXISTS read_scopes (
+    source TEXT NOT NULL, org TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (source, org)
+) WITHOUT ROWID
+"""
+
+
+def _ensure_scope_table(db: sqlite3.Connection) -> None:
+    """Create the read-scope table of older state files."""
+    try:
+        db.execute(_SCOPE_TABLE)
+    except sqlite3.Error as exc:
+        log.error("state read-scope table unavailable", error=str(exc)[:200])
+
+
+def _load_scope(db: sqlite3.Connection, key: tuple[str, str]) -> frozenset[str] | None:
+    """Return the job types an org's last poll read ([] = all), None when never recorded."""
+    try:
+        row = db.execute("SELECT scope FROM read_scopes WHERE source = ? AND org = ?",
+                         key).fetchone()
+        types = json.loads(row[0]) if row is not None else None
+    except (sqlite3.Error, ValueError) as exc:
+        log.error("state read-scope unreadable", source=key[0], org=key[1], error=str(exc)[:200])
+        return None
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        return None
+    return frozenset(types)
+
+
+def _save_scope(db: sqlite3.Connection, key: tuple[str, str],
+                scope: frozenset[str] | None) -> None:
+    """Record which job types were read, in the caller's transaction."""
+    if scope is not None:
+        db.execute("INSERT OR REPLACE INTO read_scopes (source, org, scope) VALUES (?, ?, ?)",
+                   (*key, json.dumps(sorted(scope))))
