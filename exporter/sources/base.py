@@ -91,6 +91,7 @@ class KnownJob:
     job_type: str
     status: str
     terminal: bool
+    created_at: float | None = None  # with the id, the job's identity (Ordo ids get reused)
 
 
 class KnownJobs(Protocol):

@@ -14,6 +14,7 @@ from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
+    KnownJob,
     KnownJobs,
     OrgTarget,
     PollResult,
@@ -71,19 +72,24 @@ class OrdoSource:
         started = self._clock()
         notes = ParseNotes()
         listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
+        if any(reused(job, known.get(str(job.job_id))) for job in listed):
+            # Ids restart after a database reset, and recipe ids with them: rename recipes.
+            log.info("ordo job ids reused", source=self.name, org=target.org)
+            self._recipes, self._recipes_missing = {}, set()
         await self._refresh_recipes(listed)
         typed = [(job, self.job_type(job.recipe_id)) for job in listed]
         if target.job_types:
             typed = [(job, jt) for job, jt in typed if jt in target.job_types]
         first_sync = full and len(known) == 0
         wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync)]
-        batch = await self._fetch_details(wanted, notes)
+        unlisted = _unlisted_active(listed, known)
+        batch = await self._fetch_details(wanted + unlisted, notes)
         gone = set(batch.missing)
         jobs = tuple(
             _observe(job, job_type, batch)
             for job, job_type in typed
             if job.job_id not in gone
-        )
+        ) + _resolved(unlisted, known, batch)
         log.debug(
             "ordo poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
             detailed=len(batch.found), gone=len(gone),
@@ -163,9 +169,32 @@ def needs_detail(job: ListedJob, known: KnownJobs, first_sync: bool) -> bool:
     if job.status not in TERMINAL_JOB_STATUSES:
         return True
     seen = known.get(str(job.job_id))
-    if seen is None:
+    if seen is None or reused(job, seen):
         return not first_sync  # new since the last poll, or history on the first sync
     return not seen.terminal
+
+
+def reused(job: ListedJob, seen: KnownJob | None) -> bool:
+    """Return True when a known id now names another job (created at another time)."""
+    return (seen is not None and seen.created_at is not None and job.created_at is not None
+            and abs(seen.created_at - job.created_at) > 0.001)
+
+
+def _unlisted_active(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
+    """Return known active jobs the list lacks: their detail route tells finished from gone."""
+    ids = {job.job_id for job in listed}
+    return sorted(int(j) for j in known.active_ids() if j.isdigit() and int(j) not in ids)
+
+
+def _resolved(ids: Sequence[int], known: KnownJobs, batch: BatchResult
+              ) -> tuple[JobObservation, ...]:
+    """Return the details of unlisted jobs Ordo still has, under their known type."""
+    out = []
+    for job_id in ids:
+        detail, seen = batch.found.get(job_id), known.get(str(job_id))
+        if detail is not None and seen is not None:
+            out.append(replace(detail, job_type=seen.job_type))
+    return tuple(out)
 
 
 def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservation:

@@ -78,6 +78,12 @@ class _Read:
     pages: set[int] = field(default_factory=set)
     full: bool = False  # every page was read
     shrank: bool = False  # totalItems went down while paging: a job may have been skipped
+    uneven: bool = False  # a page was short, repeated an item, or totals moved while paging
+
+    @property
+    def exact(self) -> bool:
+        """Return True when the pages add up to the API's own total, each job once."""
+        return self.full and not self.shrank and not self.uneven and len(self.items) == self.total
 
 
 @dataclass
@@ -196,8 +202,9 @@ class VocdoniSource:
         """List every stream, re-check stragglers, normalize and remember positions."""
         ctx = _Poll(api, target, known)
         reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
-        complete = all(r.full and not r.shrank for r in reads.values())
-        if not complete and not await self._recheck(ctx, reads) and not full:
+        complete = all(r.exact for r in reads.values())
+        rechecked = await self._recheck(ctx, reads)  # active jobs the pages lack, even if complete
+        if not complete and not rechecked and not full:
             log.info("vocdoni positions lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
@@ -231,15 +238,21 @@ class VocdoniSource:
 
     def _add_page(self, read: _Read, number: int, page: Page) -> None:
         """Record a page's jobs with positions from the oldest end; dedupe shifted items."""
+        if page.last_page > _max_pages(page.total, read.limit):
+            raise PollError("schema", "vocdoni: pagination.lastPage contradicts totalItems")
         read.pages.add(number)
         read.last_page = page.last_page
         if page.total < read.total:
             read.shrank = True
+        if page.total != read.total or (number < page.last_page and len(page.jobs) < read.limit):
+            read.uneven = True
         for index, job in enumerate(page.jobs):
             job_id, _ = job_identity(job)
-            if job_id not in read.items:
-                pos = page.total - 1 - ((number - 1) * read.limit + index)
-                read.items[job_id] = (slim_item(job), pos)
+            if job_id in read.items:
+                read.uneven = True  # a repeat (unstable sort): some other job was not shown
+                continue
+            pos = page.total - 1 - ((number - 1) * read.limit + index)
+            read.items[job_id] = (slim_item(job), pos)
 
     async def _read_stream(self, ctx: _Poll, key: StreamKey, full: bool) -> _Read:
         """Read page 1, then up to the last poll's newest job, or everything when needed."""
@@ -271,11 +284,15 @@ class VocdoniSource:
         return read.items[state.anchor][1] == anchor_pos
 
     async def _read_rest(self, key: StreamKey, read: _Read) -> None:
-        """Read every page not read yet."""
+        """Read every page not read yet, up to the first empty one."""
         page = 2
-        while page <= read.last_page:
+        while page <= min(read.last_page, _max_pages(read.total, read.limit)):
             if page not in read.pages:
-                self._add_page(read, page, await self._fetch_page(key, page))
+                got = await self._fetch_page(key, page)
+                self._add_page(read, page, got)
+                if not got.jobs:
+                    read.uneven = read.uneven or page < read.last_page
+                    break
             page += 1
         read.full = True
 
@@ -317,10 +334,13 @@ class VocdoniSource:
         for (key, number), page in zip(wanted, pages, strict=True):
             self._add_page(reads[key], number, page)
             one_by_one.extend(j for j in plan[(key, number)] if j not in reads[key].items)
+        fetch = self._fetch_v2_job
         if ctx.api == "v1":
-            return not one_by_one  # v1 has no per-job endpoint with timestamps
+            if not all(read.full for read in reads.values()):
+                return not one_by_one  # a full re-list is cheaper than a GET per job
+            fetch = self._fetch_v1_job  # still missing from a full list: finished or gone?
         results = await gather_limited(
-            [partial(self._fetch_v2_job, ctx, j) for j in one_by_one], self._workers
+            [partial(fetch, ctx, j) for j in one_by_one], self._workers
         )
         for job_id, obs in zip(one_by_one, results, strict=True):
             if obs is None:
@@ -338,6 +358,17 @@ class VocdoniSource:
         if not isinstance(body, dict):
             raise PollError("schema", "vocdoni: unexpected job body (not an object)")
         return v2_job(body, ctx.notes)
+
+    async def _fetch_v1_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+        """Old API GET /jobs/{id} (status only); None when the API no longer knows the job."""
+        try:
+            body = await self._get(f"/jobs/{quote(job_id, safe='')}", "/jobs/{id}")
+        except NotFound:
+            return None
+        seen = ctx.known.get(job_id)
+        job_type = seen.job_type if seen is not None else "unknown"
+        return JobObservation(job_id=job_id, job_type=job_type,
+                              status=v1_status(body, job_type, ctx.notes))
 
     # --- normalization --------------------------------------------------------------
 
@@ -411,3 +442,8 @@ class VocdoniSource:
             pos.update((j, p) for j, (_, p) in read.items.items() if j in active)
             pos = {j: p for j, p in pos.items() if j in keep}
             self._streams[key] = _Stream(read.total, read.anchor, read.limit, pos)
+
+
+def _max_pages(total: int, limit: int) -> int:
+    """Return the most pages `total` items at `limit` per page can take, plus one of slack."""
+    return max(1, -(-total // max(1, limit))) + 1

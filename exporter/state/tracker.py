@@ -108,7 +108,7 @@ class OrgTracker:
         if rec is None:
             return None
         terminal = rec.status in TERMINAL_JOB_STATUSES
-        return KnownJob(job_id, rec.job_type, rec.status, terminal)
+        return KnownJob(job_id, rec.job_type, rec.status, terminal, rec.created_at)
 
     def active_ids(self) -> frozenset[str]:
         """Return ids of non-terminal jobs."""
