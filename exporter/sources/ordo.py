@@ -97,7 +97,8 @@ class OrdoSource:
         )
         return PollResult(
             jobs=jobs,
-            complete=True,
+            # An empty list after a non-empty one is never complete on its own (a flapping API).
+            complete=bool(listed) or len(known) == 0,
             gone=tuple(str(job_id) for job_id in batch.missing),
             unknown_statuses=tuple(notes.unknown_statuses),
             notes=dict(notes.counts),

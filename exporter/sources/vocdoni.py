@@ -202,7 +202,9 @@ class VocdoniSource:
         """List every stream, re-check stragglers, normalize and remember positions."""
         ctx = _Poll(api, target, known)
         reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
-        complete = all(r.exact for r in reads.values())
+        # An empty list after a non-empty one is never complete on its own (a flapping API).
+        complete = (all(r.exact for r in reads.values())
+                    and (any(r.items for r in reads.values()) or len(known) == 0))
         rechecked = await self._recheck(ctx, reads)  # active jobs the pages lack, even if complete
         if not complete and not rechecked and not full:
             log.info("vocdoni positions lost", source=self.name, org=target.org)

@@ -119,6 +119,7 @@ class Ordo:
         self.jobs: dict[int, dict[str, Any]] = {}  # id -> job (with "steps": [...])
         self.recipes: dict[int, str] = {1: "lidar"}
         self.list_empty = False
+        self.hidden: set[int] = set()  # ids the list leaves out while their detail still answers
 
     def job(self, job_id: int, status: str, created: float, *, recipe: int = 1,
             started: float | None = None, finished: float | None = None,
@@ -139,7 +140,8 @@ class Ordo:
         with self.lock:
             if path == "/jobs":
                 return 200, [] if self.list_empty else [
-                    self._item(j) for j in sorted(self.jobs.values(), key=lambda j: -j["id"])]
+                    self._item(j) for j in sorted(self.jobs.values(), key=lambda j: -j["id"])
+                    if j["id"] not in self.hidden]
             if path == "/recipes":
                 return 200, [{"id": rid, "name": name, "version": "1"}
                              for rid, name in self.recipes.items()]

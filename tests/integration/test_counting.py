@@ -165,3 +165,49 @@ def test_ordo_between_polls_reset_and_vanished(tmp_path: Path) -> None:
               "new job 1 counted")
         assert _total(url, "asyncjob_finished_total") == 3
 
+
+
+def test_vocdoni_active_job_that_leaves_the_api_is_counted_vanished(tmp_path: Path) -> None:
+    fake = VocdoniV2()
+    fake.add(ORG, 3)
+    orgs = f'      - address: "{ORG}"'
+    with serve(fake) as api, exporter(tmp_path, _vocdoni(api, tmp_path / "s.db", orgs)) as (url, _):
+        wait_for(lambda: _total(url, "asyncjob_tracked_jobs") == 3, 20, "first sync")
+        (job_id,) = fake.add(ORG, 1, status="pending", job_type="org_members", prefix="m")
+        wait_for(lambda: _total(url, "asyncjob_tracked_jobs") == 4, 20, "import seen")
+        with fake.lock:
+            fake.jobs[ORG] = [j for j in fake.jobs[ORG] if j["jobId"] != job_id]
+        wait_for(lambda: _total(url, "asyncjob_jobs_vanished_total", job_type="org_members") == 1,
+                 20, "import vanished")
+        _polls(fake, ORG, 4)
+        assert _total(url, "asyncjob_jobs_vanished_total") == 1  # resolved once
+        assert _total(url, "asyncjob_finished_total") == 0
+
+
+def test_ordo_empty_answer_and_kill_restart_lose_and_recount_nothing(tmp_path: Path) -> None:
+    fake = Ordo()
+    t0 = time.time() - 3600
+    for i in range(1, 121):
+        fake.job(i, "completed", t0 + i, started=t0 + i, finished=t0 + i + 1)
+    fake.job(121, "pending", t0 + 200)
+    state = tmp_path / "s.db"
+    with serve(fake) as api:
+        with exporter(tmp_path, _ordo(api, state)) as (url, proc):
+            _wait(lambda: _total(url, "asyncjob_tracked_jobs") == 121, "first sync")
+            fake.list_empty = True  # Ordo answers [] for a while
+            time.sleep(1.0)
+            fake.list_empty = False
+            time.sleep(1.0)
+            assert _total(url, "asyncjob_finished_total") == 0  # +0, not +120
+            assert _total(url, "asyncjob_tracked_jobs") == 121
+            proc.stop(signal.SIGKILL)
+        # while the exporter is down: the pending job starts and a new job runs start to end
+        fake.job(121, "running", t0 + 200, started=t0 + 260)
+        fake.job(122, "failed", t0 + 300, started=t0 + 301, finished=t0 + 320,
+                 steps=_steps(("a", "failed", 2, t0 + 310, t0 + 320)))
+        with exporter(tmp_path, _ordo(api, state), name="again") as (url, _):
+            _wait(lambda: _total(url, "asyncjob_finished_total") == 1, "job 122 counted")
+            assert _total(url, "asyncjob_queue_wait_seconds_count") == 2  # 121 and 122
+            assert _total(url, "asyncjob_queue_wait_seconds_sum") == 60 + 1
+            assert _total(url, "asyncjob_step_finished_total", step_status="failed") == 2
+            assert _total(url, "asyncjob_step_duration_seconds_count") == 1
