@@ -30,6 +30,9 @@ class Known:
     def __len__(self) -> int:
         return len(self.jobs)
 
+    def newest_id(self) -> str | None:
+        return next(reversed(self.jobs), None)
+
 
 def _source(fake: Ordo, paths: list[str]) -> OrdoSource:
     def handle(request: httpx.Request) -> httpx.Response:
@@ -75,8 +78,15 @@ def test_active_jobs_missing_from_the_list_are_detailed() -> None:
     assert {o.job_id: (o.job_type, o.status) for o in result.jobs}["2"] == ("lidar", "completed")
 
 
-def test_empty_list_after_a_non_empty_one_is_not_complete() -> None:
+def test_empty_list_after_a_non_empty_one_is_complete_only_if_a_detail_agrees() -> None:
     fake, paths = Ordo(), []  # type: ignore[var-annotated]
     src = _source(fake, paths)
     assert _poll(src, Known(), True).complete
-    assert not _poll(src, Known([_known(1, "completed", 10.0)])).complete
+    fake.job(1, "completed", 10.0, started=11.0, finished=12.0)
+    fake.list_empty = True  # a flap: the list says nothing, job 1 still answers
+    result = _poll(src, Known([_known(1, "completed", 10.0)]))
+    assert not result.complete and result.gone == ()
+    assert paths[-1] == "/jobs/1"
+    fake.reset()  # really empty: the detail route agrees
+    result = _poll(src, Known([_known(1, "completed", 10.0)]))
+    assert result.complete and result.gone == ("1",)

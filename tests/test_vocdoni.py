@@ -163,6 +163,9 @@ class Known:
     def __len__(self) -> int:
         return len(self.jobs)
 
+    def newest_id(self) -> str | None:
+        return next(reversed(self.jobs), None)
+
     def absorb(self, result: PollResult) -> None:
         """Update like the tracker would."""
         if result.complete:

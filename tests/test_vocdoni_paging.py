@@ -64,9 +64,13 @@ def test_empty_list_after_a_non_empty_one_is_not_complete() -> None:
     fake.add(5)
     src, known = _source(fake), Known()
     poll(src, known, True)
-    fake.mode = "empty"
+    fake.mode = "empty"  # the list says nothing while every job still answers
     assert not poll(src, known, True).complete
+    assert len(known) == 5
     assert poll(src, Known(), True).complete  # nothing known: an empty org is just empty
+    fake.jobs.clear()  # really empty: the newest known job's detail answers "not found"
+    result = poll(src, known, True)
+    assert result.complete and len(result.gone) == 1
 
 
 def test_last_page_contradicting_total_fails_as_schema_at_once() -> None:

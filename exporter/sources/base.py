@@ -109,6 +109,10 @@ class KnownJobs(Protocol):
         """Return the number of tracked jobs."""
         ...
 
+    def newest_id(self) -> str | None:
+        """Return the last job first seen, to check an empty list against its detail route."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class OrgTarget:

@@ -83,7 +83,8 @@ class OrdoSource:
         first_sync = full and len(known) == 0
         wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync)]
         unlisted = _unlisted_active(listed, known)
-        batch = await self._fetch_details(wanted + unlisted, notes)
+        sample = _empty_sample(listed, known, unlisted)
+        batch = await self._fetch_details(wanted + unlisted + sample, notes)
         gone = set(batch.missing)
         jobs = tuple(
             _observe(job, job_type, batch)
@@ -97,8 +98,8 @@ class OrdoSource:
         )
         return PollResult(
             jobs=jobs,
-            # An empty list after a non-empty one is never complete on its own (a flapping API).
-            complete=bool(listed) or len(known) == 0,
+            # An empty list after a non-empty one is complete only if a known job is gone too.
+            complete=bool(listed) or len(known) == 0 or bool(gone),
             gone=tuple(str(job_id) for job_id in batch.missing),
             unknown_statuses=tuple(notes.unknown_statuses),
             notes=dict(notes.counts),
@@ -185,6 +186,15 @@ def _unlisted_active(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]
     """Return known active jobs the list lacks: their detail route tells finished from gone."""
     ids = {job.job_id for job in listed}
     return sorted(int(j) for j in known.active_ids() if j.isdigit() and int(j) not in ids)
+
+
+def _empty_sample(listed: Sequence[ListedJob], known: KnownJobs, unlisted: Sequence[int]
+                  ) -> list[int]:
+    """Return a known job to detail when the list came back empty (a flap, or really empty?)."""
+    if listed or unlisted:
+        return []
+    newest = known.newest_id()
+    return [int(newest)] if newest is not None and newest.isdigit() else []
 
 
 def _resolved(ids: Sequence[int], known: KnownJobs, batch: BatchResult

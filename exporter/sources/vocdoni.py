@@ -202,10 +202,10 @@ class VocdoniSource:
         """List every stream, re-check stragglers, normalize and remember positions."""
         ctx = _Poll(api, target, known)
         reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
-        # An empty list after a non-empty one is never complete on its own (a flapping API).
-        complete = (all(r.exact for r in reads.values())
-                    and (any(r.items for r in reads.values()) or len(known) == 0))
+        complete = all(r.exact for r in reads.values())
         rechecked = await self._recheck(ctx, reads)  # active jobs the pages lack, even if complete
+        if complete and not any(r.items for r in reads.values()):
+            complete = await self._confirm_empty(ctx)
         if not complete and not rechecked and not full:
             log.info("vocdoni positions lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
@@ -360,6 +360,18 @@ class VocdoniSource:
         if not isinstance(body, dict):
             raise PollError("schema", "vocdoni: unexpected job body (not an object)")
         return v2_job(body, ctx.notes)
+
+    async def _confirm_empty(self, ctx: _Poll) -> bool:
+        """Trust an empty list after a non-empty one only when a known job's detail is gone too."""
+        sample = ctx.known.newest_id()
+        if sample is None or sample in ctx.gone:
+            return True
+        fetch = self._fetch_v2_job if ctx.api == "v2" else self._fetch_v1_job
+        if await fetch(ctx, sample) is not None:
+            log.warning("empty job list ignored", source=self.name, org=ctx.target.org)
+            return False
+        ctx.gone.add(sample)
+        return True
 
     async def _fetch_v1_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
         """Old API GET /jobs/{id} (status only); None when the API no longer knows the job."""

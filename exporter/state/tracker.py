@@ -124,6 +124,10 @@ class OrgTracker:
     def __len__(self) -> int:
         return len(self.jobs)
 
+    def newest_id(self) -> str | None:
+        """Return the last job first seen, to check an empty list against its detail route."""
+        return next(reversed(self.jobs), None)
+
     # --- merging --------------------------------------------------------------
     def apply(self, result: PollResult, now: float, scope: tuple[str, ...] = ()) -> ApplySummary:
         """Merge one successful poll of the `scope` types (() = all); count finishes once."""
@@ -262,8 +266,7 @@ class OrgTracker:
         gone = set(result.gone)
         for job_id in seen:
             self._missing.pop(job_id, None)
-        # An empty list after a non-empty one is never complete on its own (a flapping API).
-        if result.complete and (result.jobs or not self.jobs):
+        if result.complete:
             for job_id in self.jobs.keys() - seen - gone:
                 misses = self._missing.get(job_id, 0) + 1
                 if misses >= 2:
