@@ -36,7 +36,7 @@ from exporter.sources.base import (
 from exporter.state.labels import exemplar_labels
 from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
 
-FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial")
+FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancelled")
 STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
 IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
 
@@ -267,6 +267,22 @@ def _health_families() -> list[Family]:
         Family("asyncjob_shard_info", "gauge",
                "Shard of the orgs this replica polls (=1); absent when not sharded.",
                ("index", "count"), _shard, optional=True),
+        *_state_families(),
+    ]
+
+
+def _state_families() -> list[Family]:
+    """Return the families that say whether the counts shown are on disk."""
+    return [
+        Family("asyncjob_state_persistent", "gauge",
+               "1 while the last write of the state file succeeded; 0 while writes fail and"
+               " finish counters hold at their last saved values. Absent with :memory:.", (),
+               lambda s, n: [] if s.state_persistent is None
+               else [((), 1.0 if s.state_persistent else 0.0)], optional=True),
+        Family("asyncjob_state_write_errors", "counter",
+               "Failed writes of the state file (and own corrupt files moved aside at start).",
+               (), lambda s, n: [] if s.state_write_errors is None
+               else [((), float(s.state_write_errors))], optional=True),
     ]
 
 

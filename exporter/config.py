@@ -78,6 +78,10 @@ class SourceConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
+    max_response_bytes: int = BUILTIN_DEFAULTS["max_response_bytes"]
+    max_retry_after: float = BUILTIN_DEFAULTS["max_retry_after"]
+    # raw API status (lowercased) -> normalized status, as the operator configured it
+    status_map: tuple[tuple[str, str], ...] = ()
 
     def redacted(self) -> dict[str, Any]:
         """Return a printable dict with secrets replaced, for logs and check-config."""
@@ -92,6 +96,7 @@ class SourceConfig:
         return ClientSettings(
             base_url=self.base_url, timeout=self.timeout, concurrency=self.concurrency,
             max_requests_per_second=self.max_requests_per_second, retries=self.retries,
+            max_response_bytes=self.max_response_bytes, max_retry_after=self.max_retry_after,
         )
 
     def discovered_org(self, address: str) -> OrgConfig:
@@ -290,7 +295,8 @@ def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
         name=src.name, kind=src.kind, base_url=src.base_url, api=src.api or "auto",
         token=token, email=src.auth.email, password=password,
         organizations_auto=src.organizations == "auto",
-        orgs=_build_orgs(loc, src, eff, errs), **eff,
+        orgs=_build_orgs(loc, src, eff, errs),
+        status_map=tuple(sorted((src.status_map or {}).items())), **eff,
     )
 
 

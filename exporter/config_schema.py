@@ -40,6 +40,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "max_job_types_per_org": 50,
     "max_step_types_per_org": 100,
     "max_job_series_per_org": 500,
+    "max_response_bytes": 64 * 1024 * 1024,
+    "max_retry_after": 600.0,
 }
 # Settings that make sense per organization; the rest are per HTTP client (source).
 ORG_SETTING_KEYS: frozenset[str] = frozenset(
@@ -51,6 +53,10 @@ ORG_SETTING_KEYS: frozenset[str] = frozenset(
 SOURCE_SETTING_KEYS: frozenset[str] = frozenset(BUILTIN_DEFAULTS)
 VOCDONI_ONLY_KEYS: tuple[str, ...] = ("api", "organizations")
 ORDO_ONLY_KEYS: tuple[str, ...] = ("organization",)
+# Normalized job statuses a status_map may name (base.JOB_STATUSES).
+MAPPABLE_STATUSES: tuple[str, ...] = (
+    "pending", "running", "completed", "failed", "partial", "cancelled", "unknown",
+)
 # Keys whose values must never appear in an error message.
 SECRET_KEYS: frozenset[str] = frozenset({"token", "password"})
 
@@ -84,6 +90,38 @@ def format_duration(seconds: float) -> str:
             out += f"{rest // size}{unit}"
             rest %= size
     return out or "0s"
+
+
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Turn 64MiB, 500KB or a plain number of bytes into bytes (at least 1 KiB)."""
+    match = None
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        match = _SIZE_RE.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"expected a size like 64MiB, 500KB or a number of bytes, got {value!r}")
+    size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    if size < 1024:
+        raise ValueError(f"expected a size of at least 1KiB, got {value!r}")
+    return size
+
+
+def _status_map(value: object) -> object:
+    """Map raw API statuses (any case) to normalized ones; keys are compared lowercased."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[object, object] = {}
+    for raw, status in value.items():
+        key = raw.strip().lower() if isinstance(raw, str) else raw
+        if status not in MAPPABLE_STATUSES:
+            raise ValueError(f"status_map[{raw!r}]: expected one of "
+                             f"{', '.join(MAPPABLE_STATUSES)}, got {status!r}")
+        out[key] = status
+    return out
 
 
 def _positive_duration(value: object) -> float:
@@ -176,6 +214,8 @@ class SourceSettings(OrgSettings):
     concurrency: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
     max_requests_per_second: Annotated[float, _NOT_BOOL, Field(gt=0)] | None = None
     retries: Annotated[int, _NOT_BOOL, Field(ge=0)] | None = None
+    max_response_bytes: Annotated[int, BeforeValidator(parse_size)] | None = None
+    max_retry_after: NonNegativeDuration | None = None
 
 
 class OrgModel(OrgSettings):
@@ -239,6 +279,7 @@ class SourceModel(SourceSettings):
     api: Literal["auto", "v2", "v1"] | None = None
     organizations: Organizations | None = None
     organization: NonEmptyStr | None = None
+    status_map: Annotated[dict[NonEmptyStr, str], BeforeValidator(_status_map)] | None = None
 
 
 class StateModel(_Strict):

@@ -7,11 +7,18 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
 from exporter.config import OrgConfig
-from exporter.sources.base import POLL_ERROR_REASONS, OrgTarget, PollError, Source
+from exporter.sources.base import (
+    ON_API_ANSWER,
+    POLL_ERROR_REASONS,
+    OrgTarget,
+    PollError,
+    Source,
+)
 from exporter.state.hist import HistogramAccumulator
 from exporter.state.snapshot import POLL_DURATION_BUCKETS, OrgHealth, OrgSnapshot
 from exporter.state.store import StateStore
@@ -20,6 +27,12 @@ from exporter.state.tracker import OrgTracker, TrackerSettings
 log = structlog.get_logger()
 
 STALL_INTERVALS = 3  # an org whose loop completed no poll for this many intervals is down
+# Snapshot fields that count finishes: published only as of the last committed state save, so
+# a finish seen on /metrics is on disk and is never counted again after a restart.
+HELD_FIELDS: tuple[str, ...] = (
+    "finished", "last_finished", "durations", "queue_wait", "import_items",
+    "step_finished", "step_durations", "step_attempts",
+)
 
 
 def org_key(target: OrgTarget) -> tuple[str, str]:
@@ -50,6 +63,7 @@ class OrgLoop:
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         tracker: OrgTracker | None = None,
+        committed: OrgSnapshot | None = None,
     ) -> None:
         self.target = target
         self.org_config = org_config
@@ -60,13 +74,19 @@ class OrgLoop:
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
         self.last_snapshot: OrgSnapshot | None = None
+        # The tracker's finish counters as of its last committed save (a kept tracker brings
+        # its old loop's); what /metrics shows while the state file cannot be written.
+        self.committed = committed or self.tracker.snapshot(clock())
+        self._holding = False  # finishes counted in memory but not yet committed
         self.up = False
         self.last_success: float | None = None
         self.last_completed = clock()  # any poll end, success or not (stall detection)
-        self._seen_requests = -1  # source request count last seen by stalled()
+        self._last_answer = 0.0  # when this org's poll last got an API answer (its sign of life)
+        self._poll: asyncio.Task[bool] | None = None  # the poll in flight, for the watchdog
+        self._poll_started = 0.0
+        self._cancelled_stalled = False
         self._health: OrgHealth | None = None  # cached until the next poll ends
         self._health_stalled = False
-        self._seen_at = 0.0
         self.errors: Counter[str] = Counter()
         self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
         self.last_full = 0.0
@@ -77,7 +97,7 @@ class OrgLoop:
         tracker = OrgTracker(self.target.source, self.target.org,
                              tracker_settings(self.org_config))
         if self.store is not None:
-            self.store.restore(tracker)
+            self.store.restore(tracker, self.target.address)
         return tracker
 
     # --- task management ------------------------------------------------------
@@ -100,16 +120,22 @@ class OrgLoop:
         """Return True when no poll completed and no API answer came for STALL_INTERVALS intervals.
 
         A long poll that keeps getting answers (a first sync of a big history at a low request
-        rate) is slow, not stuck; a hung request or a dead task gets no answers.
+        rate) is slow, not stuck; a hung request or a dead task gets no answers. Only this org's
+        own answers count: a sibling org polled on the same source says nothing about this one.
         """
-        requests = self.source.stats.total()
-        if requests != self._seen_requests:
-            self._seen_requests, self._seen_at = requests, now
-        last_sign_of_life = max(self.last_completed, self._seen_at)
+        last_sign_of_life = max(self.last_completed, self._last_answer)
         return now - last_sign_of_life > STALL_INTERVALS * self.org_config.interval
 
+    def _answered(self) -> None:
+        """Note an API answer to this org's poll (called by the HTTP client)."""
+        self._last_answer = self.clock()
+
     def check(self, now: float) -> None:
-        """Restart a dead poll task; called by the watchdog."""
+        """Cancel a stalled poll and restart a dead poll task; called by the watchdog."""
+        poll = self._poll
+        if poll is not None and not poll.done() and self.stalled(now):
+            self._cancelled_stalled = True
+            poll.cancel()
         if self._task is not None and self._task.done():
             self._restarts += 1
             log.error("poll task died, restarting", source=self.target.source,
@@ -119,9 +145,30 @@ class OrgLoop:
     async def _run(self) -> None:
         interval = self.org_config.interval
         while True:
-            await self.poll_once()
+            await self._watched_poll()
             jitter = self.org_config.jitter
             await asyncio.sleep(interval * random.uniform(1 - jitter, 1 + jitter))
+
+    async def _watched_poll(self) -> None:
+        """Run one poll the watchdog can cancel; a cancelled stalled poll is a timeout."""
+        self._cancelled_stalled = False
+        self._poll_started = time.perf_counter()
+        token = ON_API_ANSWER.set(self._answered)
+        try:
+            self._poll = asyncio.ensure_future(self.poll_once())
+        finally:
+            ON_API_ANSWER.reset(token)
+        try:
+            await self._poll
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._cancelled_stalled or (current is not None and current.cancelling()):
+                raise
+            limit = STALL_INTERVALS * self.org_config.interval
+            self._failed("timeout", f"poll stalled: no API answer for {limit:g}s, cancelled",
+                         time.perf_counter() - self._poll_started)
+        finally:
+            self._poll = None
 
     # --- one poll -------------------------------------------------------------
     async def poll_once(self) -> bool:
@@ -138,18 +185,17 @@ class OrgLoop:
             raise
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll crashed", source=self.target.source, org=self.target.org)
-            return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
+            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
             summary = self.tracker.apply(result, now, self.target.job_types)
             if full:
                 self.last_full = start_wall
-            if self.store is not None:
-                self.store.save(self.tracker)  # one transaction; on error retried next poll
-            self.last_snapshot = self.tracker.snapshot(now)
+            saved = self.save()  # one transaction; on error retried after the next poll
+            self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll crashed", source=self.target.source, org=self.target.org)
-            return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
+            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
         log.info("poll", source=self.target.source, org=self.target.org, full=full,
@@ -158,8 +204,29 @@ class OrgLoop:
                  requests=_requests(self.source) - before, duration=round(duration, 4))
         return True
 
+    def save(self) -> bool:
+        """Write the tracker's changes; True when everything it counted is on file."""
+        if self.store is None:
+            return True
+        ok = self.store.save(self.tracker, self.target.address)
+        self._holding = not ok
+        return ok
+
+    def _publishable(self, fresh: OrgSnapshot, saved: bool) -> OrgSnapshot:
+        """Return `fresh`, with finish counters held at the last commit when the save failed."""
+        if saved:
+            self.committed = fresh
+            return fresh
+        return replace(fresh, **{name: getattr(self.committed, name) for name in HELD_FIELDS})
+
+    def _retry_held(self) -> None:
+        """Publish held finishes once a save succeeds, even while polls fail."""
+        if self._holding and self.save():
+            self.last_snapshot = self._publishable(self.tracker.snapshot(self.clock()), True)
+
     def _failed(self, reason: str, message: str, duration: float) -> bool:
-        self.errors[reason if reason in POLL_ERROR_REASONS else "schema"] += 1
+        self.errors[reason if reason in POLL_ERROR_REASONS else "internal"] += 1
+        self._retry_held()
         self._finish(False, duration)
         log.warning("poll failed", source=self.target.source, org=self.target.org,
                     reason=reason, error=message[:200], duration=round(duration, 4))

@@ -36,18 +36,21 @@ def build_source(cfg: SourceConfig) -> Source:
     if cfg.kind == "ordo":
         from exporter.sources.ordo import OrdoSource
 
-        return OrdoSource(cfg.name, settings, token=cfg.token or "")
+        return OrdoSource(cfg.name, settings, token=cfg.token or "",
+                          status_map=dict(cfg.status_map))
     from exporter.sources.vocdoni import VocdoniSource
 
     return VocdoniSource(
-        cfg.name, settings, token=cfg.token, email=cfg.email, password=cfg.password, api=cfg.api
+        cfg.name, settings, token=cfg.token, email=cfg.email, password=cfg.password, api=cfg.api,
+        status_map=dict(cfg.status_map),
     )
 
 
 def _source_identity(cfg: SourceConfig) -> tuple[Any, ...]:
     """Return what forces a new HTTP client when it changes on reload."""
     return (cfg.kind, cfg.base_url, cfg.api, cfg.token, cfg.email, cfg.password, cfg.timeout,
-            cfg.concurrency, cfg.max_requests_per_second, cfg.retries)
+            cfg.concurrency, cfg.max_requests_per_second, cfg.retries, cfg.max_response_bytes,
+            cfg.max_retry_after, cfg.status_map)
 
 
 class Scheduler:
@@ -103,12 +106,20 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*(loop.stop() for loop in self.loops.values()))
         if self.store is not None:
+            self._final_save()
             self.store.close()
         for source in [*self.sources.values(), *self._retired]:
             try:
                 await source.aclose()
             except Exception as exc:  # closing must not keep the process from exiting
                 log.warning("client close failed", error=type(exc).__name__)
+
+    def _final_save(self) -> None:
+        """Retry every org's last save (a failing disk may have freed up) before closing."""
+        held = [loop for loop in self.loops.values() if not loop.save()]
+        if held:
+            log.error("state not saved at shutdown; finishes not on file are counted after"
+                      " the restart, none twice", orgs=len(held))
 
     async def poll_all_once(self) -> bool:
         """Poll every org once (the `once` command); return True when all succeeded."""
@@ -208,21 +219,24 @@ class Scheduler:
             for o in orgs
             if self.shard is None or self.shard.owns(cfg.name, o.address)
         }
+        addresses = {o.address for o in wanted.values()}  # state is keyed by address
         for key in [k for k in self.loops if k[0] == cfg.name and k not in wanted]:
-            self._drop_loop(key)
+            self._drop_loop(key, keep_state=self.loops[key].target.address in addresses)
         for key, org in wanted.items():
             loop = self.loops.get(key)
             if loop is not None and loop.org_config == org:
                 loop.source = self.sources[cfg.name]
                 continue
-            if loop is not None:  # settings changed: keep the tracker, restart the loop
-                tracker = loop.tracker
+            tracker, committed = None, None
+            if loop is not None and loop.target.address == org.address:
+                tracker, committed = loop.tracker, loop.committed  # settings changed: keep
                 self._drop_loop(key, keep_state=True)
-            else:
-                tracker = None
+            elif loop is not None:  # a new address under the same name is a new org
+                self._drop_loop(key, keep_state=loop.target.address in addresses)
             target = OrgTarget(cfg.name, org.label, org.address, org.job_types)
             new_loop = OrgLoop(target, org, self.sources[cfg.name], publish=self.publish,
-                               store=self.store, clock=self.clock, tracker=tracker)
+                               store=self.store, clock=self.clock, tracker=tracker,
+                               committed=committed)
             self.loops[key] = new_loop
             if self._running:
                 new_loop.start()
@@ -231,7 +245,7 @@ class Scheduler:
         loop = self.loops.pop(key)
         self._bg(loop.stop())
         if not keep_state and self.store is not None:
-            self.store.forget_org(*key)
+            self.store.forget_org(key[0], loop.target.address)
 
     # --- organizations: auto ---------------------------------------------------
     def _ensure_discovery(self, cfg: SourceConfig) -> None:
@@ -293,6 +307,8 @@ class Scheduler:
             reload_success=self.reload_success,
             reload_timestamp=self.reload_timestamp,
             shard=self.shard.as_tuple() if self.shard else None,
+            state_persistent=self.store.persistent if self.store else None,
+            state_write_errors=self.store.write_errors if self.store else None,
         )
         generation = self.on_update()
         if synced and generation is not None:

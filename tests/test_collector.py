@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -62,6 +63,8 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_config_last_reload_timestamp_seconds", "gauge", set()),
     ("asyncjob_build_info", "gauge", {"version", "python_version"}),
     ("asyncjob_shard_info", "gauge", {"index", "count"}),
+    ("asyncjob_state_persistent", "gauge", set()),
+    ("asyncjob_state_write_errors", "counter", set()),
 ]
 JOB_FAMILIES = [name for name, _, labels in CONTRACT if "job_type" in labels]
 
@@ -102,7 +105,8 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
                                 {"/jobs": latency}, rate_limited=1)
     return ExporterSnapshot({(S, ORG_NAME): org}, {(S, ORG_NAME): health}, {S: requests},
-                            reload_success=False, reload_timestamp=1_234.0, shard=shard)
+                            reload_success=False, reload_timestamp=1_234.0, shard=shard,
+                            state_persistent=True, state_write_errors=0)
 
 
 def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
@@ -303,7 +307,7 @@ def test_golden_text_output() -> None:
           for s in JOB_STATUSES),
         "# TYPE asyncjob_finished_total counter",
         *(f'asyncjob_finished_total{{{job},status="{s}"}} 0.0'
-          for s in ("completed", "failed", "partial")),
+          for s in ("completed", "failed", "partial", "cancelled")),
         *(f"# TYPE {name} {typ}" for name, typ in [
             ("asyncjob_last_finished_timestamp_seconds", "gauge"),
             ("asyncjob_duration_seconds", "histogram"),
@@ -352,3 +356,12 @@ def test_invalid_api_items_are_counted_per_org() -> None:
         "asyncjob_api_invalid_items_total",
         {"source": "s", "org": "o", "what": "progress_out_of_range"})
     assert value == 3.0
+
+
+def test_state_persistence_families_follow_the_store() -> None:
+    failing = registry_for(replace(full_snapshot(), state_persistent=False, state_write_errors=3))
+    assert failing.get_sample_value("asyncjob_state_persistent") == 0.0
+    assert failing.get_sample_value("asyncjob_state_write_errors_total") == 3.0
+    memory = registry_for(replace(full_snapshot(), state_persistent=None, state_write_errors=0))
+    assert memory.get_sample_value("asyncjob_state_persistent") is None  # absent with :memory:
+    assert memory.get_sample_value("asyncjob_state_write_errors_total") == 0.0

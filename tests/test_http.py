@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 from exporter.sources.base import ClientSettings, PollError, RequestStats
+from exporter.sources.body import MAX_JSON_DEPTH, TOO_DEEP
 from exporter.sources.http import (
     ApiClient,
     ApiResponse,
@@ -479,3 +480,197 @@ def test_undecodable_body_is_a_decode_poll_error_not_a_crash() -> None:
         assert stats.requests == {("/jobs", "decode_error"): 1}
 
     asyncio.run(run())
+
+
+# --- bounded work per request: deadline, size cap, Retry-After cap, nesting ------------------
+
+
+def test_retry_after_infinity_and_junk_are_ignored_and_long_waits_capped() -> None:
+    """Infinity/NaN/junk fall back to the default wait; a huge wait is cut to the cap."""
+    wall = 1_800_000_000.0
+    for junk in ("Infinity", "inf", "NaN", "-Infinity", "1e999", "soon", "3 seconds"):
+        assert parse_retry_after(junk, None, wall) == 1.0, junk
+    assert parse_retry_after("86400", None, wall) == 600.0  # default cap: 10 minutes
+    assert parse_retry_after("86400", None, wall, cap=30.0) == 30.0
+    assert parse_retry_after("Fri, 15 Jan 2100 08:00:20 GMT", None, wall, cap=45.0) == 45.0
+
+
+def test_retry_after_infinity_does_not_block_the_source_until_restart() -> None:
+    """After Retry-After: Infinity the source is usable again once the default wait passed."""
+    ft = FakeTime()
+    handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "Infinity"}),
+                             httpx.Response(200, json={"ok": 1}))
+    client = make_client(handler, ft)
+    assert run(client.get_json("/a", "/a")) == {"ok": 1}
+    assert len(seen) == 2
+
+
+def test_retry_after_over_the_cap_blocks_only_for_the_cap() -> None:
+    """A week-long Retry-After holds the source back max_retry_after, then requests go out."""
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(429, headers={"Retry-After": "604800"}))
+    client = make_client(handler, ft, timeout=1.0, max_retry_after=20.0)
+    with pytest.raises(PollError):
+        run(client.get_json("/a", "/a"))
+    ft.now += 21
+    handler_ok, seen_ok = sequence(httpx.Response(200, json={}))
+    client._client._transport = httpx.MockTransport(handler_ok)
+    run(client.get_json("/b", "/b"))
+    assert len(seen_ok) == 1
+
+
+async def _serve(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                   Awaitable[None]]) -> tuple[asyncio.Server, str]:
+    """Start a loopback HTTP server that misbehaves as `handler` says."""
+    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _real_client(url: str, stats: RequestStats, **overrides: Any) -> ApiClient:
+    settings_kw: dict[str, Any] = {"max_requests_per_second": 1000.0, "retries": 0}
+    settings_kw.update(overrides)
+    return ApiClient(ClientSettings(base_url=url, **settings_kw), stats)
+
+
+def test_a_dripping_body_fails_at_the_total_timeout() -> None:
+    """One byte every 0.1 s never trips httpx's per-read timeout; the total deadline does."""
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n[")
+        while True:
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b" ")
+
+    async def scenario() -> float:
+        server, url = await _serve(drip)
+        stats = RequestStats()
+        client = _real_client(url, stats, timeout=0.5)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            with pytest.raises(PollError) as info:
+                await client.get_json("/jobs", "/jobs")
+            assert info.value.reason == "timeout"
+            assert stats.requests == {("/jobs", "timeout"): 1}
+            return loop.time() - start
+        finally:
+            await client.aclose()
+            server.close()
+
+    elapsed = asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+    assert 0.4 < elapsed < 2.0
+
+
+def _gzip_bomb(decoded: int) -> bytes:
+    """Return a gzip stream of `decoded` zero bytes (about 1000:1)."""
+    import zlib
+    comp = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = b"\0" * (1 << 20)
+    parts = [comp.compress(block) for _ in range(decoded >> 20)]
+    return b"".join(parts) + comp.flush()
+
+
+def test_a_gzip_bomb_fails_as_too_large_without_inflating_it() -> None:
+    """64 MiB of zeros in 64 KB of gzip stops at the cap, decoded piece by piece."""
+    bomb = _gzip_bomb(64 << 20)
+
+    async def send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb))
+        writer.write(bomb)
+        await writer.drain()
+
+    async def scenario() -> None:
+        server, url = await _serve(send)
+        stats = RequestStats()
+        client = _real_client(url, stats, max_response_bytes=1 << 20)
+        try:
+            with pytest.raises(PollError) as info:
+                await client.get_json("/jobs", "/jobs")
+        finally:
+            await client.aclose()
+            server.close()
+        assert info.value.reason == "too_large"
+        assert "max_response_bytes" in str(info.value)
+        assert stats.requests == {("/jobs", "too_large"): 1}
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+
+
+def test_an_endless_body_fails_as_too_large() -> None:
+    """A chunked body that never ends is cut at max_response_bytes, well before the timeout."""
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b" " * 65536
+        while True:
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+
+    async def scenario() -> None:
+        server, url = await _serve(endless)
+        stats = RequestStats()
+        client = _real_client(url, stats, max_response_bytes=2 << 20, timeout=5.0)
+        try:
+            with pytest.raises(PollError) as info:
+                await client.get_json("/jobs", "/jobs")
+        finally:
+            await client.aclose()
+            server.close()
+        assert info.value.reason == "too_large"
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=10))
+
+
+def test_a_declared_oversized_body_is_refused_before_reading() -> None:
+    """Content-Length above the cap fails at once; the cap is also applied to in-memory bodies."""
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(200, content=b"[" + b" " * 2000 + b"]"))
+    client = make_client(handler, ft, max_response_bytes=1000)
+    with pytest.raises(PollError) as info:
+        run(client.get_json("/jobs", "/jobs"))
+    assert info.value.reason == "too_large"
+
+
+def test_an_answer_just_under_the_cap_is_read() -> None:
+    """The cap is a bound, not an off-by-one: an answer of exactly the cap passes."""
+    body = json.dumps({"jobs": ["x" * 50]}).encode()
+    ft = FakeTime()
+    handler, _ = sequence(httpx.Response(200, content=body))
+    client = make_client(handler, ft, max_response_bytes=len(body))
+    assert run(client.get_json("/jobs", "/jobs")) == {"jobs": ["x" * 50]}
+
+
+def test_deeply_nested_json_is_cut_not_a_recursion_error() -> None:
+    """100k-deep nesting parses: the too-deep value becomes a marker string."""
+    deep = "[" * 100_000 + "]" * 100_000
+    text = '{"jobs": [{"jobId": "a", "result": ' + deep + '}, {"jobId": "b\\"[{"}]}'
+    parsed = ApiResponse(200, httpx.Headers(), text, "/jobs").json()
+    assert parsed["jobs"][1] == {"jobId": 'b"[{'}
+    assert parsed["jobs"][0]["jobId"] == "a"
+    value = parsed["jobs"][0]["result"]
+    depth = 0
+    while isinstance(value, list):
+        value, depth = value[0], depth + 1
+    assert value == TOO_DEEP and depth < MAX_JSON_DEPTH
+
+
+def test_an_integer_of_70k_digits_is_a_marker_not_a_failed_document() -> None:
+    """Python refuses ints over 4300 digits; such a value becomes a marker, the rest parses."""
+    text = '[{"id": ' + "9" * 70_000 + '}, {"id": 2}]'
+    parsed = ApiResponse(200, httpx.Headers(), text, "/jobs").json()
+    assert parsed == [{"id": "<number too long>"}, {"id": 2}]
+    with pytest.raises(PollError) as info:
+        ApiResponse(200, httpx.Headers(), "<html>limit</html>", "/jobs").json()
+    assert info.value.reason == "decode"

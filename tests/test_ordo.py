@@ -479,3 +479,75 @@ def test_server_error_body_is_http_5xx() -> None:
         poll(source, Known(), full=True)
     assert caught.value.reason == "http_5xx"
     run(source.aclose())
+
+
+def test_unknown_status_is_not_re_detailed_every_poll() -> None:
+    """A job in a status nobody maps is detailed on full polls only, not on every poll."""
+    fake = FakeOrdo()
+    fake.add(1, "cancelled")
+    fake.add(2, "running")
+    source = make_source(fake)
+    first = poll(source, Known(), full=True)
+    assert by_id(first)["1"].status == "unknown" and "cancelled" in first.unknown_statuses
+    known = Known([KnownJob("1", "lidar-dem", "unknown", False),
+                   KnownJob("2", "lidar-dem", "running", False)])
+    for _ in range(3):
+        fake.paths.clear()
+        result = poll(source, known)
+        assert by_id(result)["1"].status == "unknown"
+        assert fake.paths == ["/jobs", "/jobs/2"]  # only the running job is detailed
+    fake.paths.clear()
+    poll(source, known, full=True)  # once per full_resync_interval
+    assert fake.paths == ["/jobs", "/jobs/2,1"]
+
+
+def test_status_map_turns_a_raw_status_into_a_terminal_one() -> None:
+    """status_map: {cancelled: failed} makes cancelled jobs finished, not unknown."""
+    fake = FakeOrdo()
+    fake.add(1, "Cancelled")
+    source = OrdoSource("ordo-lidar", ClientSettings(base_url="http://ordo.test",
+                                                     max_requests_per_second=10000.0),
+                        token=TOKEN, transport=httpx.MockTransport(fake.handle),
+                        sleep=_no_sleep, status_map={"cancelled": "failed"})
+    result = poll(source, Known(), full=True)
+    assert by_id(result)["1"].status == "failed" and not result.unknown_statuses
+
+
+def test_one_bad_item_is_left_out_and_the_poll_succeeds() -> None:
+    """A job with a garbage id is counted and left out; the list is then not complete."""
+    fake = FakeOrdo()
+    fake.add(1, "running")
+    fake.add(2, "completed")
+    listing = [fake.jobs[1], fake.jobs[2], {"id": "x" * 70_000, "status": "running"}]
+    fake.override["/jobs"] = httpx.Response(200, json=listing)
+    result = poll(make_source(fake), Known(), full=True)
+    assert sorted(by_id(result)) == ["1", "2"]
+    assert result.notes == {"bad_id": 1}
+    assert not result.complete  # the left-out job must not read as vanished
+
+
+def test_a_70k_digit_job_id_fails_only_that_item() -> None:
+    """An id Python cannot even convert is counted as bad_id; the other jobs are kept."""
+    fake = FakeOrdo()
+    fake.add(1, "completed")
+    good = json.dumps([fake.jobs[1]])
+    text = good[:-1] + ', {"id": ' + "7" * 70_000 + ', "status": "running"}]'
+    fake.override["/jobs"] = httpx.Response(200, text=text)
+    result = poll(make_source(fake), Known(), full=True)
+    assert [job.job_id for job in result.jobs] == ["1"] and result.notes == {"bad_id": 1}
+
+
+def test_unknown_status_jobs_feed_no_stuck_job_signal() -> None:
+    """An `unknown` job is counted in asyncjob_jobs but not in oldest-active age or progress."""
+    from exporter.state.tracker import OrgTracker, TrackerSettings
+
+    fake = FakeOrdo()
+    fake.add(1, "cancelled")
+    fake.add(2, "running")
+    result = poll(make_source(fake), Known(), full=True)
+    tracker = OrgTracker("ordo-lidar", "lidar", TrackerSettings())
+    tracker.apply(result, 1_900_000_000.0)
+    snap = tracker.snapshot(1_900_000_000.0)
+    assert snap.jobs[("lidar-dem", "unknown")] == 1
+    assert {status for _, status in snap.oldest_active} == {"running"}
+    assert [job_id for _, job_id in snap.progress] == ["2"]

@@ -221,9 +221,7 @@ def test_parse_detail_keeps_out_of_range_progress_raw() -> None:
         lambda b: b["job"].pop("status"),
         lambda b: b["job"].update(id="42"),
         lambda b: b.update(steps={"dem": {}}),
-        lambda b: b["steps"][0].pop("step_id"),
-        lambda b: b["steps"][0].update(status=None),
-        lambda b: b["steps"].append("dem"),
+        lambda b: b.update(steps=["dem", {"step_id": "x"}]),  # no step is readable: a new shape
     ],
 )
 def test_parse_detail_schema_errors(mutate: Any) -> None:
@@ -232,6 +230,47 @@ def test_parse_detail_schema_errors(mutate: Any) -> None:
     with pytest.raises(PollError) as caught:
         parse_detail(body, ParseNotes())
     assert caught.value.reason == "schema"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "what"),
+    [
+        (lambda b: b["steps"][0].pop("step_id"), "bad_item"),
+        (lambda b: b["steps"][0].update(status=None), "bad_item"),
+        (lambda b: b["steps"].append("dem"), "bad_item"),
+        (lambda b: b["steps"].append([[[[{"step_id": "deep"}]]]]), "bad_item"),
+    ],
+)
+def test_one_bad_step_is_left_out_and_counted(mutate: Any, what: str) -> None:
+    """A malformed step among good ones is dropped and counted; the job still parses."""
+    body = detail_body()
+    mutate(body)
+    notes = ParseNotes()
+    job = parse_detail(body, notes)
+    assert job.steps is not None and 2 <= len(job.steps) <= 3
+    assert notes.counts == {what: 1}
+
+
+def test_one_bad_list_item_is_left_out_and_counted() -> None:
+    """Bad items of GET /jobs (id, shape, status, huge id) fail only themselves."""
+    good = {"id": 1, "recipe_id": 1, "status": "running", "created_at": "2026-02-26T12:00:00Z"}
+    body = [good, {"id": "x" * 70_000, "status": "running"}, {"id": 2.5, "status": "running"},
+            {"id": 3, "status": 7}, ["nested", ["list"]], "<nested too deep>",
+            {**good, "id": 4, "created_at": "yesterday"}]
+    notes = ParseNotes()
+    jobs = parse_job_list(body, notes)
+    assert [j.job_id for j in jobs] == [1, 4]
+    assert notes.counts == {"bad_id": 2, "bad_item": 3, "bad_timestamp": 1}
+    assert notes.dropped == 5
+
+
+def test_status_map_maps_raw_statuses_before_the_builtin_table() -> None:
+    """An operator's status_map wins; what neither knows stays unknown, truncated."""
+    notes = ParseNotes(status_map={"cancelled": "failed", "success": "partial"})
+    assert normalize_job_status("Cancelled", notes) == "failed"
+    assert normalize_job_status("success", notes) == "partial"
+    assert normalize_job_status("x" * 500, notes) == "unknown"
+    assert list(notes.unknown_statuses) == ["x" * 40]
 
 
 def test_parse_batch_found_and_missing() -> None:

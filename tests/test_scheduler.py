@@ -12,6 +12,7 @@ from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.sharding import Shard
 from exporter.sources.base import (
+    ON_API_ANSWER,
     JobObservation,
     KnownJobs,
     OrgTarget,
@@ -42,10 +43,12 @@ class FakeSource:
         self.fail: PollError | None = None
         self.hang = False
         self.polls: list[tuple[str, bool]] = []
+        self.answered: Any = None  # the polling org's sign-of-life hook, as the client calls it
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         self.polls.append((target.org, full))
         self.stats.record("/jobs", "200", 0.001)
+        self.answered = ON_API_ANSWER.get()
         if self.hang:
             await asyncio.sleep(3600)
         if self.fail is not None:
@@ -115,7 +118,8 @@ def test_unexpected_exception_is_a_counted_error_not_a_crash(
         sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
         fake.fail = KeyError("boom")  # type: ignore[assignment]
         await sched.start()
-        await _until(lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("schema"))
+        await _until(lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("internal"))
+        assert "schema" not in sched.snapshot.health[("fake", "org1")].poll_errors
         assert not sched.readiness()[0]
         await sched.stop()
 
@@ -283,7 +287,7 @@ def test_slow_poll_that_gets_answers_is_not_stalled(tmp_path: Path, fake: FakeSo
         loop = sched.loops[("fake", "org1")]
         interval = loop.org_config.interval
         for _ in range(8):  # the source answers requests while the poll goes on
-            fake.stats.record("/jobs", "200", 0.001)
+            fake.answered()
             await asyncio.sleep(interval)
             assert not loop.stalled(sched.clock())
         await _until(lambda: loop.stalled(sched.clock()))  # answers stop: now it is stuck

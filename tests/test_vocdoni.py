@@ -275,6 +275,91 @@ def test_reprobe_when_v2_route_disappears() -> None:
     assert len(result.jobs) == 2
 
 
+NGINX_404 = httpx.Response(404, text="<html><center><h1>404 Not Found</h1></center></html>",
+                           headers={"Content-Type": "text/html"})
+
+
+def flaky_proxy(fake: FakeVocdoni, html_404s: list[bool]) -> Any:
+    """Answer an HTML 404 for list routes while html_404s[0] is True (a proxy hiccup)."""
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if html_404s[0] and request.url.path.endswith("/jobs"):
+            fake.log.append(("GET", "html404"))
+            return NGINX_404
+        return await fake(request)
+    return handler
+
+
+def test_transient_html_404_on_the_probe_does_not_pin_v1() -> None:
+    """A proxy page on every list route is no evidence: the poll fails and detection retries."""
+    fake = FakeVocdoni("v2")
+    fake.add(2)
+    html = [True]
+    src = make_source(fake)
+    src._client._client._transport = httpx.MockTransport(flaky_proxy(fake, html))
+    with pytest.raises(PollError) as info:
+        run(src.poll(TARGET, Known(), True))
+    assert info.value.reason == "http_4xx" and src.detected_api is None
+    html[0] = False
+    result = poll(src, Known(), True)
+    assert src.detected_api == "v2" and len(result.jobs) == 2
+
+
+def test_transient_html_404_on_the_v2_list_route_redetects_v2() -> None:
+    """Once v2 was chosen, a proxy 404 on GET /jobs re-detects; v2 still answers JSON: v2."""
+    fake = FakeVocdoni("v2")
+    fake.add(2)
+    src = make_source(fake)
+    known = Known()
+    poll(src, known, True)
+    html = [True]
+    src._client._client._transport = httpx.MockTransport(flaky_proxy(fake, html))
+    with pytest.raises(PollError):
+        run(src.poll(TARGET, known, True))
+    assert src.detected_api != "v1"
+    html[0] = False
+    result = poll(src, known, True)
+    assert src.detected_api == "v2" and len(result.jobs) == 2
+
+
+def test_v1_list_route_html_404_redetects_and_finds_v2() -> None:
+    """A source pinned to v1 (upgrade since) detects again on a non-JSON 404 of the v1 route."""
+    fake = FakeVocdoni("v1")
+    fake.add(1)
+    src = make_source(fake)
+    known = Known()
+    poll(src, known, True)
+    assert src.detected_api == "v1"
+    fake.api = "v2"
+    fake.jobs = []
+    fake.add(3)
+    result = poll(src, Known(), True)
+    assert src.detected_api == "v2" and len(result.jobs) == 3
+
+
+def test_unknown_status_job_is_not_rechecked_every_poll() -> None:
+    """A known job in an unmapped status is re-checked on full polls only."""
+    fake = FakeVocdoni()
+    fake.add(300)
+    src, known = synced(fake)
+    odd = fake.jobs[0]["jobId"]  # oldest: on the last page, never read incrementally
+    fake.jobs[0]["status"] = "archived"
+    known.jobs[odd] = KnownJob(odd, "publish_process", "unknown", False)
+    before = fake.count("/jobs/")
+    for _ in range(3):
+        run(src.poll(TARGET, known, False))
+    assert fake.count("/jobs/") == before  # no GET /jobs/{id} for it
+    result = run(src.poll(TARGET, known, True))
+    assert by_id(result)[odd].status == "unknown" and "archived" in result.unknown_statuses
+
+
+def test_status_map_maps_vocdoni_statuses() -> None:
+    """status_map applies before the built-in statuses (lowercased keys)."""
+    fake = FakeVocdoni()
+    fake.add(1, status="Cancelled")
+    result = poll(make_source(fake, status_map={"cancelled": "cancelled"}), Known(), True)
+    assert result.jobs[0].status == "cancelled" and not result.unknown_statuses
+
+
 def test_fixed_api_does_not_probe() -> None:
     fake = FakeVocdoni("v1")
     fake.add(1)
@@ -355,7 +440,7 @@ def test_invalid_numbers_are_dropped_and_counted() -> None:
     jobs = by_id(result)
     assert jobs[neg].progress is None and jobs[neg].items_added is None
     assert jobs[huge].progress is None
-    assert result.notes == {"invalid_number": 2}
+    assert result.notes == {"bad_number": 2}
 
 
 @pytest.mark.parametrize(
@@ -643,18 +728,88 @@ def test_v1_type_filter() -> None:
     result = poll(src, Known(), True, imports)
     assert {o.job_type for o in result.jobs} == {"org_members"}
     lists = [p for m, p in fake.log if p.endswith("/jobs")]
-    assert lists
+    assert lists == ["/jobs", f"/organizations/{ORG}/jobs", f"/organizations/{ORG}/jobs"]
+    ids_by_type = {j["jobId"]: j["type"] for j in fake.jobs}
+    imports = sorted(j for j, t in ids_by_type.items() if t == "org_members")
+    assert sorted(o.job_id for o in result.jobs) == imports and len(imports) == 3
     tx = OrgTarget("voc", "main", ORG, job_types=("relay_vote",))
     result = poll(make_source(fake), Known(), True, tx)
     assert [o.job_id for o in result.jobs] == [ids["tx_pending"]]
 
 
-def test_v1_bad_timestamp_is_schema_error() -> None:
+@pytest.mark.parametrize("created", ["yesterday", "2026-07-01T10:00:00", 7])
+def test_v1_bad_or_zoneless_timestamp_fails_only_that_field(created: Any) -> None:
+    """A createdAt without a time zone (or not a time) is counted and left out; poll succeeds."""
     fake = FakeVocdoni("v1")
-    fake.add(1, createdAt="yesterday")
-    with pytest.raises(PollError) as info:
-        run(make_source(fake).poll(TARGET, Known(), True))
-    assert info.value.reason == "schema" and "createdAt" in str(info.value)
+    bad = fake.add(1, createdAt=created)[0]
+    good = fake.add(1)[0]
+    result = run(make_source(fake).poll(TARGET, Known(), True))
+    jobs = by_id(result)
+    assert jobs[bad].created_at is None and jobs[bad].status == "completed"
+    assert jobs[good].created_at is not None
+    assert result.notes == {"bad_timestamp": 1}
+
+
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        ({"result": {"added": 1.5, "total": 10}}, "bad_number"),
+        ({"result": {"added": float("nan"), "total": 10}}, "bad_number"),
+        ({"result": {"added": 1e400, "total": 10}}, "bad_number"),
+        ({"jobId": "f" * 70_000}, "bad_id"),
+        ({"status": 7}, "bad_item"),
+        ({"result": "<nested too deep>"}, "bad_item"),
+    ],
+)
+def test_v2_one_bad_item_fails_only_that_item(bad: dict[str, Any], what: str) -> None:
+    """A bad count is dropped (the job stays); a bad identity or shape drops the item only."""
+    fake = FakeVocdoni()
+    fake.add(3)
+    fake.jobs[1].update(bad)
+    result = poll(make_source(fake), Known(), True)
+    assert result.notes == {what: 1}
+    kept = 3 if what == "bad_number" else 2
+    assert len(result.jobs) == kept
+    assert result.complete == (kept == 3)
+
+
+def test_v2_absurd_total_items_is_clamped_and_counted() -> None:
+    """totalItems: 1e400 (inf after JSON) is clamped, counted, and the poll succeeds."""
+    fake = FakeVocdoni()
+    fake.add(2)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        resp = await fake(request)
+        if request.url.path == "/jobs" and request.url.params.get("page"):
+            text = resp.text.replace('"totalItems": 2', '"totalItems": 1e400')
+            return httpx.Response(200, text=text)
+        return resp
+
+    src = VocdoniSource("voc", ClientSettings(base_url="http://vocdoni.test"), token="static-token",
+                        transport=httpx.MockTransport(handler))
+    result = run(src.poll(TARGET, Known(), True))
+    assert len(result.jobs) == 2 and result.notes == {"bad_number": 1}
+
+
+def test_v2_100k_deep_nesting_in_one_item_fails_only_that_item() -> None:
+    """A RecursionError-sized nesting inside one job drops that job, not the poll."""
+    fake = FakeVocdoni()
+    ids = fake.add(2)
+    deep = "[" * 100_000 + "]" * 100_000
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        resp = await fake(request)
+        if request.url.path == "/jobs" and request.url.params.get("page"):
+            body = json.loads(resp.text)
+            body["jobs"][0]["result"] = "DEEP"
+            return httpx.Response(200, text=json.dumps(body).replace('"DEEP"', deep))
+        return resp
+
+    src = VocdoniSource("voc", ClientSettings(base_url="http://vocdoni.test"), token="static-token",
+                        transport=httpx.MockTransport(handler))
+    result = run(src.poll(TARGET, Known(), True))
+    assert [o.job_id for o in result.jobs] == [ids[0]]
+    assert result.notes == {"bad_item": 1}
 
 
 # --- auth ----------------------------------------------------------------------------------
@@ -667,7 +822,17 @@ def login_source(fake: FakeVocdoni, clock: Clock | None = None,
 def test_static_token_is_sent() -> None:
     fake = FakeVocdoni()
     fake.add(1)
-    poll(make_source(fake), Known(), True)
+    sent: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("Authorization", ""))
+        return await fake(request)
+
+    src = VocdoniSource("voc", ClientSettings(base_url="http://vocdoni.test"), token="static-token",
+                        transport=httpx.MockTransport(handler))
+    result = run(src.poll(TARGET, Known(), True))
+    assert len(result.jobs) == 1
+    assert sent and all(h == "Bearer static-token" for h in sent)
     assert fake.count("/auth/", "POST") == 0
 
 

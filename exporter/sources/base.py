@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
 # Normalized job statuses (metrics contract). Terminal ones are counted once.
-JOB_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "failed", "partial", "unknown")
-TERMINAL_JOB_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial"})
+JOB_STATUSES: tuple[str, ...] = (
+    "pending", "running", "completed", "failed", "partial", "cancelled", "unknown",
+)
+TERMINAL_JOB_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial", "cancelled"})
 ACTIVE_JOB_STATUSES: tuple[str, ...] = ("pending", "running")
 
 STEP_STATUSES: tuple[str, ...] = (
@@ -17,9 +20,36 @@ STEP_STATUSES: tuple[str, ...] = (
 TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"success", "failed", "skipped"})
 
 # Reasons a poll can fail (label values of asyncjob_poll_errors_total).
+# schema = the API changed shape; too_large = an answer over max_response_bytes;
+# internal = a bug of the exporter itself (tracker or source code).
 POLL_ERROR_REASONS: tuple[str, ...] = (
     "timeout", "connect", "http_4xx", "http_5xx", "rate_limited", "auth", "decode", "schema",
+    "too_large", "internal",
 )
+
+# The one vocabulary of `what` in asyncjob_api_invalid_items_total, for every source: an item
+# (or one field of it) the API sent that the exporter left out or clamped, the poll succeeding.
+INVALID_TIMESTAMP = "bad_timestamp"  # unparseable, no time zone, or finish before creation
+INVALID_NUMBER = "bad_number"  # a count that is fractional, NaN, infinite, negative or huge
+INVALID_PROGRESS = "bad_progress"  # progress of the wrong type
+INVALID_DURATION = "bad_duration"  # duration of the wrong type
+INVALID_ATTEMPT = "bad_attempt"  # step attempt counter of the wrong type
+INVALID_ID = "bad_id"  # job id missing, of the wrong type or absurdly long: item left out
+INVALID_ITEM = "bad_item"  # item of the wrong shape (or nested too deep): item left out
+PROGRESS_OUT_OF_RANGE = "progress_out_of_range"  # progress outside 0..1: clamped
+STATUS_UNRESOLVED = "status_unresolved"  # a finished job whose outcome the API no longer has
+INVALID_ITEM_WHATS: tuple[str, ...] = (
+    INVALID_TIMESTAMP, INVALID_NUMBER, INVALID_PROGRESS, INVALID_DURATION, INVALID_ATTEMPT,
+    INVALID_ID, INVALID_ITEM, PROGRESS_OUT_OF_RANGE, STATUS_UNRESOLVED,
+)
+# Job ids longer than this are not ids but garbage; such items are left out.
+MAX_JOB_ID_LENGTH = 256
+# Raw unknown statuses are reported for logging once; keep them short.
+MAX_RAW_STATUS = 40
+
+# Set by an org's poll loop for the duration of a poll: the HTTP client calls it on every answer
+# it gets, so stall detection sees this org's own sign of life, not a sibling org's.
+ON_API_ANSWER: ContextVar[Callable[[], None] | None] = ContextVar("on_api_answer", default=None)
 
 
 class PollError(Exception):
@@ -129,13 +159,15 @@ class ClientSettings:
     """HTTP policy of one source (see exporter/sources/http.py)."""
 
     base_url: str  # may carry a path prefix such as /ordo; no trailing slash needed
-    timeout: float = 10.0  # seconds, per request (connect and read)
+    timeout: float = 10.0  # seconds, per request attempt in total (connect, send, whole body)
     concurrency: int = 8  # max requests in flight
     max_requests_per_second: float = 5.0  # token bucket rate; fractional allowed
     retries: int = 3  # extra attempts on connect errors, timeouts, 502/503/504
     backoff_base: float = 0.5  # seconds; full jitter: sleep uniform(0, base * 2**attempt)
     backoff_max: float = 30.0
     user_agent: str = "asyncjob-exporter"
+    max_response_bytes: int = 64 * 1024 * 1024  # per answer, after decompression
+    max_retry_after: float = 600.0  # longest Retry-After honoured (seconds)
 
 
 class Source(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 
-from exporter.sources.base import ClientSettings, PollError, RequestStats
+from exporter.sources.base import ON_API_ANSWER, ClientSettings, PollError, RequestStats
+from exporter.sources.body import ACCEPT_ENCODING, CHUNK, BoundedBody, TooLarge, parse_json
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -59,10 +61,7 @@ class ApiResponse:
 
     def json(self) -> Any:
         """Parse whatever the Content-Type says: Vocdoni sends JSON errors as text/plain."""
-        try:
-            return json.loads(self.text)
-        except ValueError:
-            raise PollError("decode", f"{self.endpoint or 'response'} body is not JSON") from None
+        return parse_json(self.text, self.endpoint or "response")
 
 
 class _Limiter:
@@ -101,15 +100,23 @@ class _Limiter:
             await self._sleep(wait)
 
 
-def parse_retry_after(value: str | None, date_header: str | None, wall_now: float) -> float:
-    """Return the delay a Retry-After header asks for, measured against the server's Date."""
+def parse_retry_after(value: str | None, date_header: str | None, wall_now: float,
+                      cap: float = 600.0) -> float:
+    """Return the delay a Retry-After header asks for (at most `cap`), against the server's Date."""
+    return min(cap, _retry_after(value, date_header, wall_now))
+
+
+def _retry_after(value: str | None, date_header: str | None, wall_now: float) -> float:
+    """Read delay-seconds or an HTTP date; anything else (Infinity, NaN, junk) is ignored."""
     if value is None or not value.strip():
         return DEFAULT_RETRY_AFTER
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER
     try:
         when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -189,7 +196,8 @@ class ApiClient:
             base_url=settings.base_url,
             transport=transport,
             timeout=httpx.Timeout(settings.timeout),
-            headers={"User-Agent": settings.user_agent, "Accept": "application/json"},
+            headers={"User-Agent": settings.user_agent, "Accept": "application/json",
+                     "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=False,
         )
 
@@ -251,7 +259,8 @@ class ApiClient:
     def _on_rate_limited(self, response: ApiResponse, endpoint: str) -> None:
         """Block every request of this client for the Retry-After delay."""
         delay = parse_retry_after(
-            response.headers.get("Retry-After"), response.headers.get("Date"), self._wall_clock()
+            response.headers.get("Retry-After"), response.headers.get("Date"), self._wall_clock(),
+            self.settings.max_retry_after,
         )
         self._limiter.block(delay)
         log.warning("api rate limited", endpoint=endpoint, retry_after=round(delay, 3))
@@ -275,24 +284,60 @@ class ApiClient:
             await self._limiter.acquire(self.settings.timeout * 3)
             start = self._clock()
             try:
-                resp = await self._client.request(
-                    method, path, params=params, json=json_body, headers=headers
-                )
-                text = resp.text
-            except httpx.TimeoutException:
+                async with asyncio.timeout(self.settings.timeout):  # the whole exchange
+                    status, resp_headers, text = await self._exchange(
+                        method, path, endpoint, params, json_body, headers)
+            except (TimeoutError, httpx.TimeoutException):
                 self.stats.record(endpoint, "timeout", self._clock() - start)
-                return PollError("timeout", f"{method} {endpoint} timed out")
+                return PollError("timeout", f"{method} {endpoint} timed out "
+                                            f"(no full answer within {self.settings.timeout:g}s)")
             except httpx.TransportError as exc:
                 self.stats.record(endpoint, "connect_error", self._clock() - start)
                 return PollError("connect", f"{method} {endpoint} failed: {type(exc).__name__}")
+            except PollError as exc:  # too large or undecodable: retrying will not help
+                code = "decode_error" if exc.reason == "decode" else exc.reason
+                self.stats.record(endpoint, code, self._clock() - start)
+                raise
             except httpx.DecodingError:  # e.g. a broken gzip body: retrying will not help
                 self.stats.record(endpoint, "decode_error", self._clock() - start)
                 raise PollError("decode", f"{method} {endpoint}: undecodable body") from None
             except httpx.HTTPError as exc:  # anything else httpx raises is a failed exchange
                 self.stats.record(endpoint, "error", self._clock() - start)
                 raise PollError("connect", f"{method} {endpoint}: {type(exc).__name__}") from None
-            self.stats.record(endpoint, str(resp.status_code), self._clock() - start)
-            return ApiResponse(resp.status_code, resp.headers, text, endpoint)
+            self.stats.record(endpoint, str(status), self._clock() - start)
+            on_answer = ON_API_ANSWER.get()
+            if on_answer is not None:
+                on_answer()
+            return ApiResponse(status, resp_headers, text, endpoint)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, str | int] | None,
+        json_body: Any,
+        headers: Mapping[str, str],
+    ) -> tuple[int, httpx.Headers, str]:
+        """Send and read one answer, never holding more than max_response_bytes of it."""
+        cap = self.settings.max_response_bytes
+        what = f"{method} {endpoint}"
+        async with self._client.stream(
+            method, path, params=params, json=json_body, headers=headers
+        ) as resp:
+            declared = resp.headers.get("Content-Length", "")
+            encoding = resp.headers.get("Content-Encoding", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise TooLarge(f"{what}: answer of {declared} bytes is larger than "
+                               f"max_response_bytes ({cap}); raise it if the API is right")
+            if resp.is_stream_consumed:  # an in-memory answer (tests' MockTransport): decoded
+                body = BoundedBody("", cap, what)
+                body.feed(resp.content)
+            else:
+                body = BoundedBody(encoding, cap, what)
+                async for raw in resp.aiter_raw(CHUNK):
+                    body.feed(raw)
+            return resp.status_code, resp.headers, body.text(resp.charset_encoding)
 
 
 async def gather_limited(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
 import httpx
@@ -51,8 +51,10 @@ class OrdoSource:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        status_map: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        self._status_map = dict(status_map or {})
         self.stats = RequestStats()
         self._token = token
         self._clock = clock  # wall clock: Retry-After dates and poll timing in logs
@@ -70,7 +72,7 @@ class OrdoSource:
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """List every job, name recipes, detail only what can still change; raises PollError."""
         started = self._clock()
-        notes = ParseNotes()
+        notes = ParseNotes(status_map=self._status_map)
         listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
         if any(reused(job, known.get(str(job.job_id))) for job in listed):
             # Ids restart after a database reset, and recipe ids with them: rename recipes.
@@ -81,7 +83,7 @@ class OrdoSource:
         if target.job_types:
             typed = [(job, jt) for job, jt in typed if jt in target.job_types]
         first_sync = full and len(known) == 0
-        wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync)]
+        wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync, full)]
         unlisted = _unlisted_active(listed, known)
         sample = _empty_sample(listed, known, unlisted)
         batch = await self._fetch_details(wanted + unlisted + sample, notes)
@@ -98,8 +100,9 @@ class OrdoSource:
         )
         return PollResult(
             jobs=jobs,
-            # An empty list after a non-empty one is complete only if a known job is gone too.
-            complete=bool(listed) or len(known) == 0 or bool(gone),
+            # A left-out item is not a vanished job; an empty list after a non-empty one is
+            # complete only if a known job is gone too.
+            complete=not notes.dropped and (bool(listed) or len(known) == 0 or bool(gone)),
             gone=tuple(str(job_id) for job_id in batch.missing),
             unknown_statuses=tuple(notes.unknown_statuses),
             notes=dict(notes.counts),
@@ -166,8 +169,14 @@ class OrdoSource:
         await self._client.aclose()
 
 
-def needs_detail(job: ListedJob, known: KnownJobs, first_sync: bool) -> bool:
-    """Detail active jobs and jobs finishing now; never re-detail finished history."""
+def needs_detail(job: ListedJob, known: KnownJobs, first_sync: bool, full: bool = False) -> bool:
+    """Detail active jobs and jobs finishing now; never re-detail finished history.
+
+    A status nobody maps stays `unknown` until the API or the operator's status_map changes:
+    re-detail it only on full polls (once per full_resync_interval), not every poll.
+    """
+    if job.status == "unknown":
+        return full
     if job.status not in TERMINAL_JOB_STATUSES:
         return True
     seen = known.get(str(job.job_id))

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
-from exporter.sources.base import JobObservation, PollError, StepObservation
+from exporter.sources.base import (
+    INVALID_ATTEMPT,
+    INVALID_DURATION,
+    INVALID_ID,
+    INVALID_ITEM,
+    INVALID_PROGRESS,
+    INVALID_TIMESTAMP,
+    MAX_RAW_STATUS,
+    JobObservation,
+    PollError,
+    StepObservation,
+)
+
+T = TypeVar("T")
 
 JOB_STATUS_MAP: Mapping[str, str] = {
     "pending": "pending",
@@ -22,11 +35,18 @@ STEP_STATUSES_KNOWN: frozenset[str] = frozenset(
     {"pending", "running", "success", "failed", "skipped", "blocked"}
 )
 
-# Keys of ParseNotes.counts (PollResult.notes): what was tolerated rather than rejected.
-NOTE_BAD_TIMESTAMP = "bad_timestamp"
-NOTE_BAD_PROGRESS = "bad_progress"
-NOTE_BAD_DURATION = "bad_duration"
-NOTE_BAD_ATTEMPT = "bad_attempt"
+# Keys of ParseNotes.counts (PollResult.notes): the shared vocabulary of base.py.
+NOTE_BAD_TIMESTAMP = INVALID_TIMESTAMP
+NOTE_BAD_PROGRESS = INVALID_PROGRESS
+NOTE_BAD_DURATION = INVALID_DURATION
+NOTE_BAD_ATTEMPT = INVALID_ATTEMPT
+
+
+class _BadId(PollError):
+    """A job id that is not one: the item is left out as bad_id."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__("schema", f"ordo: unexpected response shape: {what} id is not an integer")
 
 
 @dataclass(slots=True)
@@ -35,14 +55,33 @@ class ParseNotes:
 
     counts: Counter[str] = field(default_factory=Counter)
     unknown_statuses: dict[str, None] = field(default_factory=dict)  # ordered set
+    status_map: Mapping[str, str] = field(default_factory=dict)  # the operator's, lowercased
+    dropped: int = 0  # items left out: the list is then not known to be complete
 
     def note(self, reason: str) -> None:
         """Count one tolerated oddity so the tracker can expose it."""
         self.counts[reason] += 1
 
     def unknown(self, raw: str) -> None:
-        """Remember a raw status once so the scheduler logs it once."""
-        self.unknown_statuses.setdefault(raw, None)
+        """Remember a raw status once (truncated) so the tracker logs it once."""
+        self.unknown_statuses.setdefault(raw[:MAX_RAW_STATUS], None)
+
+    def items(self, raws: list[Any], parse: Callable[[Any], T], what: str) -> list[T]:
+        """Parse each item; leave bad ones out (counted), unless all are bad (a new shape)."""
+        out: list[T] = []
+        for raw in raws:
+            try:
+                out.append(parse(raw))
+            except _BadId:
+                self.note(INVALID_ID)
+            except PollError as exc:
+                if exc.reason != "schema":
+                    raise
+                self.note(INVALID_ITEM)
+        if raws and not out:
+            raise schema_error(f"every {what} item is malformed")
+        self.dropped += len(raws) - len(out)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +114,8 @@ def schema_error(what: str) -> PollError:
 
 def normalize_job_status(raw: str, notes: ParseNotes) -> str:
     """Map Ordo's free-text job status onto the fixed label set."""
-    status = JOB_STATUS_MAP.get(raw.strip().lower())
+    key = raw.strip().lower()
+    status = notes.status_map.get(key) or JOB_STATUS_MAP.get(key)
     if status is None:
         notes.unknown(raw)
         return "unknown"
@@ -117,7 +157,7 @@ def _job_id(value: object, what: str) -> int:
     """Return a job id, which Ordo stores as SERIAL, or reject the body."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise schema_error(f"{what} id is not an integer")
+    raise _BadId(what)
 
 
 def _recipe_id(value: object) -> int | None:
@@ -153,20 +193,20 @@ def _status(item: Mapping[str, Any], what: str) -> str:
 
 def parse_job_list(body: Any, notes: ParseNotes) -> list[ListedJob]:
     """Parse GET /jobs: a bare array, newest first."""
-    jobs: list[ListedJob] = []
-    for raw in _require_list(body, "/jobs"):
-        item = _require_dict(raw, "/jobs item")
-        jobs.append(
-            ListedJob(
-                job_id=_job_id(item.get("id"), "/jobs item"),
-                recipe_id=_recipe_id(item.get("recipe_id")),
-                status=normalize_job_status(_status(item, "/jobs item"), notes),
-                created_at=parse_time(item.get("created_at"), notes),
-                started_at=parse_time(item.get("started_at"), notes),
-                finished_at=parse_time(item.get("finished_at"), notes),
-            )
-        )
-    return jobs
+    return notes.items(_require_list(body, "/jobs"), lambda raw: _listed(raw, notes), "/jobs")
+
+
+def _listed(raw: Any, notes: ParseNotes) -> ListedJob:
+    """Parse one GET /jobs item."""
+    item = _require_dict(raw, "/jobs item")
+    return ListedJob(
+        job_id=_job_id(item.get("id"), "/jobs item"),
+        recipe_id=_recipe_id(item.get("recipe_id")),
+        status=normalize_job_status(_status(item, "/jobs item"), notes),
+        created_at=parse_time(item.get("created_at"), notes),
+        started_at=parse_time(item.get("started_at"), notes),
+        finished_at=parse_time(item.get("finished_at"), notes),
+    )
 
 
 def parse_recipes(body: Any) -> dict[int, str]:
@@ -255,7 +295,7 @@ def parse_steps(value: object, notes: ParseNotes) -> tuple[StepObservation, ...]
         return ()
     if not isinstance(value, list):
         raise schema_error("steps is not an array")
-    return tuple(parse_step(raw, notes) for raw in value)
+    return tuple(notes.items(value, lambda raw: parse_step(raw, notes), "step"))
 
 
 def parse_detail(body: Any, notes: ParseNotes) -> JobObservation:
@@ -288,19 +328,28 @@ def parse_batch(body: Any, requested: Iterable[int], notes: ParseNotes) -> Batch
     wanted = set(requested)
     found: dict[int, JobObservation] = {}
     missing: list[int] = []
-    for raw in _require_list(body, "/jobs/{ids}"):
-        item = _require_dict(raw, "/jobs/{ids} item")
-        job_id = _job_id(item.get("id"), "/jobs/{ids} item")
-        flag = item.get("found")
-        if not isinstance(flag, bool):
-            raise schema_error("/jobs/{ids} item has no boolean 'found'")
+    items = notes.items(_require_list(body, "/jobs/{ids}"),
+                        lambda raw: _batch_item(raw, notes), "/jobs/{ids}")
+    for job_id, detail in items:
         if job_id not in wanted:
             continue
-        if not flag:
+        if detail is None:
             missing.append(job_id)
-            continue
-        detail = parse_detail(item, notes)
-        if detail.job_id != str(job_id):
-            raise schema_error("/jobs/{ids} item id differs from its job id")
-        found[job_id] = detail
+        else:
+            found[job_id] = detail
     return BatchResult(found=found, missing=tuple(missing))
+
+
+def _batch_item(raw: Any, notes: ParseNotes) -> tuple[int, JobObservation | None]:
+    """Parse one batch item: its id and its detail, None when Ordo no longer has the job."""
+    item = _require_dict(raw, "/jobs/{ids} item")
+    job_id = _job_id(item.get("id"), "/jobs/{ids} item")
+    flag = item.get("found")
+    if not isinstance(flag, bool):
+        raise schema_error("/jobs/{ids} item has no boolean 'found'")
+    if not flag:
+        return job_id, None
+    detail = parse_detail(item, notes)
+    if detail.job_id != str(job_id):
+        raise schema_error("/jobs/{ids} item id differs from its job id")
+    return job_id, detail

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -47,6 +48,7 @@ from exporter.sources.vocdoni_parse import (
 )
 
 log = structlog.get_logger()
+T = TypeVar("T")
 StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
 
 API_MODES = ("auto", "v1", "v2")
@@ -79,11 +81,14 @@ class _Read:
     full: bool = False  # every page was read
     shrank: bool = False  # totalItems went down while paging: a job may have been skipped
     uneven: bool = False  # a page was short, repeated an item, or totals moved while paging
+    invalid: Counter[str] = field(default_factory=Counter)  # items left out or clamped
+    dropped: int = 0  # items left out
 
     @property
     def exact(self) -> bool:
         """Return True when the pages add up to the API's own total, each job once."""
-        return self.full and not self.shrank and not self.uneven and len(self.items) == self.total
+        return (self.full and not self.shrank and not self.uneven and not self.dropped
+                and len(self.items) == self.total)
 
 
 @dataclass
@@ -96,6 +101,7 @@ class _Poll:
     notes: ParseNotes = field(default_factory=ParseNotes)
     gone: set[str] = field(default_factory=set)
     by_id: dict[str, JobObservation] = field(default_factory=dict)  # re-checked one by one
+    full: bool = False
 
 
 class VocdoniSource:
@@ -115,10 +121,12 @@ class VocdoniSource:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        status_map: Mapping[str, str] | None = None,
     ) -> None:
         if api not in API_MODES:
             raise ValueError(f"api must be one of {API_MODES}")
         self.name = name
+        self._status_map = dict(status_map or {})
         self.stats = RequestStats()
         self.detected_api: str | None = api if api != "auto" else None
         self._mode = api
@@ -140,8 +148,9 @@ class VocdoniSource:
         try:
             return await self._poll_api(api, target, known, full)
         except HttpStatusError as exc:
-            if not (self._mode == "auto" and api == "v2" and exc.status == 404
-                    and not isinstance(exc, NotFound)):
+            # a non-JSON 404 on the chosen generation's list route: a missing route, or a proxy's
+            # transient HTML page; with api: auto never stick to the choice, detect again
+            if not (self._mode == "auto" and exc.status == 404 and not isinstance(exc, NotFound)):
                 raise
         log.warning("api route missing", source=self.name, api=api)
         self.detected_api = None
@@ -167,20 +176,30 @@ class VocdoniSource:
             return self.detected_api
 
     async def _probe(self, address: str) -> str:
-        """Tell the generations apart: only the new one has a JSON-speaking GET /jobs."""
+        """Choose a generation only on positive evidence: JSON from that one's own list route."""
+        if await self._answers_json("/jobs", "/jobs", {"orgAddress": address, "limit": 1}):
+            return "v2"
+        path = f"/organizations/{quote(address, safe='')}/jobs"
+        if await self._answers_json(path, "/organizations/{address}/jobs", {"page": 1, "limit": 1}):
+            return "v1"
+        raise PollError("http_4xx", "vocdoni: neither API generation's list route answered "
+                                    "JSON (a proxy page?); detecting again next poll")
+
+    async def _answers_json(self, path: str, endpoint: str, params: Mapping[str, str | int]
+                            ) -> bool:
+        """Return True on a JSON answer, False on a non-JSON 404; raise on anything else."""
         resp = await self._client.request(
-            "GET", "/jobs", "/jobs", params={"orgAddress": address, "limit": 1},
-            expect=(200, 400, 401, 403, 404),
+            "GET", path, endpoint, params=params, expect=(200, 400, 401, 403, 404),
         )
         try:
             resp.json()
         except PollError:
             if resp.status == 404:
-                return "v1"
+                return False
             if resp.status == 200:
                 raise
-            raise status_error("GET", "/jobs", resp.status, resp.text) from None
-        return "v2"
+            raise status_error("GET", endpoint, resp.status, resp.text) from None
+        return True
 
     async def _get(self, path: str, endpoint: str, params: Mapping[str, str | int] | None = None,
                    ) -> Any:
@@ -200,8 +219,11 @@ class VocdoniSource:
     async def _poll_api(self, api: str, target: OrgTarget, known: KnownJobs,
                         full: bool) -> PollResult:
         """List every stream, re-check stragglers, normalize and remember positions."""
-        ctx = _Poll(api, target, known)
+        ctx = _Poll(api, target, known, ParseNotes(status_map=self._status_map), full=full)
         reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
+        for read in reads.values():
+            ctx.notes.counts.update(read.invalid)
+            ctx.notes.dropped += read.dropped
         complete = all(r.exact for r in reads.values())
         rechecked = await self._recheck(ctx, reads)  # active jobs the pages lack, even if complete
         if complete and not any(r.items for r in reads.values()):
@@ -210,6 +232,7 @@ class VocdoniSource:
             log.info("vocdoni positions lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
+        complete = complete and not ctx.notes.dropped  # a left-out item is not a vanished job
         self._save_streams(ctx, reads, observed)
         log.debug("vocdoni poll", source=self.name, org=target.org, api=api, full=full,
                   jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
@@ -243,10 +266,13 @@ class VocdoniSource:
         if page.last_page > _max_pages(page.total, read.limit):
             raise PollError("schema", "vocdoni: pagination.lastPage contradicts totalItems")
         read.pages.add(number)
+        read.invalid.update(page.invalid)
+        read.dropped += page.dropped
         read.last_page = page.last_page
         if page.total < read.total:
             read.shrank = True
-        if page.total != read.total or (number < page.last_page and len(page.jobs) < read.limit):
+        shown = len(page.jobs) + page.dropped
+        if page.total != read.total or (number < page.last_page and shown < read.limit):
             read.uneven = True
         for index, job in enumerate(page.jobs):
             job_id, _ = job_identity(job)
@@ -261,7 +287,7 @@ class VocdoniSource:
         first = await self._fetch_page(key, 1)
         limit = self._limit
         if first.last_page > 1 and first.jobs:
-            limit = len(first.jobs)  # the server's own cap
+            limit = len(first.jobs) + first.dropped  # the server's own cap
         read = _Read(total=first.total, limit=limit, last_page=first.last_page)
         self._add_page(read, 1, first)
         if first.jobs:
@@ -317,7 +343,8 @@ class VocdoniSource:
     async def _recheck(self, ctx: _Poll, reads: dict[StreamKey, _Read]) -> bool:
         """Re-check active jobs the pages did not show; False when only a full list can."""
         seen = {job_id for read in reads.values() for job_id in read.items}
-        missing = sorted(ctx.known.active_ids() - seen)
+        missing = sorted(j for j in ctx.known.active_ids() - seen
+                         if ctx.full or not _unknown(ctx.known, j))
         plan: dict[tuple[StreamKey, int], list[str]] = {}
         one_by_one: list[str] = []
         for job_id in missing:
@@ -397,20 +424,25 @@ class VocdoniSource:
         if types:
             raw = {j: job for j, job in raw.items() if job_identity(job)[1] in types}
         if ctx.api == "v2":
-            found = [v2_job(job, ctx.notes) for job in raw.values()]
+            found = [_one_item(v2_job, job, ctx.notes) for job in raw.values()]
         else:
             found = await gather_limited(
                 [partial(self._v1_observe, ctx, job) for job in raw.values()], self._workers
             )
-        observed = {obs.job_id: obs for obs in found}
+        observed = {obs.job_id: obs for obs in found if obs is not None}
+        if found and not observed and ctx.notes.last_error is not None:
+            raise ctx.notes.last_error  # not one item is readable: the API changed shape
         for job_id, obs in ctx.by_id.items():
             if not types or obs.job_type in types:
                 observed.setdefault(job_id, obs)
         return observed
 
-    async def _v1_observe(self, ctx: _Poll, job: dict[str, Any]) -> JobObservation:
+    async def _v1_observe(self, ctx: _Poll, job: dict[str, Any]) -> JobObservation | None:
         """Normalize an old-API item: progress of running imports, status of finished jobs."""
-        obs, completed = v1_job(job, ctx.notes)
+        parsed = _one_item(v1_job, job, ctx.notes)
+        if parsed is None:
+            return None
+        obs, completed = parsed
         if not completed:
             if obs.job_type not in IMPORT_TYPES:
                 return obs
@@ -461,3 +493,21 @@ class VocdoniSource:
 def _max_pages(total: int, limit: int) -> int:
     """Return the most pages `total` items at `limit` per page can take, plus one of slack."""
     return max(1, -(-total // max(1, limit))) + 1
+
+
+def _one_item(parse: Callable[[dict[str, Any], ParseNotes], T], job: dict[str, Any],
+              notes: ParseNotes) -> T | None:
+    """Normalize one item; a malformed one is left out and counted, the poll goes on."""
+    try:
+        return parse(job, notes)
+    except PollError as exc:
+        if exc.reason != "schema":
+            raise
+        notes.drop(exc)
+        return None
+
+
+def _unknown(known: KnownJobs, job_id: str) -> bool:
+    """Tell a job stuck in an unmapped status: re-checked on full polls only, not every poll."""
+    seen = known.get(job_id)
+    return seen is not None and seen.status == "unknown"

@@ -10,7 +10,7 @@ import structlog
 
 from exporter.sources.base import PollError
 from exporter.sources.http import ApiClient, AuthError
-from exporter.sources.vocdoni_parse import parse_time
+from exporter.sources.vocdoni_parse import ParseNotes, parse_time
 
 log = structlog.get_logger()
 
@@ -136,10 +136,8 @@ class VocdoniAuth:
         self.generation += 1
         self._issued = self._clock()
         self._retry_refresh_at = 0.0
-        try:
-            self._expires = parse_time(body.get("expirity"), "expirity")  # sic, API spelling
-        except PollError:
-            self._expires = None  # unknown lifetime: rely on re-login after a 401
+        # sic, API spelling; unparsable = unknown lifetime: rely on re-login after a 401
+        self._expires = parse_time(body.get("expirity"), "expirity", ParseNotes())
 
     def _expires_in(self) -> int | None:
         """Return whole seconds until expiry, for logs."""

@@ -6,11 +6,21 @@ import math
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from exporter.sources.base import JobObservation, PollError
+from exporter.sources.base import (
+    INVALID_ID,
+    INVALID_ITEM,
+    INVALID_NUMBER,
+    INVALID_TIMESTAMP,
+    MAX_JOB_ID_LENGTH,
+    MAX_RAW_STATUS,
+    JobObservation,
+    PollError,
+)
 
 # Job states the Vocdoni API defines (db.JobStatus); anything else normalizes to "unknown".
 VOCDONI_STATUSES: frozenset[str] = frozenset({"pending", "completed", "failed"})
@@ -18,8 +28,6 @@ VOCDONI_STATUSES: frozenset[str] = frozenset({"pending", "completed", "failed"})
 IMPORT_TYPES: frozenset[str] = frozenset({"org_members", "census_participants"})
 # Larger counts are not plausible for one job; such items are treated as corrupt.
 MAX_COUNT = 2**31 - 1
-# Raw unknown statuses are reported for logging; keep them short.
-MAX_RAW_STATUS = 64
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -29,6 +37,15 @@ class ParseNotes:
 
     counts: Counter[str] = field(default_factory=Counter)
     unknown_statuses: set[str] = field(default_factory=set)
+    status_map: Mapping[str, str] = field(default_factory=dict)  # the operator's, lowercased
+    dropped: int = 0  # items left out: the list is then not known to be complete
+    last_error: PollError | None = None  # why the last item was left out
+
+    def drop(self, error: PollError) -> None:
+        """Count an item left out of this poll."""
+        self.counts[INVALID_ITEM] += 1
+        self.dropped += 1
+        self.last_error = error
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,8 @@ class Page:
     total: int
     last_page: int
     jobs: tuple[dict[str, Any], ...]
+    invalid: Mapping[str, int] = field(default_factory=dict)  # items left out or clamped
+    dropped: int = 0  # items left out
 
 
 def _schema(what: str) -> PollError:
@@ -64,26 +83,60 @@ def parse_page(body: Any) -> Page:
     pagination = body.get("pagination")
     if not isinstance(pagination, dict):
         raise _schema("or missing pagination")
-    total = _int_field(pagination, "totalItems", "pagination")
+    invalid: Counter[str] = Counter()
+    total = _clamped(pagination, "totalItems", invalid)
     if total is None or total < 0:
         raise _schema("pagination.totalItems")
-    last = _int_field(pagination, "lastPage", "pagination")
+    last = _clamped(pagination, "lastPage", invalid)
     jobs = body.get("jobs")
     if jobs is None:
         jobs = []
-    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+    if not isinstance(jobs, list):
         raise _schema("type of jobs")
+    kept = []
     for job in jobs:
-        _require_identity(job)
-    return Page(total=total, last_page=max(1, last or 1), jobs=tuple(jobs))
+        what = _identity_problem(job)
+        if what is None:
+            kept.append(job)
+        else:
+            invalid[what] += 1
+    if jobs and not kept:
+        raise _schema("jobs (no item has a jobId and a type)")
+    return Page(total=total, last_page=max(1, last or 1), jobs=tuple(kept), invalid=invalid,
+                dropped=len(jobs) - len(kept))
+
+
+def _clamped(obj: dict[str, Any], key: str, invalid: Counter[str]) -> int | None:
+    """Read a pagination number; an absurd one (1e400, 1e30) is clamped and counted."""
+    value = obj.get(key)
+    if isinstance(value, float) and (not math.isfinite(value) or value > MAX_COUNT):
+        invalid[INVALID_NUMBER] += 1
+        return MAX_COUNT if value > 0 else None
+    number = _int_field(obj, key, "pagination")
+    if number is not None and number > MAX_COUNT:
+        invalid[INVALID_NUMBER] += 1
+        return MAX_COUNT
+    return number
+
+
+def _identity_problem(job: Any) -> str | None:
+    """Return why an item cannot be a job (bad_item, bad_id), or None when it can."""
+    if not isinstance(job, dict):
+        return INVALID_ITEM
+    job_id = job.get("jobId")
+    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LENGTH:
+        return INVALID_ID
+    if not isinstance(job.get("type"), str) or not job["type"]:
+        return INVALID_ITEM
+    return None
 
 
 def _require_identity(job: dict[str, Any]) -> None:
     """Reject items without the fields every job must have."""
-    job_id = job.get("jobId")
-    if not isinstance(job_id, str) or not job_id:
+    what = _identity_problem(job)
+    if what == INVALID_ID:
         raise _schema("or missing jobId")
-    if not isinstance(job.get("type"), str) or not job["type"]:
+    if what is not None:
         raise _schema("or missing type")
 
 
@@ -97,6 +150,9 @@ def normalize_status(raw: Any, notes: ParseNotes) -> str:
     """Map the API status to the contract's values; remember unknown raw ones."""
     if not isinstance(raw, str):
         raise _schema("type of status")
+    mapped = notes.status_map.get(raw.strip().lower())
+    if mapped is not None:
+        return mapped
     if raw in VOCDONI_STATUSES:
         return raw
     notes.unknown_statuses.add(raw[:MAX_RAW_STATUS])
@@ -104,12 +160,17 @@ def normalize_status(raw: Any, notes: ParseNotes) -> str:
 
 
 def _count(obj: dict[str, Any], key: str, where: str, notes: ParseNotes) -> int | None:
-    """Return a sane count (missing = 0); None and a note when negative or huge."""
-    value = _int_field(obj, key, where)
+    """Return a sane count (missing = 0); None and a note when fractional, NaN, negative, huge."""
+    try:
+        value = _int_field(obj, key, where)
+    except PollError:
+        if not isinstance(obj.get(key), float):
+            raise
+        value = -1  # 1.5, NaN, inf: a number, but not a count
     if value is None:
         return 0
     if value < 0 or value > MAX_COUNT:
-        notes.counts["invalid_number"] += 1
+        notes.counts[INVALID_NUMBER] += 1
         return None
     return value
 
@@ -159,21 +220,21 @@ def v2_job(job: dict[str, Any], notes: ParseNotes) -> JobObservation:
     return JobObservation(job_id=job_id, job_type=job_type, status=status, **fields)
 
 
-def parse_time(value: Any, where: str) -> float | None:
-    """Parse an RFC 3339 timestamp; Go's zero time (year 1) means unset."""
+def parse_time(value: Any, where: str, notes: ParseNotes) -> float | None:
+    """Parse an RFC 3339 timestamp; Go's zero time (year 1) means unset; junk is counted."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise _schema(f"type of {where}")
-    text = _FRACTION.sub(r"\1", value.strip())
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _schema(f"format of {where}") from None
-    if moment.year <= 1:
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
+        except ValueError:
+            moment = None
+    if moment is not None and moment.year <= 1:
         return None
-    if moment.tzinfo is None:
-        raise _schema(f"time zone of {where}")
+    if moment is None or moment.tzinfo is None:  # no zone: the instant is unknowable
+        notes.counts[INVALID_TIMESTAMP] += 1
+        return None
     return moment.timestamp()
 
 
@@ -183,13 +244,13 @@ def v1_job(job: dict[str, Any], notes: ParseNotes) -> tuple[JobObservation, bool
     completed = job.get("completed", False)
     if not isinstance(completed, bool):
         raise _schema("type of completed")
-    created = parse_time(job.get("createdAt"), "createdAt")
-    finished = parse_time(job.get("completedAt"), "completedAt")
+    created = parse_time(job.get("createdAt"), "createdAt", notes)
+    finished = parse_time(job.get("completedAt"), "completedAt", notes)
     duration = None
     if created is not None and finished is not None:
         duration = finished - created
         if duration < 0 or not math.isfinite(duration):
-            notes.counts["invalid_timestamp"] += 1
+            notes.counts[INVALID_TIMESTAMP] += 1
             duration = None
     fields = counters(job, "job", notes, job_type)
     obs = JobObservation(

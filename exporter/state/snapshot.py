@@ -103,3 +103,5 @@ class ExporterSnapshot:
     reload_success: bool = True
     reload_timestamp: float = 0.0
     shard: tuple[int, int] | None = None  # (index, count)
+    state_persistent: bool | None = None  # last state write committed; None: no state file
+    state_write_errors: int | None = None  # failed state writes; None: no state store

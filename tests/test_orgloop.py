@@ -1,0 +1,129 @@
+"""Org loop stall detection: per org, and a stalled poll is cancelled as a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from exporter.config import OrgConfig
+from exporter.orgloop import STALL_INTERVALS, OrgLoop
+from exporter.sources.base import (
+    ON_API_ANSWER,
+    KnownJobs,
+    OrgTarget,
+    PollResult,
+    RequestStats,
+)
+
+INTERVAL = 10.0  # long: the loop never sleeps through it during a test
+
+
+class Clock:
+    """A settable wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class HangingSource:
+    """Every poll records a request and then hangs until cancelled; remembers each org's hook."""
+
+    def __init__(self) -> None:
+        self.stats = RequestStats()
+        self.hooks: dict[str, Callable[[], None] | None] = {}
+        self.polls: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        self.polls.append(target.org)
+        self.stats.record("/jobs", "200", 0.001)
+        self.hooks[target.org] = ON_API_ANSWER.get()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.append(target.org)
+            raise
+        return PollResult(jobs=(), complete=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _org(name: str) -> OrgConfig:
+    return OrgConfig(address=name, label=name, job_types=(), interval=INTERVAL, timeout=1.0,
+                     full_resync_interval=3600.0, failed_job_retention=3600.0, jitter=0.0,
+                     max_job_types_per_org=10, max_step_types_per_org=10,
+                     max_job_series_per_org=10)
+
+
+def _loop(name: str, source: HangingSource, clock: Clock) -> OrgLoop:
+    return OrgLoop(OrgTarget("src", name, name), _org(name), source,
+                   publish=lambda **_: None, clock=clock)
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached")
+
+
+def test_a_sibling_orgs_answers_are_not_this_orgs_sign_of_life() -> None:
+    """Two orgs on one source: only the org whose own requests get answers is alive."""
+    async def scenario() -> None:
+        clock, source = Clock(), HangingSource()
+        quiet, busy = _loop("quiet", source, clock), _loop("busy", source, clock)
+        quiet.start()
+        busy.start()
+        await _until(lambda: source.hooks.get("busy") is not None and "quiet" in source.hooks)
+        for _ in range(STALL_INTERVALS + 1):
+            clock.now += INTERVAL
+            source.stats.record("/jobs", "200", 0.001)  # the source as a whole keeps answering
+            hook = source.hooks["busy"]
+            assert hook is not None
+            hook()
+        assert quiet.stalled(clock.now)
+        assert not busy.stalled(clock.now)
+        assert not quiet.health(clock.now).up
+        await quiet.stop()
+        await busy.stop()
+
+    asyncio.run(scenario())
+
+
+def test_watchdog_cancels_a_stalled_poll_as_a_timeout_and_the_loop_goes_on() -> None:
+    """The watchdog cancels the hung request; the poll counts as a failed poll (timeout)."""
+    async def scenario() -> None:
+        clock, source = Clock(), HangingSource()
+        loop = _loop("org", source, clock)
+        loop.start()
+        await _until(lambda: len(source.polls) == 1)
+        loop.check(clock.now)  # not stalled yet: nothing happens
+        await asyncio.sleep(0.01)
+        assert source.cancelled == [] and not loop.errors
+        clock.now += STALL_INTERVALS * INTERVAL + 1
+        loop.check(clock.now)
+        await _until(lambda: loop.errors["timeout"] == 1)
+        assert source.cancelled == ["org"]
+        assert not loop.up and not loop.stalled(clock.now)  # a completed (failed) poll
+        assert loop._task is not None and not loop._task.done()  # the loop itself lives on
+        await loop.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stopping_the_loop_is_not_counted_as_a_stall() -> None:
+    """Cancelling the loop itself (shutdown, reload) must not record a timeout."""
+    async def scenario() -> None:
+        clock, source = Clock(), HangingSource()
+        loop = _loop("org", source, clock)
+        loop.start()
+        await _until(lambda: len(source.polls) == 1)
+        await loop.stop()
+        assert not loop.errors and source.cancelled == ["org"]
+
+    asyncio.run(scenario())
