@@ -40,11 +40,9 @@ FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancell
 STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
 IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
 
-# Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling").
-CACHED = (
-    " Refreshed by background polls every `interval`"
-    " (config defaults.interval, overridable per source as sources[].interval)."
-)
+# Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling"): one short
+# suffix naming the poll interval setting (overridable per source: docs/configuration.md).
+CACHED = " Refreshed by background polls (defaults.interval)."
 
 Labels = tuple[str, ...]
 Value = float | Histogram
@@ -221,7 +219,7 @@ def _step_families() -> list[Family]:
         Family("asyncjob_step_duration_seconds", "histogram",
                "Step run time from started_at to finished_at." + CACHED,
                status, _per_org(lambda o, n: _present(o.step_durations))),
-        Family("asyncjob_step_attempts", "counter",
+        Family("asyncjob_step_retries", "counter",
                "Increases of a step's attempt counter beyond 1 (retries)." + CACHED,
                STEP, _per_org(lambda o, n: _attempts(o))),
         Family("asyncjob_step_stale_seconds", "gauge",
@@ -258,11 +256,11 @@ def _health_families() -> list[Family]:
         Family("asyncjob_api_invalid_items", "counter",
                "API items rejected or clamped (bad numbers, timestamps, progress outside 0..1).",
                (*ORG, "what"), _per_org(lambda o, n: _present(o.invalid_items))),
-        Family("asyncjob_config_last_reload_success", "gauge",
+        Family("asyncjob_config_last_reload_successful", "gauge",
                "1 if the last configuration reload succeeded.", (),
                _global(lambda s: 1.0 if s.reload_success else 0.0)),
-        Family("asyncjob_config_last_reload_timestamp_seconds", "gauge",
-               "Unix time of the last configuration (re)load attempt.", (),
+        Family("asyncjob_config_last_reload_success_timestamp_seconds", "gauge",
+               "Unix time of the last successful configuration (re)load.", (),
                _global(lambda s: s.reload_timestamp)),
         Family("asyncjob_shard_info", "gauge",
                "Shard of the orgs this replica polls (=1); absent when not sharded.",

@@ -143,8 +143,7 @@ class Scheduler:
 
     def reload_failed(self) -> None:
         """Record a rejected reload; the old config keeps running."""
-        self.reload_success = False
-        self.reload_timestamp = self.clock()
+        self.reload_success = False  # reload_timestamp stays the last successful (re)load
         self.publish()
 
     def _sources_by_name(self, config: Config) -> dict[str, SourceConfig]:

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import JobsCollector
+from exporter.collector import CACHED, JobsCollector
 from exporter.render import generate_openmetrics as generate_om
 from exporter.sources.base import (
     API_LATENCY_BUCKETS,
@@ -47,7 +47,7 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
      {"source", "org", "job_type", "step_type", "step_status"}),
     ("asyncjob_step_duration_seconds", "histogram",
      {"source", "org", "job_type", "step_type", "step_status"}),
-    ("asyncjob_step_attempts", "counter", {"source", "org", "job_type", "step_type"}),
+    ("asyncjob_step_retries", "counter", {"source", "org", "job_type", "step_type"}),
     ("asyncjob_step_stale_seconds", "gauge", {"source", "org", "job_type", "step_type"}),
     ("asyncjob_up", "gauge", {"source", "org"}),
     ("asyncjob_last_poll_success_timestamp_seconds", "gauge", {"source", "org"}),
@@ -59,8 +59,8 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_tracked_jobs", "gauge", {"source", "org"}),
     ("asyncjob_series_dropped", "counter", {"source", "org", "metric"}),
     ("asyncjob_api_invalid_items", "counter", {"source", "org", "what"}),  # ours, documented
-    ("asyncjob_config_last_reload_success", "gauge", set()),
-    ("asyncjob_config_last_reload_timestamp_seconds", "gauge", set()),
+    ("asyncjob_config_last_reload_successful", "gauge", set()),
+    ("asyncjob_config_last_reload_success_timestamp_seconds", "gauge", set()),
     ("asyncjob_build_info", "gauge", {"version", "python_version"}),
     ("asyncjob_shard_info", "gauge", {"index", "count"}),
     ("asyncjob_state_persistent", "gauge", set()),
@@ -141,7 +141,7 @@ def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
                                       "step_status": "success"}, 5),
     ("asyncjob_step_duration_seconds_bucket", {"job_type": "lidar", "step_type": "REPROJECT_LAS",
                                                "step_status": "success", "le": "1.0"}, 0),
-    ("asyncjob_step_attempts_total", {"job_type": "lidar", "step_type": "REPROJECT_LAS"}, 3),
+    ("asyncjob_step_retries_total", {"job_type": "lidar", "step_type": "REPROJECT_LAS"}, 3),
     ("asyncjob_step_stale_seconds", {"job_type": "lidar", "step_type": "REPROJECT_LAS"}, 120),
     ("asyncjob_up", {}, 1),
     ("asyncjob_last_poll_success_timestamp_seconds", {}, 9_990),
@@ -165,8 +165,8 @@ def test_org_sample_values(name: str, labels: dict[str, str], value: float) -> N
     ("asyncjob_api_request_duration_seconds_count", {"source": S, "endpoint": "/jobs"}, 2),
     ("asyncjob_api_request_duration_seconds_sum", {"source": S, "endpoint": "/jobs"}, 31),
     ("asyncjob_api_rate_limited_total", {"source": S}, 1),
-    ("asyncjob_config_last_reload_success", {}, 0),
-    ("asyncjob_config_last_reload_timestamp_seconds", {}, 1_234),
+    ("asyncjob_config_last_reload_successful", {}, 0),
+    ("asyncjob_config_last_reload_success_timestamp_seconds", {}, 1_234),
     ("asyncjob_shard_info", {"index": "1", "count": "3"}, 1),
     ("asyncjob_build_info", {"version": "1.2.3", "python_version": platform.python_version()}, 1),
 ])
@@ -249,6 +249,8 @@ def test_job_help_texts_name_the_poll_interval() -> None:
     for name in JOB_FAMILIES:
         doc = families[name].documentation  # type: ignore[attr-defined]
         assert "background polls" in doc and "defaults.interval" in doc, name
+        assert doc.endswith(CACHED), name  # one shared suffix ...
+    assert len(CACHED) <= 60, CACHED  # ... and a short one
     assert "defaults.interval" not in families["asyncjob_up"].documentation  # type: ignore[attr-defined]
 
 
@@ -276,7 +278,7 @@ def test_series_of_a_removed_org_disappear() -> None:
     snap[0] = ExporterSnapshot()
     text = generate_latest(registry).decode()
     assert "lidar" not in text
-    assert "asyncjob_config_last_reload_success 1.0" in text
+    assert "asyncjob_config_last_reload_successful 1.0" in text
 
 
 def test_down_org_without_success_has_no_timestamp() -> None:
@@ -320,7 +322,7 @@ def test_golden_text_output() -> None:
             ("asyncjob_steps", "gauge"),
             ("asyncjob_step_finished_total", "counter"),
             ("asyncjob_step_duration_seconds", "histogram"),
-            ("asyncjob_step_attempts_total", "counter"),
+            ("asyncjob_step_retries_total", "counter"),
             ("asyncjob_step_stale_seconds", "gauge"),
             ("asyncjob_up", "gauge"),
             ("asyncjob_last_poll_success_timestamp_seconds", "gauge"),
@@ -334,10 +336,10 @@ def test_golden_text_output() -> None:
         'asyncjob_tracked_jobs{org="acme",source="v"} 1.0',
         "# TYPE asyncjob_series_dropped_total counter",
         "# TYPE asyncjob_api_invalid_items_total counter",
-        "# TYPE asyncjob_config_last_reload_success gauge",
-        "asyncjob_config_last_reload_success 1.0",
-        "# TYPE asyncjob_config_last_reload_timestamp_seconds gauge",
-        "asyncjob_config_last_reload_timestamp_seconds 5.0",
+        "# TYPE asyncjob_config_last_reload_successful gauge",
+        "asyncjob_config_last_reload_successful 1.0",
+        "# TYPE asyncjob_config_last_reload_success_timestamp_seconds gauge",
+        "asyncjob_config_last_reload_success_timestamp_seconds 5.0",
     ]
 
 

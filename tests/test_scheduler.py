@@ -139,8 +139,11 @@ def test_reload_keeps_unchanged_orgs_and_drops_removed(tmp_path: Path, fake: Fak
         assert ("fake", "org2") not in sched.snapshot.orgs
         assert ("fake", "org2") not in sched.snapshot.health
         assert sched.snapshot.reload_success
+        succeeded_at = sched.snapshot.reload_timestamp
         sched.reload_failed()
         assert not sched.snapshot.reload_success
+        # the timestamp is of the last SUCCESSFUL reload (Prometheus' convention)
+        assert sched.snapshot.reload_timestamp == succeeded_at
         await sched.stop()
 
     asyncio.run(scenario())

@@ -10,7 +10,7 @@ import pytest
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.state.store import StateStore
-from tests.test_orgloop import FullDisk
+from tests.test_orgloop_state import FullDisk
 from tests.test_scheduler import FakeSource, _job, _until
 
 CONFIG = """

@@ -141,7 +141,7 @@ def test_ordo_between_polls_reset_and_vanished(tmp_path: Path) -> None:
         step = select(scrape(url), "asyncjob_step_finished_total", job_type="lidar")
         assert {dict(k)["step_type"] + "/" + dict(k)["step_status"]: v
                 for k, v in step.items() if v} == {"A/success": 1, "B/success": 1, "B/failed": 1}
-        assert _total(url, "asyncjob_step_attempts_total", step_type="B") == 1
+        assert _total(url, "asyncjob_step_retries_total", step_type="B") == 1
         assert _total(url, "asyncjob_queue_wait_seconds_count") == 2  # jobs 2 and 3
         # a job that finished without ever starting: counted, not timed
         fake.job(4, "failed", t0 + 70, finished=t0 + 80)

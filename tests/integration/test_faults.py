@@ -306,7 +306,7 @@ def test_reload_broken_keeps_serving_then_adds_fixes_and_removes(stack: dict[str
     good = path.read_text()
     path.write_text(good + "\n  - name: [broken\n")
     proc.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: select(scrape(url), "asyncjob_config_last_reload_success")
+    wait_for(lambda: select(scrape(url), "asyncjob_config_last_reload_successful")
              == {(): 0.0}, 10, "reload_success 0")
     assert httpx.get(f"{url}/metrics", timeout=5).status_code == 200
     assert all(v == 1 for v in ups(stack, "v2").values())  # the old config keeps running
@@ -329,7 +329,7 @@ def test_reload_broken_keeps_serving_then_adds_fixes_and_removes(stack: dict[str
     assert time.monotonic() - started < INTERVAL + 1.5  # first poll at once, within an interval
     wait_for(lambda: ups(stack, "dead") == {("dead", "dead"): 1}, 10, "fixed source up")
     samples = scrape(url)
-    assert select(samples, "asyncjob_config_last_reload_success") == {(): 1.0}
+    assert select(samples, "asyncjob_config_last_reload_successful") == {(): 1.0}
     assert not [k for k in samples if dict(k[1]).get("source") == "html404"]
     assert errors(stack, "v2", "http_5xx") == v2_loops_before  # kept its state and counters
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
