@@ -173,8 +173,8 @@ class Known:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def newest_id(self) -> str | None:
-        return next(reversed(self.jobs), None)
+    def settled_id(self) -> str | None:
+        return next(iter(self.jobs), None)
 
     def learn(self, result: PollResult) -> None:
         """Remember what a poll saw, like the tracker."""

@@ -30,8 +30,8 @@ class Known:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def newest_id(self) -> str | None:
-        return next(reversed(self.jobs), None)
+    def settled_id(self) -> str | None:
+        return next(iter(self.jobs), None)
 
 
 def _source(fake: Ordo, paths: list[str]) -> OrdoSource:

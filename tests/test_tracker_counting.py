@@ -192,3 +192,11 @@ def test_without_timestamps_only_jobs_seen_active_are_timed() -> None:
     assert snap.finished == {("a", "completed"): 2}
     hist = snap.durations[("a", "completed")]
     assert hist.count == 1 and hist.sum == 15.0
+
+
+def test_settled_id_is_the_longest_known_job_the_last_list_showed() -> None:
+    t = _tracker()
+    t.apply(_poll(*_history(3)), 1.0)
+    assert t.settled_id() == "a0"
+    t.apply(_poll(*_history(3)[1:]), 2.0)  # a0 missing once
+    assert t.settled_id() == "a1"

@@ -163,8 +163,8 @@ class Known:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def newest_id(self) -> str | None:
-        return next(reversed(self.jobs), None)
+    def settled_id(self) -> str | None:
+        return next(iter(self.jobs), None)
 
     def absorb(self, result: PollResult) -> None:
         """Update like the tracker would."""

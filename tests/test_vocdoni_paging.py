@@ -121,3 +121,17 @@ def _target() -> Any:
     from tests.test_vocdoni import TARGET
     assert TARGET.address == ORG
     return TARGET
+
+
+def test_empty_list_is_checked_against_a_settled_job_not_a_cleared_import() -> None:
+    fake = LyingVocdoni()
+    fake.add(3)
+    src, known = _source(fake), Known()
+    poll(src, known, True)
+    (imp,) = fake.add(1, type="org_members", status="completed")
+    poll(src, known, True)
+    fake.jobs = [j for j in fake.jobs if j["jobId"] != imp]  # Vocdoni clears finished imports
+    fake.mode = "empty"
+    result = poll(src, known, True)
+    assert not result.complete
+    assert len(known) == 4

@@ -139,8 +139,12 @@ class KnownJobs(Protocol):
         """Return the number of tracked jobs."""
         ...
 
-    def newest_id(self) -> str | None:
-        """Return the last job first seen, to check an empty list against its detail route."""
+    def settled_id(self) -> str | None:
+        """Return the longest-known job the last list showed, to test an empty list's word.
+
+        An old job the lists kept showing is not one the API clears on its own (Vocdoni drops
+        finished imports soon after they end), so "not found" for it means the jobs are gone.
+        """
         ...
 
 

@@ -85,8 +85,9 @@ class OrdoSource:
         first_sync = full and len(known) == 0
         wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync, full)]
         unlisted = _unlisted_active(listed, known)
-        sample = _empty_sample(listed, known, unlisted)
-        batch = await self._fetch_details(wanted + unlisted + sample, notes)
+        sample = _empty_sample(listed, known)
+        extra = [job_id for job_id in sample if job_id not in unlisted]
+        batch = await self._fetch_details(wanted + unlisted + extra, notes)
         gone = set(batch.missing)
         jobs = tuple(
             _observe(job, job_type, batch)
@@ -102,7 +103,8 @@ class OrdoSource:
             jobs=jobs,
             # A left-out item is not a vanished job; an empty list after a non-empty one is
             # complete only if a known job is gone too.
-            complete=not notes.dropped and (bool(listed) or len(known) == 0 or bool(gone)),
+            complete=not notes.dropped and (bool(listed) or len(known) == 0
+                                            or any(job_id in gone for job_id in sample)),
             gone=tuple(str(job_id) for job_id in batch.missing),
             unknown_statuses=tuple(notes.unknown_statuses),
             notes=dict(notes.counts),
@@ -197,13 +199,10 @@ def _unlisted_active(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]
     return sorted(int(j) for j in known.active_ids() if j.isdigit() and int(j) not in ids)
 
 
-def _empty_sample(listed: Sequence[ListedJob], known: KnownJobs, unlisted: Sequence[int]
-                  ) -> list[int]:
+def _empty_sample(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
     """Return a known job to detail when the list came back empty (a flap, or really empty?)."""
-    if listed or unlisted:
-        return []
-    newest = known.newest_id()
-    return [int(newest)] if newest is not None and newest.isdigit() else []
+    settled = None if listed else known.settled_id()
+    return [int(settled)] if settled is not None and settled.isdigit() else []
 
 
 def _resolved(ids: Sequence[int], known: KnownJobs, batch: BatchResult

@@ -334,7 +334,7 @@ class VocdoniSource:
 
     async def _confirm_empty(self, ctx: _Poll) -> bool:
         """Trust an empty list after a non-empty one only when a known job's detail is gone too."""
-        sample = ctx.known.newest_id()
+        sample = ctx.known.settled_id()
         if sample is None or sample in ctx.gone:
             return True
         fetch = self._fetch_v2_job if ctx.api == "v2" else self._fetch_v1_job

@@ -124,9 +124,9 @@ class OrgTracker:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def newest_id(self) -> str | None:
-        """Return the last job first seen, to check an empty list against its detail route."""
-        return next(reversed(self.jobs), None)
+    def settled_id(self) -> str | None:
+        """Return the longest-known job the last list showed, to test an empty list's word."""
+        return next((j for j in self.jobs if j not in self._missing), None)
 
     # --- merging --------------------------------------------------------------
     def apply(self, result: PollResult, now: float, scope: tuple[str, ...] = ()) -> ApplySummary:
