@@ -200,3 +200,19 @@ def test_settled_id_is_the_longest_known_job_the_last_list_showed() -> None:
     assert t.settled_id() == "a0"
     t.apply(_poll(*_history(3)[1:]), 2.0)  # a0 missing once
     assert t.settled_id() == "a1"
+
+
+def test_reused_id_is_saved_as_the_new_job(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "s.db"))
+    t = _tracker()
+    store.restore(t)
+    t.apply(_poll(_job("1", "completed", "old", created_at=100.0)), 1.0)
+    store.save(t)
+    t.apply(_poll(_job("1", "completed", "new", created_at=5000.0)), 2.0)
+    store.save(t)
+    assert t.snapshot(2.0).finished == {("new", "completed"): 1}
+    again = _tracker()
+    store.restore(again)
+    assert again.jobs["1"].created_at == 5000.0 and again.jobs["1"].counted
+    again.apply(_poll(_job("1", "completed", "new", created_at=5000.0)), 3.0)
+    assert _finished(again) == 0

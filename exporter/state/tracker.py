@@ -229,6 +229,7 @@ class OrgTracker:
         self.counts[(rec.job_type, rec.status)] += 1
         self._track_active(job_id, rec)
         self._missing.pop(job_id, None)
+        self.removed.discard(job_id)  # a reused id: the store replaces the old row, keeps this
         self.dirty.add(job_id)
         return rec
 
