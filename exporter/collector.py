@@ -235,6 +235,9 @@ def _job_families() -> list[Family]:
         Family("asyncjob_import_items", "counter",
                "Items of bulk member imports by outcome, counted once per job." + CACHED,
                (*ORG, "outcome"), _per_org(lambda o, n: _imports(o))),
+        Family("asyncjob_jobs_vanished", "counter",
+               "Active jobs that left the API before their outcome could be read." + CACHED,
+               JOB, _per_org(lambda o, n: _present(o.vanished))),
     ]
 
 

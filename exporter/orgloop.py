@@ -31,7 +31,7 @@ STALL_INTERVALS = 3  # an org whose loop completed no poll for this many interva
 # a finish seen on /metrics is on disk and is never counted again after a restart.
 HELD_FIELDS: tuple[str, ...] = (
     "finished", "last_finished", "durations", "queue_wait", "import_items",
-    "step_finished", "step_durations", "step_attempts",
+    "step_finished", "step_durations", "step_attempts", "vanished",
 )
 
 
@@ -189,7 +189,7 @@ class OrgLoop:
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
-            summary = self.tracker.apply(result, now)
+            summary = self.tracker.apply(result, now, self.target.job_types)
             if full:
                 self.last_full = start_wall
             saved = self.save()  # one transaction; on error retried after the next poll

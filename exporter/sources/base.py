@@ -121,6 +121,7 @@ class KnownJob:
     job_type: str
     status: str
     terminal: bool
+    created_at: float | None = None  # with the id, the job's identity (Ordo ids get reused)
 
 
 class KnownJobs(Protocol):
@@ -136,6 +137,14 @@ class KnownJobs(Protocol):
 
     def __len__(self) -> int:
         """Return the number of tracked jobs."""
+        ...
+
+    def settled_id(self) -> str | None:
+        """Return the longest-known job the last list showed, to test an empty list's word.
+
+        An old job the lists kept showing is not one the API clears on its own (Vocdoni drops
+        finished imports soon after they end), so "not found" for it means the jobs are gone.
+        """
         ...
 
 

@@ -76,6 +76,8 @@ class OrgSnapshot:
     series_dropped: Mapping[str, int] = field(default_factory=dict)  # metric name -> count
     # API items rejected or clamped (negative numbers, progress outside 0..1, bad timestamps)
     invalid_items: Mapping[str, int] = field(default_factory=dict)  # what -> count
+    # active jobs that left the API before their outcome could be read
+    vanished: Mapping[str, int] = field(default_factory=dict)  # job_type -> count
 
 
 @dataclass(frozen=True, slots=True)

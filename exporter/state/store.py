@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -99,7 +100,6 @@ class StateStore:
             tracker.restore(job_id, JobRecord(
                 job_type=job_type, status=status, first_seen=first_seen,
                 finished_seen=finished_seen, counted=bool(counted), created_at=created_at,
-                queue_observed=True,
             ))
         restored_steps = 0
         for job_id, step_id, _type, step_type, status, attempt, counted, progress in steps:
@@ -109,6 +109,7 @@ class StateStore:
             tracker.steps.restore(job_id, rec.job_type, step_id, step_type, status, attempt,
                                   bool(counted), progress)
             restored_steps += 1
+        tracker.read_scope = _load_scope(self.db, found)
         if found != key:  # read under the legacy key: the next save writes it all by address
             tracker.dirty.update(tracker.jobs)
             tracker.steps.dirty.update(job_id for job_id, *_ in steps)
@@ -126,7 +127,7 @@ class StateStore:
         key = (tracker.source, address or tracker.org)
         book = tracker.steps
         first = tracker.synced and key not in self._synced
-        if not (tracker.dirty or tracker.removed or book.dirty or first):
+        if not (tracker.dirty or tracker.removed or book.dirty or first or tracker.scope_dirty):
             return True
         rows = _job_rows(tracker, key)
         step_jobs = book.dirty | tracker.removed
@@ -143,6 +144,7 @@ class StateStore:
                     [(*key, job_id) for job_id in step_jobs],
                 )
                 self.db.executemany(_INSERT_STEP, step_rows)
+                _save_scope(self.db, key, tracker.read_scope)
                 if first:
                     self.db.execute("INSERT OR REPLACE INTO orgs (source, org, synced_at)"
                                     " VALUES (?, ?, ?)", (*key, time.time()))
@@ -154,6 +156,7 @@ class StateStore:
             return False
         self._wrote(True)
         tracker.dirty.clear()
+        tracker.scope_dirty = False
         tracker.removed.clear()
         book.dirty.clear()
         self._synced.add(key)
@@ -164,7 +167,7 @@ class StateStore:
         self._synced.discard((source, address))
         try:
             with self._transaction():
-                for table in ("jobs", "steps", "orgs"):
+                for table in ("jobs", "steps", "orgs", "read_scopes"):
                     self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
                                     (source, address))
         except sqlite3.Error as exc:
@@ -268,6 +271,7 @@ def _step_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, 
 def _prepare(db: sqlite3.Connection) -> None:
     """Create or check the schema; a version 2 file's label keys become legacy keys."""
     db.executescript(_SCHEMA)
+    db.execute(_SCOPE_TABLE)
     for probe in _PROBES:
         db.execute(probe).fetchall()
     row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
@@ -290,3 +294,35 @@ def _is_our_legacy_file(db: sqlite3.Connection) -> bool:
     for probe in _PROBES:
         db.execute(probe).fetchall()
     return True
+
+
+# Which job types of an org were read (its streams): a type read for the first time after a
+# restart is a first sync, so its finished jobs stay history. Kept apart from the jobs tables.
+_SCOPE_TABLE = """
+CREATE TABLE IF NOT EXISTS read_scopes (
+    source TEXT NOT NULL, org TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (source, org)
+) WITHOUT ROWID
+"""
+
+
+def _load_scope(db: sqlite3.Connection, key: tuple[str, str]) -> frozenset[str] | None:
+    """Return the job types an org's last poll read ([] = all), None when never recorded."""
+    try:
+        row = db.execute("SELECT scope FROM read_scopes WHERE source = ? AND org = ?",
+                         key).fetchone()
+        types = json.loads(row[0]) if row is not None else None
+    except (sqlite3.Error, ValueError) as exc:
+        log.error("state read-scope unreadable", source=key[0], org=key[1], error=str(exc)[:200])
+        return None
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        return None
+    return frozenset(types)
+
+
+def _save_scope(db: sqlite3.Connection, key: tuple[str, str],
+                scope: frozenset[str] | None) -> None:
+    """Record which job types were read, in the caller's transaction."""
+    if scope is not None:
+        db.execute("INSERT OR REPLACE INTO read_scopes (source, org, scope) VALUES (?, ?, ?)",
+                   (*key, json.dumps(sorted(scope))))
