@@ -42,8 +42,9 @@ INVALID_ITEM_WHATS: tuple[str, ...] = (
     INVALID_TIMESTAMP, INVALID_NUMBER, INVALID_PROGRESS, INVALID_DURATION, INVALID_ATTEMPT,
     INVALID_ID, INVALID_ITEM, PROGRESS_OUT_OF_RANGE, STATUS_UNRESOLVED,
 )
-# Job ids longer than this are not ids but garbage; such items are left out.
-MAX_JOB_ID_LENGTH = 256
+# Job ids longer than this are not ids but garbage (a 70 KB "id"); such items are left out.
+# Long but sane ids (300 characters) stay: labels shorten them with a digest.
+MAX_JOB_ID_LENGTH = 1024
 # Raw unknown statuses are reported for logging once; keep them short.
 MAX_RAW_STATUS = 40
 
