@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from exporter import __version__
 from exporter.collector import JobsCollector
@@ -38,9 +38,11 @@ class RunOptions:
 
 
 def make_registry(scheduler: Scheduler) -> CollectorRegistry:
-    """Return a private registry whose only collector renders the scheduler's snapshot."""
+    """Return a private registry: the scheduler's snapshot, plus process_* and python_*."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsCollector(lambda: scheduler.snapshot, version=__version__))
+    ProcessCollector(registry=registry)  # memory, CPU, fds: the exporter's own resources
+    PlatformCollector(registry=registry)
     return registry
 
 
@@ -63,7 +65,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready once every org synced AND /metrics serves bytes that include those polls."""
+        """Ready once the scheduler is AND /metrics serves bytes that include those polls."""
         ready, details = self.scheduler.readiness()
         if ready and self.cache.rendered_generation < self.scheduler.synced_generation:
             return False, {**details, "ready": False, "rendering": True}

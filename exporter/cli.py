@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from exporter import __version__
 from exporter.log import LEVELS, setup_logging
 
@@ -23,6 +25,12 @@ def _env(flag: str) -> str:
 def _add(parser: argparse.ArgumentParser, *flags: str, **kwargs: object) -> None:
     """Add a flag whose default comes from its ASYNCJOB_* environment variable."""
     env_value = os.environ.get(_env(flags[0]))
+    choices = kwargs.get("choices")
+    if env_value is not None and isinstance(choices, tuple) and env_value not in choices:
+        # argparse checks choices only on the command line, never on a default
+        print(f"asyncjob-exporter: {_env(flags[0])}={env_value!r}: expected one of "
+              f"{', '.join(choices)}", file=sys.stderr)
+        raise SystemExit(2)
     if env_value is not None:
         kwargs["default"] = env_value
         kwargs.pop("required", None)
@@ -133,6 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         return 0
+    except Exception as exc:  # a startup failure is one line naming the cause, not a traceback
+        print(f"asyncjob-exporter {args.command}: {_one_line(exc)}", file=sys.stderr)
+        structlog.get_logger().debug("command failed", exc_info=True)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return an error's message on one line; the type name when it has no message."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror:  # no "[Errno 98]" prefix
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -34,17 +34,21 @@ from exporter.sources.base import (
     STEP_STATUSES,
 )
 from exporter.state.labels import exemplar_labels
-from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
+from exporter.state.snapshot import (
+    DiscoveryHealth,
+    ExporterSnapshot,
+    Histogram,
+    OrgHealth,
+    OrgSnapshot,
+)
 
 FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancelled")
 STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
 IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
 
-# Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling").
-CACHED = (
-    " Refreshed by background polls every `interval`"
-    " (config defaults.interval, overridable per source as sources[].interval)."
-)
+# Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling"): one short
+# suffix naming the poll interval setting (overridable per source: docs/configuration.md).
+CACHED = " Refreshed by background polls (defaults.interval)."
 
 Labels = tuple[str, ...]
 Value = float | Histogram
@@ -181,6 +185,34 @@ def _shard(snap: ExporterSnapshot, now: float) -> list[Row]:
     return [((str(snap.shard[0]), str(snap.shard[1])), 1.0)]
 
 
+def _discovery_rows(rows: Callable[[DiscoveryHealth], Iterable[Row]]) -> SnapRows:
+    """Run `rows` for every source with `organizations: auto`, prefixing each row with source."""
+
+    def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
+        for name in sorted(snap.discovery):
+            for labels, value in rows(snap.discovery[name]):
+                yield (name, *labels), value
+
+    return gen
+
+
+def _discovery_families() -> list[Family]:
+    """Return the families of `organizations: auto` discovery health."""
+    return [
+        Family("asyncjob_discovery_up", "gauge",
+               "1 if the last org discovery of this source succeeded.", ("source",),
+               _discovery_rows(lambda d: [((), 1.0 if d.up else 0.0)]), optional=True),
+        Family("asyncjob_discovery_last_success_timestamp_seconds", "gauge",
+               "Unix time of the last successful org discovery.", ("source",),
+               _discovery_rows(lambda d: [] if d.last_success is None
+                               else [((), d.last_success)]), optional=True),
+        Family("asyncjob_discovery_errors", "counter", "Failed org discoveries by reason.",
+               ("source", "reason"), _discovery_rows(lambda d: _dense(
+                   [()], POLL_ERROR_REASONS, {(r,): c for r, c in d.errors.items()})),
+               optional=True),
+    ]
+
+
 def _job_families() -> list[Family]:
     """Return the job metric families of the contract."""
     status = (*JOB, "status")
@@ -211,6 +243,9 @@ def _job_families() -> list[Family]:
         Family("asyncjob_import_items", "counter",
                "Items of bulk member imports by outcome, counted once per job." + CACHED,
                (*ORG, "outcome"), _per_org(lambda o, n: _imports(o))),
+        Family("asyncjob_jobs_vanished", "counter",
+               "Active jobs that left the API before their outcome could be read." + CACHED,
+               JOB, _per_org(lambda o, n: _present(o.vanished))),
     ]
 
 
@@ -226,7 +261,7 @@ def _step_families() -> list[Family]:
         Family("asyncjob_step_duration_seconds", "histogram",
                "Step run time from started_at to finished_at." + CACHED,
                status, _per_org(lambda o, n: _present(o.step_durations))),
-        Family("asyncjob_step_attempts", "counter",
+        Family("asyncjob_step_retries", "counter",
                "Increases of a step's attempt counter beyond 1 (retries)." + CACHED,
                STEP, _per_org(lambda o, n: _attempts(o))),
         Family("asyncjob_step_stale_seconds", "gauge",
@@ -266,19 +301,36 @@ def _health_families() -> list[Family]:
         Family("asyncjob_api_invalid_items", "counter",
                "API items rejected or clamped (bad numbers, timestamps, progress outside 0..1).",
                (*ORG, "what"), _per_org(lambda o, n: _present(o.invalid_items))),
-        Family("asyncjob_config_last_reload_success", "gauge",
+        Family("asyncjob_config_last_reload_successful", "gauge",
                "1 if the last configuration reload succeeded.", (),
                _global(lambda s: 1.0 if s.reload_success else 0.0)),
-        Family("asyncjob_config_last_reload_timestamp_seconds", "gauge",
-               "Unix time of the last configuration (re)load attempt.", (),
+        Family("asyncjob_config_last_reload_success_timestamp_seconds", "gauge",
+               "Unix time of the last successful configuration (re)load.", (),
                _global(lambda s: s.reload_timestamp)),
         Family("asyncjob_shard_info", "gauge",
                "Shard of the orgs this replica polls (=1); absent when not sharded.",
                ("index", "count"), _shard, optional=True),
+        *_state_families(),
     ]
 
 
-FAMILIES: tuple[Family, ...] = (*_job_families(), *_step_families(), *_health_families())
+def _state_families() -> list[Family]:
+    """Return the families that say whether the counts shown are on disk."""
+    return [
+        Family("asyncjob_state_persistent", "gauge",
+               "1 while the last write of the state file succeeded; 0 while writes fail and"
+               " finish counters hold at their last saved values. Absent with :memory:.", (),
+               lambda s, n: [] if s.state_persistent is None
+               else [((), 1.0 if s.state_persistent else 0.0)], optional=True),
+        Family("asyncjob_state_write_errors", "counter",
+               "Failed writes of the state file (and own corrupt files moved aside at start).",
+               (), lambda s, n: [] if s.state_write_errors is None
+               else [((), float(s.state_write_errors))], optional=True),
+    ]
+
+
+FAMILIES: tuple[Family, ...] = (*_job_families(), *_step_families(), *_health_families(),
+                                 *_discovery_families())
 
 
 def _buckets(hist: Histogram) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:

@@ -43,14 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     options = RunOptions(args.config_file, args.listen, args.web_config_file, shard)
-    try:
-        return run_daemon(config, options)
-    except OSError as exc:
-        print(f"asyncjob-exporter: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # invalid web config
-        print(f"asyncjob-exporter: {exc}", file=sys.stderr)
-        return 1
+    return run_daemon(config, options)  # OSError (port, state file), ValueError: cli.main
 
 
 async def _once(config: Config, shard: Shard | None) -> tuple[bool, bytes]:
@@ -62,17 +55,20 @@ async def _once(config: Config, shard: Shard | None) -> tuple[bool, bytes]:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    """Poll every org once, print the exposition; exit 1 if any org failed."""
+    """Poll every org once, print the exposition; exit 1 if any org or discovery failed."""
     config = _load(args.config_file)
     if config is None:
         return 1
-    ok, text = asyncio.run(_once(config, _shard(args.shard)))
+    shard = _shard(args.shard)  # a bad --shard is an error before any request
+    ok, text = asyncio.run(_once(config, shard))
     sys.stdout.write(text.decode())
     return 0 if ok else 1
 
 
 def _split_listen(listen: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {listen!r}: expected HOST:PORT")
     return (host.strip("[]") or default_host), int(port)
 
 
@@ -82,7 +78,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     host, port = _split_listen(args.listen)
     knobs = {k: v for k, v in vars(args).items() if k in SimOptions.__dataclass_fields__}
-    return run_simulator(SimOptions(listen_host=host, listen_port=port, **knobs))
+    try:
+        return run_simulator(SimOptions(listen_host=host, listen_port=port, **knobs))
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {args.listen}: {exc.strerror}") from None
 
 
 DEMO_CONFIG = """\

@@ -30,7 +30,7 @@ from exporter.config_schema import (
     normalize_address,
     parse_yaml,
 )
-from exporter.sources.base import ClientSettings, OrgTarget
+from exporter.sources.base import ClientSettings
 from exporter.sources.json_config import (
     JSON_MODELS,
     SOURCE_TAGS,
@@ -40,8 +40,6 @@ from exporter.sources.json_config import (
 )
 
 __all__ = ["Config", "ConfigError", "OrgConfig", "SourceConfig", "check_config", "load_config"]
-
-_REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +90,6 @@ class SourceConfig:
     # kind json: the validated model with its preset applied (requests, paging, mappings)
     json_spec: JsonSourceModel | None = field(default=None, repr=False)
 
-    def redacted(self) -> dict[str, Any]:
-        """Return a printable dict with secrets replaced, for logs and check-config."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out["orgs"] = [{k: getattr(o, k) for k in o.__dataclass_fields__} for o in self.orgs]
-        out.pop("json_spec", None)
-        for key in ("token", "password"):
-            out[key] = None if out[key] is None else _REDACTED
-        return out
-
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
         return ClientSettings(
@@ -114,10 +103,6 @@ class SourceConfig:
         addr = normalize_address(address) if self.json_spec is None else address
         values = {k: getattr(self, k) for k in ORG_SETTING_KEYS}
         return OrgConfig(address=addr, label=addr, job_types=(), **values)
-
-    def targets(self) -> tuple[OrgTarget, ...]:
-        """Return the configured orgs as poll targets."""
-        return tuple(OrgTarget(self.name, o.label, o.address, o.job_types) for o in self.orgs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +118,11 @@ _MODELS: tuple[type[BaseModel], ...] = (
     ConfigModel, StateModel, SourceModel, AuthModel, OrgModel, SourceSettings,
 )
 ALL_KEYS: frozenset[str] = frozenset(k for m in (*_MODELS, *JSON_MODELS) for k in m.model_fields)
+# Where each key may appear, for "allowed only in ..." when a key is used at the wrong level.
+_PLACES: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("the top level", ConfigModel), ("state", StateModel), ("defaults", SourceSettings),
+    ("a source", SourceModel), ("a source's auth", AuthModel), ("an organization", OrgModel),
+)
 # Union branch tags pydantic puts into error locations; they are not config keys.
 _UNION_TAGS = frozenset({"auto", "list"})
 
@@ -177,8 +167,7 @@ def _expected_text(err: Any) -> str:
         "less_than_equal": f"expected a number <= {ctx.get('le', 0):g}",
     }
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(key, ALL_KEYS, n=1)
-        return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        return _misplaced(key)
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
@@ -188,6 +177,15 @@ def _expected_text(err: Any) -> str:
     text = texts.get(kind, str(err["msg"]))
     echo = kind.startswith(("greater", "less", "int_", "float_")) and key not in SECRET_KEYS
     return f"{text}, got {err.get('input')!r}" if echo else text
+
+
+def _misplaced(key: str) -> str:
+    """Say where a rejected key is allowed, or that it is unknown (with a close match)."""
+    places = [place for place, model in _PLACES if key in model.model_fields]
+    if places:
+        return "allowed only in " + " or ".join(places)
+    close = difflib.get_close_matches(key, ALL_KEYS, n=1)
+    return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _validation_details(exc: ValidationError) -> list[tuple[str, str]]:

@@ -412,6 +412,13 @@ class _WalkContext:
     null_tag: str = "tag:yaml.org,2002:null"
 
 
+def _yaml_problem(problem: str) -> str:
+    """Explain PyYAML's problems that are cryptic for a config file's author."""
+    if "'\\t'" in problem or "tab character" in problem:
+        return "a tab character: YAML indents with spaces only, replace the tab with spaces"
+    return problem
+
+
 def parse_yaml(path: str, text: str, env: Mapping[str, str]) -> tuple[Any, dict[str, int]]:
     """Parse and interpolate; return the data and a location -> line map."""
     loader = yaml.SafeLoader(text)
@@ -427,7 +434,7 @@ def parse_yaml(path: str, text: str, env: Mapping[str, str]) -> tuple[Any, dict[
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        msg = exc.problem or exc.context or "invalid YAML"
+        msg = _yaml_problem(exc.problem or exc.context or "invalid YAML")
         pos = (mark.line + 1, mark.column + 1) if mark else None
         raise ConfigError(path, [("", msg)], pos) from None
     except yaml.YAMLError as exc:

@@ -7,7 +7,7 @@ import sys
 
 import structlog
 
-LEVELS = ("debug", "info", "warning", "error")
+LEVELS = ("debug", "info", "warn", "warning", "error")  # "warn": Prometheus' spelling
 # Tracebacks without frame locals: locals hold credentials (login bodies, Authorization headers).
 _TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
@@ -20,6 +20,8 @@ def _stderr_logger(*_args: object) -> structlog.PrintLogger:
 
 def setup_logging(level: str = "info", fmt: str | None = None) -> None:
     """Configure structlog once; `fmt` None picks console on a TTY, JSON elsewhere."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r} (expected one of {', '.join(LEVELS)})")
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
     processors: list[structlog.typing.Processor] = [
@@ -35,7 +37,7 @@ def setup_logging(level: str = "info", fmt: str | None = None) -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
-            getattr(logging, level.upper(), logging.INFO)
+            getattr(logging, level.upper())
         ),
         # Resolve sys.stderr per logger so a replaced stream (tests, daemons) is honoured.
         logger_factory=_stderr_logger,

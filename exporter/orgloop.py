@@ -7,6 +7,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
@@ -26,6 +27,12 @@ from exporter.state.tracker import OrgTracker, TrackerSettings
 log = structlog.get_logger()
 
 STALL_INTERVALS = 3  # an org whose loop completed no poll for this many intervals is down
+# Snapshot fields that count finishes: published only as of the last committed state save, so
+# a finish seen on /metrics is on disk and is never counted again after a restart.
+HELD_FIELDS: tuple[str, ...] = (
+    "finished", "last_finished", "durations", "queue_wait", "import_items",
+    "step_finished", "step_durations", "step_attempts", "vanished",
+)
 
 
 def org_key(target: OrgTarget) -> tuple[str, str]:
@@ -56,6 +63,7 @@ class OrgLoop:
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         tracker: OrgTracker | None = None,
+        committed: OrgSnapshot | None = None,
     ) -> None:
         self.target = target
         self.org_config = org_config
@@ -66,8 +74,13 @@ class OrgLoop:
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
         self.last_snapshot: OrgSnapshot | None = None
+        # The tracker's finish counters as of its last committed save (a kept tracker brings
+        # its old loop's); what /metrics shows while the state file cannot be written.
+        self.committed = committed or self.tracker.snapshot(clock())
+        self._holding = False  # finishes counted in memory but not yet committed
         self.up = False
         self.last_success: float | None = None
+        self.completed = False  # its first poll completed, successfully or not (readiness)
         self.last_completed = clock()  # any poll end, success or not (stall detection)
         self._last_answer = 0.0  # when this org's poll last got an API answer (its sign of life)
         self._poll: asyncio.Task[bool] | None = None  # the poll in flight, for the watchdog
@@ -85,7 +98,7 @@ class OrgLoop:
         tracker = OrgTracker(self.target.source, self.target.org,
                              tracker_settings(self.org_config))
         if self.store is not None:
-            self.store.restore(tracker)
+            self.store.restore(tracker, self.target.address)
         return tracker
 
     # --- task management ------------------------------------------------------
@@ -176,12 +189,11 @@ class OrgLoop:
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
-            summary = self.tracker.apply(result, now)
+            summary = self.tracker.apply(result, now, self.target.job_types)
             if full:
                 self.last_full = start_wall
-            if self.store is not None:
-                self.store.save(self.tracker)  # one transaction; on error retried next poll
-            self.last_snapshot = self.tracker.snapshot(now)
+            saved = self.save()  # one transaction; on error retried after the next poll
+            self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll crashed", source=self.target.source, org=self.target.org)
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
@@ -193,15 +205,36 @@ class OrgLoop:
                  requests=_requests(self.source) - before, duration=round(duration, 4))
         return True
 
+    def save(self) -> bool:
+        """Write the tracker's changes; True when everything it counted is on file."""
+        if self.store is None:
+            return True
+        ok = self.store.save(self.tracker, self.target.address)
+        self._holding = not ok
+        return ok
+
+    def _publishable(self, fresh: OrgSnapshot, saved: bool) -> OrgSnapshot:
+        """Return `fresh`, with finish counters held at the last commit when the save failed."""
+        if saved:
+            self.committed = fresh
+            return fresh
+        return replace(fresh, **{name: getattr(self.committed, name) for name in HELD_FIELDS})
+
+    def _retry_held(self) -> None:
+        """Publish held finishes once a save succeeds, even while polls fail."""
+        if self._holding and self.save():
+            self.last_snapshot = self._publishable(self.tracker.snapshot(self.clock()), True)
+
     def _failed(self, reason: str, message: str, duration: float) -> bool:
         self.errors[reason if reason in POLL_ERROR_REASONS else "internal"] += 1
+        self._retry_held()
         self._finish(False, duration)
         log.warning("poll failed", source=self.target.source, org=self.target.org,
                     reason=reason, error=message[:200], duration=round(duration, 4))
         return False
 
     def _finish(self, ok: bool, duration: float) -> None:
-        first_sync = ok and self.last_success is None
+        first_poll, self.completed = not self.completed, True
         self.up = ok
         now = self.clock()
         self.last_completed = now
@@ -209,7 +242,7 @@ class OrgLoop:
             self.last_success = now
         self.poll_hist.observe(duration)
         self._health = None
-        self.publish(synced=first_sync)
+        self.publish(synced=first_poll)
 
     def health(self, now: float) -> OrgHealth:
         """Return this org's health; a stalled loop reads as down.
@@ -229,6 +262,7 @@ class OrgLoop:
             poll_duration=self.poll_hist.freeze(),
             poll_errors=dict(self.errors),
             synced=self.last_success is not None,
+            polled=self.completed,
         )
         return self._health
 

@@ -352,7 +352,7 @@ class ExporterServer:
         return Response(200, HTML_TYPE, page.encode())
 
     def _readyz(self, headers: Any) -> Response:
-        """Answer 200 once every org synced, else 503, with the details as JSON."""
+        """Answer 200 once every discovery succeeded and every org polled, else 503."""
         ok, details = self._ready()
         return _json(200 if ok else 503, {"ready": ok, **details})
 

@@ -100,6 +100,13 @@ sources:
     auth:
       token: sim-token
     organization: ordo
+  - name: discovered  # organizations: auto, for the discovery panels
+    kind: vocdoni
+    base_url: {url}/vocdoni-v1
+    api: auto
+    max_requests_per_second: 50
+    auth: {{email: ops@example.org, password_file: pw}}
+    organizations: auto
 """
 
 
@@ -107,6 +114,7 @@ def run_demo(duration: float, tmp: Path) -> dict[str, dict[str, Any]]:
     """Run the stack for `duration` seconds with scripted incidents; return every panel's data."""
     with simulator(tmp, *SIM_KNOBS) as sim:
         cfg = config(sim, tmp / "state.db", truth(sim))
+        (tmp / "pw").write_text("sim-password\n")  # the simulator's login password
         with (
             exporter(tmp, cfg, "--shard", "0/1") as (url, _),
             prometheus(tmp, [url.removeprefix("http://")]) as prom,
@@ -174,6 +182,8 @@ def fmt(value: float, unit: str | None) -> str:
         return f"{value / 3600:.1f} hour"
     if unit == "reqps":
         return f"{value:.2f} req/s"
+    if unit == "bytes":
+        return f"{value / 2**20:.1f} MiB"
     if unit in ("dateTimeFromNow", "dateTimeAsIso"):
         return datetime.fromtimestamp(value / 1000).strftime("%Y-%m-%d %H:%M:%S")
     magnitude = abs(value)
@@ -268,6 +278,11 @@ def draw_timeseries(ax: Axes, panel: dict[str, Any], per_target: list[Any]) -> N
                 continue
             ax.plot(dates, ys, color=PALETTE[n % len(PALETTE)], linewidth=1.3, label=label)
             n += 1
+    if not ax.get_lines():  # like Grafana: no axes, just "No data"
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No data", color=MUTED, fontsize=14, ha="center",
+                transform=ax.transAxes)
+        return
     if "min" in defaults or "max" in defaults:
         ax.set_ylim(defaults.get("min"), defaults.get("max"))
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: fmt(v, unit)))
@@ -395,7 +410,11 @@ def draw_table(ax: Axes, panel: dict[str, Any], per_target: list[Any]) -> None:
     columns = [c for c in ["Time", *labels, "Value"] if c not in exclude]
     headers = [rename.get(c, c) for c in columns]
     rows = []
-    for series in sorted(data, key=lambda s: sorted(s["metric"].items())):
+    data = sorted(data, key=lambda s: sorted(s["metric"].items()))
+    for sort in panel.get("options", {}).get("sortBy", [])[:1]:  # Grafana sorts by one column
+        if rename.get("Value", "Value") == sort["displayName"]:
+            data.sort(key=lambda s: float(s["value"][1]), reverse=sort.get("desc", False))
+    for series in data:
         row = []
         for col, header in zip(columns, headers, strict=True):
             if col == "Value":

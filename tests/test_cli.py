@@ -82,3 +82,32 @@ def test_no_arguments_runs_when_the_config_comes_from_the_environment(
     assert _with_default_command([]) == []
     monkeypatch.setenv("ASYNCJOB_CONFIG_FILE", "/etc/c.yaml")
     assert _with_default_command([]) == ["run"]
+
+
+def test_log_level_takes_prometheus_spelling_warn(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = build_parser().parse_args(["run", "--config", "x", "--log.level", "warn"])
+    assert args.log_level == "warn"
+    monkeypatch.setenv("ASYNCJOB_LOG_LEVEL", "warn")
+    assert build_parser().parse_args(["run", "--config", "x"]).log_level == "warn"
+
+
+def test_bad_log_level_in_the_environment_exits_2(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ASYNCJOB_LOG_LEVEL", "verbose")
+    with pytest.raises(SystemExit) as exc:
+        main(["once", "--config", "x.yaml"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("asyncjob-exporter: ASYNCJOB_LOG_LEVEL='verbose': expected one of "
+                   "debug, info, warn, warning, error")
+
+
+def test_once_with_shard_out_of_range_exits_1_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    monkeypatch.setenv("TOKEN", "t")
+    assert main(["once", "--config.file", str(good), "--shard", "3/3"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--shard" in err and "Traceback" not in err

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import JobsCollector
+from exporter.collector import CACHED, JobsCollector
 from exporter.render import generate_openmetrics as generate_om
 from exporter.sources.base import (
     API_LATENCY_BUCKETS,
@@ -18,6 +19,7 @@ from exporter.sources.base import (
     RequestStatsView,
 )
 from exporter.state.snapshot import (
+    DiscoveryHealth,
     Exemplar,
     ExporterSnapshot,
     Histogram,
@@ -40,12 +42,13 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_progress_ratio", "gauge", {"source", "org", "job_type", "job_id"}),
     ("asyncjob_failed_job_info", "gauge", {"source", "org", "job_type", "job_id"}),
     ("asyncjob_import_items", "counter", {"source", "org", "outcome"}),
+    ("asyncjob_jobs_vanished", "counter", {"source", "org", "job_type"}),
     ("asyncjob_steps", "gauge", {"source", "org", "job_type", "step_type", "step_status"}),
     ("asyncjob_step_finished", "counter",
      {"source", "org", "job_type", "step_type", "step_status"}),
     ("asyncjob_step_duration_seconds", "histogram",
      {"source", "org", "job_type", "step_type", "step_status"}),
-    ("asyncjob_step_attempts", "counter", {"source", "org", "job_type", "step_type"}),
+    ("asyncjob_step_retries", "counter", {"source", "org", "job_type", "step_type"}),
     ("asyncjob_step_stale_seconds", "gauge", {"source", "org", "job_type", "step_type"}),
     ("asyncjob_up", "gauge", {"source", "org"}),
     ("asyncjob_last_poll_success_timestamp_seconds", "gauge", {"source", "org"}),
@@ -58,10 +61,15 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_tracked_jobs", "gauge", {"source", "org"}),
     ("asyncjob_series_dropped", "counter", {"source", "org", "metric"}),
     ("asyncjob_api_invalid_items", "counter", {"source", "org", "what"}),  # ours, documented
-    ("asyncjob_config_last_reload_success", "gauge", set()),
-    ("asyncjob_config_last_reload_timestamp_seconds", "gauge", set()),
+    ("asyncjob_config_last_reload_successful", "gauge", set()),
+    ("asyncjob_config_last_reload_success_timestamp_seconds", "gauge", set()),
     ("asyncjob_build_info", "gauge", {"version", "python_version"}),
     ("asyncjob_shard_info", "gauge", {"index", "count"}),
+    ("asyncjob_state_persistent", "gauge", set()),
+    ("asyncjob_state_write_errors", "counter", set()),
+    ("asyncjob_discovery_up", "gauge", {"source"}),
+    ("asyncjob_discovery_last_success_timestamp_seconds", "gauge", {"source"}),
+    ("asyncjob_discovery_errors", "counter", {"source", "reason"}),
 ]
 JOB_FAMILIES = [name for name, _, labels in CONTRACT if "job_type" in labels]
 
@@ -85,6 +93,7 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
         progress={("lidar", "job-1"): 0.25},
         failed_jobs={("ortho", "job-9"): 9_500.0},
         import_items={"added": 12},
+        vanished={"org_members": 2},
         step_types=(("lidar", "REPROJECT_LAS"),),
         steps={("lidar", "REPROJECT_LAS", "running"): 2},
         step_finished={("lidar", "REPROJECT_LAS", "success"): 5},
@@ -100,8 +109,12 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
     latency = ((*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
                                 {"/jobs": latency}, rate_limited=1, rate_limit_remaining=42)
+    discovery = {"auto": DiscoveryHealth("auto", up=False, last_success=9_000.0,
+                                         errors={"auth": 3})}
     return ExporterSnapshot({(S, ORG_NAME): org}, {(S, ORG_NAME): health}, {S: requests},
-                            reload_success=False, reload_timestamp=1_234.0, shard=shard)
+                            reload_success=False, reload_timestamp=1_234.0, shard=shard,
+                            state_persistent=True, state_write_errors=0,
+                            discovery=discovery)
 
 
 def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
@@ -129,13 +142,14 @@ def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
     ("asyncjob_failed_job_info", {"job_type": "ortho", "job_id": "job-9"}, 1),
     ("asyncjob_import_items_total", {"outcome": "added"}, 12),
     ("asyncjob_import_items_total", {"outcome": "errored"}, 0),
+    ("asyncjob_jobs_vanished_total", {"job_type": "org_members"}, 2),
     ("asyncjob_steps", {"job_type": "lidar", "step_type": "REPROJECT_LAS",
                         "step_status": "running"}, 2),
     ("asyncjob_step_finished_total", {"job_type": "lidar", "step_type": "REPROJECT_LAS",
                                       "step_status": "success"}, 5),
     ("asyncjob_step_duration_seconds_bucket", {"job_type": "lidar", "step_type": "REPROJECT_LAS",
                                                "step_status": "success", "le": "1.0"}, 0),
-    ("asyncjob_step_attempts_total", {"job_type": "lidar", "step_type": "REPROJECT_LAS"}, 3),
+    ("asyncjob_step_retries_total", {"job_type": "lidar", "step_type": "REPROJECT_LAS"}, 3),
     ("asyncjob_step_stale_seconds", {"job_type": "lidar", "step_type": "REPROJECT_LAS"}, 120),
     ("asyncjob_up", {}, 1),
     ("asyncjob_last_poll_success_timestamp_seconds", {}, 9_990),
@@ -160,9 +174,13 @@ def test_org_sample_values(name: str, labels: dict[str, str], value: float) -> N
     ("asyncjob_api_request_duration_seconds_sum", {"source": S, "endpoint": "/jobs"}, 31),
     ("asyncjob_api_rate_limited_total", {"source": S}, 1),
     ("asyncjob_api_rate_limit_remaining", {"source": S}, 42),
-    ("asyncjob_config_last_reload_success", {}, 0),
-    ("asyncjob_config_last_reload_timestamp_seconds", {}, 1_234),
+    ("asyncjob_config_last_reload_successful", {}, 0),
+    ("asyncjob_config_last_reload_success_timestamp_seconds", {}, 1_234),
     ("asyncjob_shard_info", {"index": "1", "count": "3"}, 1),
+    ("asyncjob_discovery_up", {"source": "auto"}, 0),
+    ("asyncjob_discovery_last_success_timestamp_seconds", {"source": "auto"}, 9_000),
+    ("asyncjob_discovery_errors_total", {"source": "auto", "reason": "auth"}, 3),
+    ("asyncjob_discovery_errors_total", {"source": "auto", "reason": "timeout"}, 0),
     ("asyncjob_build_info", {"version": "1.2.3", "python_version": platform.python_version()}, 1),
 ])
 def test_global_sample_values(name: str, labels: dict[str, str], value: float) -> None:
@@ -244,6 +262,8 @@ def test_job_help_texts_name_the_poll_interval() -> None:
     for name in JOB_FAMILIES:
         doc = families[name].documentation  # type: ignore[attr-defined]
         assert "background polls" in doc and "defaults.interval" in doc, name
+        assert doc.endswith(CACHED), name  # one shared suffix ...
+    assert len(CACHED) <= 60, CACHED  # ... and a short one
     assert "defaults.interval" not in families["asyncjob_up"].documentation  # type: ignore[attr-defined]
 
 
@@ -271,7 +291,7 @@ def test_series_of_a_removed_org_disappear() -> None:
     snap[0] = ExporterSnapshot()
     text = generate_latest(registry).decode()
     assert "lidar" not in text
-    assert "asyncjob_config_last_reload_success 1.0" in text
+    assert "asyncjob_config_last_reload_successful 1.0" in text
 
 
 def test_down_org_without_success_has_no_timestamp() -> None:
@@ -311,10 +331,11 @@ def test_golden_text_output() -> None:
             ("asyncjob_progress_ratio", "gauge"),
             ("asyncjob_failed_job_info", "gauge"),
             ("asyncjob_import_items_total", "counter"),
+            ("asyncjob_jobs_vanished_total", "counter"),
             ("asyncjob_steps", "gauge"),
             ("asyncjob_step_finished_total", "counter"),
             ("asyncjob_step_duration_seconds", "histogram"),
-            ("asyncjob_step_attempts_total", "counter"),
+            ("asyncjob_step_retries_total", "counter"),
             ("asyncjob_step_stale_seconds", "gauge"),
             ("asyncjob_up", "gauge"),
             ("asyncjob_last_poll_success_timestamp_seconds", "gauge"),
@@ -329,10 +350,10 @@ def test_golden_text_output() -> None:
         'asyncjob_tracked_jobs{org="acme",source="v"} 1.0',
         "# TYPE asyncjob_series_dropped_total counter",
         "# TYPE asyncjob_api_invalid_items_total counter",
-        "# TYPE asyncjob_config_last_reload_success gauge",
-        "asyncjob_config_last_reload_success 1.0",
-        "# TYPE asyncjob_config_last_reload_timestamp_seconds gauge",
-        "asyncjob_config_last_reload_timestamp_seconds 5.0",
+        "# TYPE asyncjob_config_last_reload_successful gauge",
+        "asyncjob_config_last_reload_successful 1.0",
+        "# TYPE asyncjob_config_last_reload_success_timestamp_seconds gauge",
+        "asyncjob_config_last_reload_success_timestamp_seconds 5.0",
     ]
 
 
@@ -351,3 +372,12 @@ def test_invalid_api_items_are_counted_per_org() -> None:
         "asyncjob_api_invalid_items_total",
         {"source": "s", "org": "o", "what": "progress_out_of_range"})
     assert value == 3.0
+
+
+def test_state_persistence_families_follow_the_store() -> None:
+    failing = registry_for(replace(full_snapshot(), state_persistent=False, state_write_errors=3))
+    assert failing.get_sample_value("asyncjob_state_persistent") == 0.0
+    assert failing.get_sample_value("asyncjob_state_write_errors_total") == 3.0
+    memory = registry_for(replace(full_snapshot(), state_persistent=None, state_write_errors=0))
+    assert memory.get_sample_value("asyncjob_state_persistent") is None  # absent with :memory:
+    assert memory.get_sample_value("asyncjob_state_write_errors_total") == 0.0

@@ -61,7 +61,6 @@ def test_minimal_ordo_gets_builtin_defaults(write_config: WriteConfig) -> None:
     (org,) = src.orgs
     assert (org.address, org.label, org.job_types, org.interval) == ("lidar", "lidar", (), 30)
     assert src.client_settings().base_url == "https://ordo.example.org/ordo"
-    assert src.targets()[0].org == "lidar"
 
 
 def test_defaults_merge_at_three_levels(write_config: WriteConfig, tmp_path: pathlib.Path) -> None:
@@ -182,9 +181,14 @@ def test_secrets_never_shown(write_config: WriteConfig, tmp_path: pathlib.Path) 
     organizations: auto
 """)
     cfg = _load(path, ORDO_TOKEN=SECRET)
+    assert cfg.sources[0].token == SECRET and cfg.sources[1].password == SECRET
+    # what logs and errors print of a config: reprs and the check-config summary
     assert SECRET not in repr(cfg)
-    assert all(SECRET not in str(s.redacted()) for s in cfg.sources)
-    assert cfg.sources[0].redacted()["token"] == "<redacted>"
+    assert all(SECRET not in repr(s) and SECRET not in str(s) for s in cfg.sources)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ORDO_TOKEN", SECRET)
+        code, text = check_config(str(path))
+    assert code == 0 and "voc" in text and SECRET not in text
 
 
 def test_check_config_success_summary_has_no_secret(write_config: WriteConfig,
@@ -219,6 +223,9 @@ def test_missing_config_file(tmp_path: pathlib.Path) -> None:
         ("sources:\n  - [a\n", "3:1", "expected ',' or ']'"),
         ("", None, "file is empty"),
         ("- a\n- b\n", None, "expected a mapping with 'sources'"),
+        ("state:\n\tpath: x\n", "2:1",
+         "a tab character: YAML indents with spaces only, replace the tab with spaces"),
+        ("state:\n  path: x\nsources:\n\t- name: a\n", "4:1", "a tab character: YAML indents"),
     ],
 )
 def test_yaml_syntax_errors(write_config: WriteConfig, text: str, line_col: str | None,
@@ -260,6 +267,17 @@ BAD_CONFIGS = [
     (_voc(extra_source="colour: red"), "sources[0].colour", "unknown key"),
     (_voc(auth=f'{{tokn: "{SECRET}"}}'), "sources[0].auth.tokn", "did you mean 'token'"),
     (_voc(org="colour: red"), "sources[0].organizations[0].colour", "unknown key"),
+    # a known key at the wrong level says where it belongs
+    (_voc(org="max_requests_per_second: 3"),
+     "sources[0].organizations[0].max_requests_per_second",
+     "allowed only in defaults or a source"),
+    (_voc(org="retries: 1"), "sources[0].organizations[0].retries",
+     "allowed only in defaults or a source"),
+    ("defaults: {base_url: x}\n" + VOC, "defaults.base_url", "allowed only in a source"),
+    ("defaults: {job_types: [a]}\n" + VOC, "defaults.job_types",
+     "allowed only in an organization"),
+    (_voc(extra_source="path: x"), "sources[0].path", "allowed only in state"),
+    (_voc(extra_source="token: x"), "sources[0].token", "allowed only in a source's auth"),
     # values
     (VOC.replace(ADDR1, "0x12"), "sources[0].organizations[0].address",
      "expected 0x followed by 40 hex digits, got '0x12'"),

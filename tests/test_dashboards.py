@@ -21,6 +21,8 @@ CONTRACTS = (REPO.parent / "shared" / "spec" / "metrics.md", REPO / "docs" / "me
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 # Metrics the exporter adds to the contract (documented in docs/metrics.md by the collector).
 EXTRA_METRICS = {"asyncjob_shard_info"}
+# prometheus_client's standard process collector (the contract lists `process_*`).
+PROCESS_METRICS = {"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"}
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 BUILTIN_VARS = {"__rate_interval", "__interval", "__range", "__range_s", "__interval_ms"}
 RANGE_VARS = {"__rate_interval", "__interval", "__range", "window"}
@@ -31,15 +33,19 @@ EXPECTED = {
         "asyncjob_jobs", "asyncjob_finished_total", "asyncjob_duration_seconds_bucket",
         "asyncjob_oldest_active_age_seconds", "asyncjob_progress_ratio",
         "asyncjob_failed_job_info", "asyncjob_import_items_total",
+        "asyncjob_active_job_start_timestamp_seconds",
     },
     "asyncjob-steps.json": {
-        "asyncjob_steps", "asyncjob_step_duration_seconds_bucket", "asyncjob_step_attempts_total",
+        "asyncjob_steps", "asyncjob_step_duration_seconds_bucket", "asyncjob_step_retries_total",
         "asyncjob_step_stale_seconds",
     },
     "asyncjob-exporter-health.json": {
         "asyncjob_up", "asyncjob_poll_duration_seconds_bucket", "asyncjob_api_requests_total",
         "asyncjob_api_rate_limited_total", "asyncjob_series_dropped_total",
-        "asyncjob_config_last_reload_timestamp_seconds", "asyncjob_poll_errors_total",
+        "asyncjob_config_last_reload_success_timestamp_seconds", "asyncjob_poll_errors_total",
+        "asyncjob_discovery_up", "asyncjob_discovery_errors_total",
+        "asyncjob_discovery_last_success_timestamp_seconds", "asyncjob_state_persistent",
+        "asyncjob_state_write_errors_total", *PROCESS_METRICS,
     },
 }
 # The health dashboard's metrics carry no job_type label, so it has no job_type variable.
@@ -211,7 +217,8 @@ def test_steps_dashboard_has_a_duration_heatmap() -> None:
 
 def test_every_metric_used_exists_in_the_contract() -> None:
     rules = _rules()
-    allowed = _contract_metrics() | EXTRA_METRICS | {r["record"] for r in rules if "record" in r}
+    allowed = (_contract_metrics() | EXTRA_METRICS | PROCESS_METRICS
+               | {r["record"] for r in rules if "record" in r})
     exprs = [r["expr"] for r in rules]
     for dashboard in _dashboards().values():
         exprs += _exprs(dashboard) + _variable_selectors(dashboard)
@@ -266,3 +273,72 @@ def test_provisioning_points_at_prometheus_and_the_dashboard_dir() -> None:
     (provider,) = prov["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def _overview_panels() -> dict[str, dict[str, Any]]:
+    """Map the overview's panel titles (tables win over stats of the same title) to panels."""
+    panels = sorted(_panels(_dashboards()["asyncjob-overview.json"]["panels"]),
+                    key=lambda p: p["type"] == "table")
+    return {p["title"]: p for p in panels}
+
+
+def test_overview_offers_an_instance_variable_used_by_every_raw_query() -> None:
+    dashboard = _dashboards()["asyncjob-overview.json"]
+    names = [v["name"] for v in dashboard["templating"]["list"]]
+    assert names.index("instance") == names.index("job_type") + 1, names
+    for expr in _exprs(dashboard):
+        for selector in re.findall(r"\basyncjob_\w+\{[^}]*\}", expr):
+            assert 'instance=~"$instance"' in selector, selector
+
+
+def test_active_jobs_and_finished_rates_are_separate_panels() -> None:
+    panels = _overview_panels()
+    active = panels["Active jobs by status"]["targets"][0]["expr"]
+    assert "asyncjob_jobs" in active and 'status=~"pending|running|unknown"' in active
+    finished = panels["Finished per minute by status"]["targets"][0]["expr"]
+    assert "rate(asyncjob_finished_total" in finished
+    for panel in panels.values():  # no panel plots the ever-growing listed finished jobs
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            if "asyncjob_jobs{" in expr and panel["type"] == "timeseries":
+                assert re.search(r'status=~"pending\|running', expr), panel["title"]
+
+
+def test_duration_quantiles_never_mix_statuses() -> None:
+    seen = 0
+    for dashboard in _dashboards().values():
+        for expr in _exprs(dashboard):
+            for match in re.finditer(r"histogram_quantile\([^,]+,\s*sum by \(([^)]*)\)\s*\("
+                                     r"rate\((asyncjob_(?:step_)?duration_seconds_bucket)", expr):
+                status = "status" if match.group(2) == "asyncjob_duration_seconds_bucket" else (
+                    "step_status")
+                assert status in match.group(1).replace(" ", "").split(","), expr
+                seen += 1
+    assert seen >= 2
+
+
+def test_recently_failed_jobs_show_when_they_failed() -> None:
+    panel = _overview_panels()["Recently failed jobs"]
+    expr = panel["targets"][0]["expr"]
+    assert "timestamp(" in expr and "asyncjob_failed_job_info" in expr and "job_id" in expr
+    units = {o["matcher"]["options"]: p["value"] for o in panel["fieldConfig"]["overrides"]
+             for p in o["properties"] if p["id"] == "unit"}
+    assert units == {"Failed at": "dateTimeAsIso"}
+    assert panel["options"]["sortBy"] == [{"displayName": "Failed at", "desc": True}]
+
+
+def test_stuck_jobs_table_names_the_oldest_active_jobs() -> None:
+    panel = _overview_panels()["Stuck jobs"]
+    (target,) = panel["targets"]
+    assert target["format"] == "table" and target["instant"]
+    assert "asyncjob_active_job_start_timestamp_seconds" in target["expr"]
+    assert "time() -" in target["expr"]
+    for label in ("job_id", "status", "job_type", "org", "source"):
+        assert label in target["expr"], label
+    assert panel["options"]["sortBy"] == [{"displayName": "Age", "desc": True}]
+
+
+def test_health_dashboard_shows_discovery_state_and_process_resources() -> None:
+    titles = {p["title"] for p in _panels(_dashboards()["asyncjob-exporter-health.json"]["panels"])}
+    assert {"Discovery up per source", "State file persistent", "Resident memory", "CPU",
+            "Open file descriptors"} <= titles

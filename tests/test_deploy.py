@@ -221,7 +221,11 @@ def test_prometheusrule_generator_detects_and_fixes_drift(
     gen = _gen_module()
     source = tmp_path / "alerts.yml"
     source.write_text("# note\ngroups:\n  - name: g\n    rules:\n      - alert: A\n"
-                      "        expr: |\n          up == 0\n\n        for: 5m\n", encoding="utf-8")
+                      "        expr: |\n          up == 0\n\n        for: 5m\n"
+                      "        annotations:\n          runbook_url: x\n"
+                      "          dashboard_url: x\n",
+                      encoding="utf-8")
+    monkeypatch.setitem(gen.DASHBOARDS, "A", ("asyncjob-overview", ("source",)))
     target = tmp_path / "prometheusrule.yaml"
     target.write_text("stale\n", encoding="utf-8")
     monkeypatch.setattr(gen, "SOURCE", source)
@@ -232,6 +236,9 @@ def test_prometheusrule_generator_detects_and_fixes_drift(
     assert gen.main(["--check"]) == 0
     rule = yaml.safe_load(target.read_text(encoding="utf-8"))
     assert rule["spec"] == yaml.safe_load(source.read_text(encoding="utf-8"))
+    links = rule["spec"]["groups"][0]["rules"][0]["annotations"]
+    assert links["runbook_url"] == f"{gen.RUNBOOK_BASE_URL}#a"
+    assert gen.main(["--check", "--grafana-url", "https://g.example.org"]) == 1
     with pytest.raises(ValueError):
         gen.render("a: 1\n---\ngroups: []\n")
 

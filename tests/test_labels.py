@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import unicodedata
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -31,6 +32,7 @@ from exporter.state.labels import (
     exemplar_labels,
 )
 from exporter.state.snapshot import ExporterSnapshot
+from exporter.state.store import StateStore
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
 HOSTILE = (
@@ -99,9 +101,39 @@ def test_capped_labels_overflow_and_count_each_drop_once() -> None:
     assert caps.admit("c") == (OVERFLOW_VALUE, True)
     assert caps.admit("c") == (OVERFLOW_VALUE, False)  # same value: not a new drop
     assert caps.admit("a") == ("a", False)  # admitted values stay admitted
-    caps.set_cap(3)
-    assert caps.admit("d") == ("d", False)
-    assert caps.admit("e") == (OVERFLOW_VALUE, True)
+
+
+def test_overflow_value_never_takes_a_slot() -> None:
+    caps = CappedLabels(2)
+    assert caps.admit(OVERFLOW_VALUE) == (OVERFLOW_VALUE, False)  # restored "other" jobs
+    assert caps.admit("a") == ("a", False)
+    assert caps.admit("b") == ("b", False)
+
+
+def _typed(*jobs: tuple[str, str]) -> PollResult:
+    return PollResult(jobs=tuple(JobObservation(job_id=j, job_type=t, status="running")
+                                 for j, t in jobs), complete=True)
+
+
+def test_restart_keeps_the_capped_job_type_set(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    settings = TrackerSettings(max_job_types_per_org=2)
+    store = StateStore(path)
+    before = OrgTracker("s", "o", settings)
+    store.restore(before)
+    before.apply(_typed(("5", "alpha"), ("6", "beta")), 1.0)
+    before.apply(_typed(("5", "alpha"), ("6", "beta"), ("0", "gamma")), 2.0)  # gamma: other
+    store.save(before)
+    types = set(before.snapshot(2.0).job_types)
+    assert types == {"alpha", "beta", OVERFLOW_VALUE}
+    store.close()
+    store = StateStore(path)
+    after = OrgTracker("s", "o", settings)
+    store.restore(after)  # job "0" (other) may come back first: it must not take a slot
+    after.apply(_typed(("5", "alpha"), ("6", "beta"), ("0", "gamma"), ("7", "beta")), 3.0)
+    assert set(after.snapshot(3.0).job_types) == types
+    assert after.snapshot(3.0).jobs[("beta", "running")] == 2
+    store.close()
 
 
 def test_exemplar_labels_respect_the_openmetrics_limit() -> None:
@@ -198,3 +230,27 @@ def test_hostile_exposition_passes_promtool() -> None:
         done = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                               capture_output=True, timeout=30, check=False)
         assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+def test_raised_caps_apply_through_the_tracker_settings() -> None:
+    def poll(*step_types: str) -> PollResult:
+        steps = tuple(StepObservation(step_id=t, step_type=t, status="running")
+                      for t in step_types)
+        return PollResult(jobs=(
+            JobObservation(job_id="1", job_type="alpha", status="running", steps=steps),
+            JobObservation(job_id="2", job_type="beta", status="running")), complete=True)
+
+    tracker = OrgTracker("s", "o", TrackerSettings(max_job_types_per_org=1,
+                                                   max_step_types_per_org=1))
+    tracker.apply(poll("S1", "S2"), 1.0)
+    snap = tracker.snapshot(1.0)
+    assert set(snap.job_types) == {"alpha", OVERFLOW_VALUE}
+    assert {s for _, s in snap.step_types} == {"S1", OVERFLOW_VALUE}
+    # what OrgLoop does on reload with the same tracker: the new caps hold from the next poll
+    tracker.settings = TrackerSettings(max_job_types_per_org=5, max_step_types_per_org=5)
+    tracker.apply(poll("S1", "S2", "S3"), 2.0)
+    tracker.apply(PollResult(jobs=(*poll("S1", "S2", "S3").jobs, JobObservation(
+        job_id="3", job_type="gamma", status="running")), complete=True), 3.0)
+    snap = tracker.snapshot(3.0)
+    assert "gamma" in snap.job_types
+    assert "S3" in {s for _, s in snap.step_types}

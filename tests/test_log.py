@@ -43,3 +43,16 @@ def test_json_lines_and_level_filter(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(r["event"], r["level"], r["a"]) for r in lines] == [("shown", "warning", 2)]
     assert "timestamp" in lines[0]
+
+
+def test_warn_is_warning_and_unknown_levels_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    setup_logging("warn", "json")
+    log = structlog.get_logger()
+    log.info("hidden")
+    log.warning("shown")
+    lines = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert lines == ["shown"]
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        setup_logging("loud", "json")

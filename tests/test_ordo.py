@@ -173,6 +173,9 @@ class Known:
     def __len__(self) -> int:
         return len(self.jobs)
 
+    def settled_id(self) -> str | None:
+        return next(iter(self.jobs), None)
+
     def learn(self, result: PollResult) -> None:
         """Remember what a poll saw, like the tracker."""
         for job in result.jobs:

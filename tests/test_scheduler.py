@@ -44,6 +44,7 @@ class FakeSource:
         self.hang = False
         self.polls: list[tuple[str, bool]] = []
         self.answered: Any = None  # the polling org's sign-of-life hook, as the client calls it
+        self.failures = 0  # polls answered with `fail`
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         self.polls.append((target.org, full))
@@ -52,6 +53,7 @@ class FakeSource:
         if self.hang:
             await asyncio.sleep(3600)
         if self.fail is not None:
+            self.failures += 1
             raise self.fail
         return PollResult(jobs=tuple(self.jobs.get(target.address, [])), complete=True)
 
@@ -100,7 +102,9 @@ def test_polls_publish_snapshots_and_keep_last_good_data(tmp_path: Path, fake: F
         fake.fail = PollError("http_5xx", "HTTP 500")
         await _until(lambda: not sched.snapshot.health[("fake", "org1")].up)
         health = sched.snapshot.health[("fake", "org1")]
-        assert health.poll_errors == {"http_5xx": health.poll_errors["http_5xx"]}
+        # every failed poll counted once, under its reason only (no await since the last one)
+        assert fake.failures >= 1 and health.poll_errors == {"http_5xx": fake.failures}
+        assert health.last_success is not None and not health.up
         # the last good data stays
         assert sched.snapshot.orgs[("fake", "org1")].jobs == {("publish_process", "pending"): 1}
         fake.fail = None
@@ -120,7 +124,10 @@ def test_unexpected_exception_is_a_counted_error_not_a_crash(
         await sched.start()
         await _until(lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("internal"))
         assert "schema" not in sched.snapshot.health[("fake", "org1")].poll_errors
-        assert not sched.readiness()[0]
+        # one readiness rule: the first poll completed (and failed), so ready with up 0
+        ready, details = sched.readiness()
+        assert ready and details["down"] == ["fake/org1"]
+        assert not sched.snapshot.health[("fake", "org1")].up
         await sched.stop()
 
     asyncio.run(scenario())
@@ -139,8 +146,11 @@ def test_reload_keeps_unchanged_orgs_and_drops_removed(tmp_path: Path, fake: Fak
         assert ("fake", "org2") not in sched.snapshot.orgs
         assert ("fake", "org2") not in sched.snapshot.health
         assert sched.snapshot.reload_success
+        succeeded_at = sched.snapshot.reload_timestamp
         sched.reload_failed()
         assert not sched.snapshot.reload_success
+        # the timestamp is of the last SUCCESSFUL reload (Prometheus' convention)
+        assert sched.snapshot.reload_timestamp == succeeded_at
         await sched.stop()
 
     asyncio.run(scenario())
@@ -341,6 +351,208 @@ def test_first_sync_records_its_update_generation(tmp_path: Path, fake: FakeSour
         assert first >= 2
         await sched.loops[("fake", "org1")].poll_once()  # later polls are not first syncs
         assert sched.synced_generation == first
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+SLOW_AUTO_CONFIG = """
+state: {path: ":memory:"}
+defaults: {interval: 3600s, jitter: 0}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {email: ops@example.org, password: pw}
+    full_resync_interval: 60s
+    organizations: auto
+"""
+ADDR = "0x" + "1" * 40
+
+
+def test_failed_discovery_is_counted_retried_with_backoff_and_blocks_readiness(
+    tmp_path: Path, fake: FakeSource
+) -> None:
+    answers: list[Any] = [PollError("auth", "HTTP 401")] * 6 + [[ADDR]]
+    calls: list[float] = []
+
+    async def discover() -> list[str]:
+        answer = answers[min(len(calls), len(answers) - 1)]
+        calls.append(1)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    fake.discover_orgs = discover  # type: ignore[attr-defined]
+    path = tmp_path / "c.yaml"
+    path.write_text(SLOW_AUTO_CONFIG)
+    delays: list[float] = []
+    gate = asyncio.Event()
+
+    async def fake_sleep(seconds: float) -> None:  # a fake clock: no real waiting
+        delays.append(seconds)
+        if len(delays) == 4:
+            await gate.wait()  # hold here while the test looks at the failing state
+        if len(delays) >= 8:
+            await asyncio.Event().wait()
+        await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(path), sleep=fake_sleep)
+        await sched.start()
+        await _until(lambda: len(delays) == 4)
+        ready, details = sched.readiness()
+        assert not ready and details["discovering"] == ["fake"]
+        health = sched.snapshot.discovery["fake"]
+        assert not health.up and health.errors == {"auth": 4} and health.last_success is None
+        gate.set()
+        await _until(lambda: len(delays) >= 8)
+        # backoff doubles from 2 s up to the discovery interval (60 s), then the interval
+        assert delays[:6] == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
+        assert 54.0 <= delays[6] <= 66.0
+        await _until(lambda: sched.readiness()[0])
+        health = sched.snapshot.discovery["fake"]
+        assert health.up and health.errors == {"auth": 6} and health.last_success is not None
+        assert set(sched.snapshot.health) == {("fake", ADDR)}
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_once_fails_when_discovery_fails(tmp_path: Path, fake: FakeSource) -> None:
+    async def discover() -> list[str]:
+        raise PollError("connect", "refused")
+
+    fake.discover_orgs = discover  # type: ignore[attr-defined]
+    path = tmp_path / "c.yaml"
+    path.write_text(SLOW_AUTO_CONFIG)
+
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(load_config(path))
+        assert await sched.poll_all_once() is False
+        assert sched.snapshot.discovery["fake"].errors == {"connect": 1}
+
+    asyncio.run(scenario())
+
+
+def test_empty_discovery_once_keeps_the_org_and_counts_its_finish(
+    tmp_path: Path, fake: FakeSource
+) -> None:
+    answer: list[str] = [ADDR]
+
+    async def discover() -> list[str]:
+        return list(answer)
+
+    fake.discover_orgs = discover  # type: ignore[attr-defined]
+    path = tmp_path / "c.yaml"
+    path.write_text(SLOW_AUTO_CONFIG)
+    config = load_config(path)
+    cfg = config.sources[0]
+    key = ("fake", ADDR)
+
+    def finished(sched: scheduler_mod.Scheduler) -> int:
+        return sched.snapshot.orgs[key].finished.get(("publish_process", "completed"), 0)
+
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(config)
+        fake.jobs[ADDR] = [_job("a", "running"), _job("b", "running")]
+        assert await sched.poll_all_once()  # discovery + first poll: both jobs active
+        tracker = sched.loops[key].tracker
+        answer.clear()  # the API lists no org, once
+        assert await sched._discover(cfg)
+        assert key in sched.loops and sched.loops[key].tracker is tracker
+        fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "running")]
+        assert await sched.loops[key].poll_once()
+        assert finished(sched) == 1  # the job that finished meanwhile is counted
+        # two discoveries in a row without it: parked, its state kept for full_resync_interval
+        assert await sched._discover(cfg)
+        assert key not in sched.loops
+        fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "completed")]
+        answer.append(ADDR)
+        assert await sched._discover(cfg)
+        assert sched.loops[key].tracker is tracker  # back: same state, no new first sync
+        assert await sched.loops[key].poll_once()
+        assert finished(sched) == 2
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+def test_parked_org_is_forgotten_after_full_resync_interval(
+    tmp_path: Path, fake: FakeSource
+) -> None:
+    answer: list[str] = [ADDR]
+    now = [1_000.0]
+
+    async def discover() -> list[str]:
+        return list(answer)
+
+    fake.discover_orgs = discover  # type: ignore[attr-defined]
+    path = tmp_path / "c.yaml"
+    path.write_text(SLOW_AUTO_CONFIG)
+    config = load_config(path)
+    cfg = config.sources[0]
+
+    async def scenario() -> None:
+        sched = scheduler_mod.Scheduler(config, clock=lambda: now[0])
+        assert await sched.poll_all_once()
+        tracker = sched.loops[("fake", ADDR)].tracker
+        answer.clear()
+        await sched._discover(cfg)
+        await sched._discover(cfg)  # parked until now + 60 s
+        now[0] += 61.0
+        await sched._discover(cfg)  # grace over: forgotten
+        answer.append(ADDR)
+        await sched._discover(cfg)
+        assert sched.loops[("fake", ADDR)].tracker is not tracker
+        await sched.stop()
+
+    asyncio.run(scenario())
+
+
+CAPPED_CONFIG = """
+state: {{path: ":memory:"}}
+defaults: {{interval: 3600s, jitter: 0, max_job_types_per_org: {cap}}}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {{token: t}}
+    organizations:
+      - address: "{addr}"
+        name: org1
+"""
+
+
+def test_reload_keeps_health_counters_and_applies_a_raised_cap_at_once(
+    tmp_path: Path, fake: FakeSource
+) -> None:
+    path = tmp_path / "c.yaml"
+    key = ("fake", "org1")
+    fake.jobs[ADDR] = [JobObservation(job_id=str(i), job_type=t, status="running")
+                       for i, t in enumerate(("alpha", "beta", "gamma"))]
+
+    async def scenario() -> None:
+        path.write_text(CAPPED_CONFIG.format(cap=1, addr=ADDR))
+        sched = scheduler_mod.Scheduler(load_config(path))
+        await sched.start()
+        await _until(lambda: key in sched.snapshot.orgs)
+        fake.fail = PollError("http_5xx", "HTTP 500")
+        assert not await sched.loops[key].poll_once()
+        fake.fail = None
+        assert set(sched.snapshot.orgs[key].job_types) == {"alpha", "other"}
+        before = sched.snapshot.health[key]
+        assert before.poll_errors == {"http_5xx": 1} and before.poll_duration.count == 2
+        path.write_text(CAPPED_CONFIG.format(cap=5, addr=ADDR))
+        await sched.reload(load_config(path))
+        assert sched.snapshot.health[key].poll_errors == {"http_5xx": 1}
+        assert sched.snapshot.health[key].poll_duration.count == 2
+        assert sched.snapshot.health[key].last_success == before.last_success
+        assert await sched.loops[key].poll_once()  # the raised cap admits the new types now
+        fake.jobs[ADDR].append(JobObservation(job_id="9", job_type="delta", status="running"))
+        assert await sched.loops[key].poll_once()
+        assert {"alpha", "delta"} <= set(sched.snapshot.orgs[key].job_types)
+        assert sched.snapshot.health[key].poll_duration.count >= 4  # kept counting from 2
         await sched.stop()
 
     asyncio.run(scenario())

@@ -16,9 +16,23 @@ def test_every_org_is_owned_by_exactly_one_shard() -> None:
     assert min(sizes) > 60  # roughly balanced
 
 
-def test_hash_is_stable() -> None:
-    assert Shard(0, 2).owns("src", "acme") == Shard(0, 2).owns("src", "acme")
-    assert Shard(0, 1).owns("anything", "x")
+# Shard owning (source, org) for 2, 3, 5 and 7 replicas, computed outside the exporter:
+# printf '%s\0%s' SOURCE ORG | sha256sum, first 16 hex digits as a big-endian integer, modulo.
+# A change of hash, separator or byte order would move orgs between replicas on upgrade.
+KNOWN_OWNERS = [
+    ("src", "acme", "eb8bbc95bfdc76e7", (1, 1, 1, 4)),
+    ("vocdoni-prod", "0x" + "1" * 40, "fbf3d2180239cc54", (0, 1, 0, 0)),
+    ("ordo", "lidar", "924d2b27a6f73862", (0, 2, 2, 2)),
+    ("src", "0x" + "0" * 39 + "7", "8f29e1f08813c3ac", (0, 1, 1, 6)),
+]
+
+
+@pytest.mark.parametrize(("source", "org", "digest", "owners"), KNOWN_OWNERS)
+def test_hash_is_stable(source: str, org: str, digest: str, owners: tuple[int, ...]) -> None:
+    assert tuple(int(digest, 16) % n for n in (2, 3, 5, 7)) == owners  # the table is consistent
+    for count, owner in zip((2, 3, 5, 7), owners, strict=True):
+        assert [i for i in range(count) if Shard(i, count).owns(source, org)] == [owner]
+    assert Shard(0, 1).owns(source, org)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

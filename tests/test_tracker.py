@@ -70,10 +70,13 @@ def test_complete_list_removes_vanished_jobs_but_counters_stay() -> None:
     t.apply(_poll(_job("a", "pending"), _job("b", "pending")), now=1.0)
     t.apply(_poll(_job("a", "failed")), now=2.0)
     t.apply(_poll(_job("a", "failed"), complete=True), now=3.0)
-    snap = t.snapshot(3.0)
+    assert t.snapshot(3.0).tracked_jobs == 2  # one complete list lacking b is not evidence
+    t.apply(_poll(_job("a", "failed"), complete=True), now=3.5)
+    snap = t.snapshot(3.5)
     assert snap.tracked_jobs == 1
     assert ("publish_process", "pending") not in snap.jobs
     assert snap.finished == {("publish_process", "failed"): 1}
+    assert snap.vanished == {"publish_process": 1}  # b was pending when it left
     t.apply(_poll(gone=("a",)), now=4.0)
     snap = t.snapshot(4.0)
     assert snap.tracked_jobs == 0 and snap.failed_jobs == {}
@@ -136,7 +139,8 @@ def test_steps_finish_once_retries_and_staleness() -> None:
               _step("b", "running", attempt=2, started_at=4.0, last_progress_at=5.0))
     t.apply(_poll(_job("j", "running", steps=steps1, job_type="lidar")), 10.0)
     snap = t.snapshot(10.0)
-    assert snap.step_finished == {("lidar", "A", "success"): 1}
+    # b runs its 2nd attempt: the 1st ended (failed) unseen, counted once, without a duration
+    assert snap.step_finished == {("lidar", "A", "success"): 1, ("lidar", "B", "failed"): 1}
     assert snap.step_attempts == {("lidar", "B"): 1}
     assert snap.steps == {("lidar", "A", "success"): 1, ("lidar", "B", "running"): 1}
     assert snap.step_stale == {("lidar", "B"): 5.0}
@@ -144,10 +148,12 @@ def test_steps_finish_once_retries_and_staleness() -> None:
               _step("b", "failed", attempt=3, started_at=4.0, finished_at=9.0))
     t.apply(_poll(_job("j", "failed", steps=steps2, job_type="lidar")), 20.0)
     snap = t.snapshot(20.0)
-    assert snap.step_finished == {("lidar", "A", "success"): 1, ("lidar", "B", "failed"): 1}
+    # one finish per attempt: 1 (unseen), 2 (ended unseen), 3 (seen failed, timed)
+    assert snap.step_finished == {("lidar", "A", "success"): 1, ("lidar", "B", "failed"): 3}
     assert snap.step_attempts == {("lidar", "B"): 2}
     assert snap.steps == {}  # steps gauge covers non-terminal jobs only
     assert snap.step_durations[("lidar", "B", "failed")].sum == 5.0
+    assert snap.step_durations[("lidar", "B", "failed")].count == 1
     assert set(snap.step_types) == {("lidar", "A"), ("lidar", "B")}
 
 
@@ -172,7 +178,8 @@ def test_first_sync_steps_are_a_baseline_not_counted() -> None:
              _step("b", "success", attempt=3, started_at=5.0, finished_at=8.0))
     t.apply(_poll(_job("j", "running", steps=later, job_type="lidar")), 20.0)
     snap = t.snapshot(20.0)
-    assert snap.step_finished == {("lidar", "B", "success"): 1}
+    # attempt 2 (the baseline's running one) ended unseen before attempt 3 succeeded
+    assert snap.step_finished == {("lidar", "B", "success"): 1, ("lidar", "B", "failed"): 1}
     assert snap.step_attempts == {("lidar", "B"): 1}
 
 

@@ -42,8 +42,9 @@ INVALID_ITEM_WHATS: tuple[str, ...] = (
     INVALID_TIMESTAMP, INVALID_NUMBER, INVALID_PROGRESS, INVALID_DURATION, INVALID_ATTEMPT,
     INVALID_ID, INVALID_ITEM, PROGRESS_OUT_OF_RANGE, STATUS_UNRESOLVED,
 )
-# Job ids longer than this are not ids but garbage; such items are left out.
-MAX_JOB_ID_LENGTH = 256
+# Job ids longer than this are not ids but garbage (a 70 KB "id"); such items are left out.
+# Long but sane ids (300 characters) stay: labels shorten them with a digest.
+MAX_JOB_ID_LENGTH = 1024
 # Raw unknown statuses are reported for logging once; keep them short.
 MAX_RAW_STATUS = 40
 
@@ -121,6 +122,7 @@ class KnownJob:
     job_type: str
     status: str
     terminal: bool
+    created_at: float | None = None  # with the id, the job's identity (Ordo ids get reused)
 
 
 class KnownJobs(Protocol):
@@ -136,6 +138,14 @@ class KnownJobs(Protocol):
 
     def __len__(self) -> int:
         """Return the number of tracked jobs."""
+        ...
+
+    def settled_id(self) -> str | None:
+        """Return the longest-known job the last list showed, to test an empty list's word.
+
+        An old job the lists kept showing is not one the API clears on its own (Vocdoni drops
+        finished imports soon after they end), so "not found" for it means the jobs are gone.
+        """
         ...
 
 

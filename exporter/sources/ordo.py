@@ -14,6 +14,7 @@ from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
+    KnownJob,
     KnownJobs,
     OrgTarget,
     PollResult,
@@ -73,19 +74,26 @@ class OrdoSource:
         started = self._clock()
         notes = ParseNotes(status_map=self._status_map)
         listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
+        if any(reused(job, known.get(str(job.job_id))) for job in listed):
+            # Ids restart after a database reset, and recipe ids with them: rename recipes.
+            log.info("ordo job ids reused", source=self.name, org=target.org)
+            self._recipes, self._recipes_missing = {}, set()
         await self._refresh_recipes(listed)
         typed = [(job, self.job_type(job.recipe_id)) for job in listed]
         if target.job_types:
             typed = [(job, jt) for job, jt in typed if jt in target.job_types]
         first_sync = full and len(known) == 0
         wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync, full)]
-        batch = await self._fetch_details(wanted, notes)
+        unlisted = _unlisted_active(listed, known)
+        sample = _empty_sample(listed, known)
+        extra = [job_id for job_id in sample if job_id not in unlisted]
+        batch = await self._fetch_details(wanted + unlisted + extra, notes)
         gone = set(batch.missing)
         jobs = tuple(
             _observe(job, job_type, batch)
             for job, job_type in typed
             if job.job_id not in gone
-        )
+        ) + _resolved(unlisted, known, batch)
         log.debug(
             "ordo poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
             detailed=len(batch.found), gone=len(gone),
@@ -93,7 +101,10 @@ class OrdoSource:
         )
         return PollResult(
             jobs=jobs,
-            complete=not notes.dropped,  # a left-out item is not a vanished job
+            # A left-out item is not a vanished job; an empty list after a non-empty one is
+            # complete only if a known job is gone too.
+            complete=not notes.dropped and (bool(listed) or len(known) == 0
+                                            or any(job_id in gone for job_id in sample)),
             gone=tuple(str(job_id) for job_id in batch.missing),
             unknown_statuses=tuple(notes.unknown_statuses),
             notes=dict(notes.counts),
@@ -171,9 +182,38 @@ def needs_detail(job: ListedJob, known: KnownJobs, first_sync: bool, full: bool 
     if job.status not in TERMINAL_JOB_STATUSES:
         return True
     seen = known.get(str(job.job_id))
-    if seen is None:
+    if seen is None or reused(job, seen):
         return not first_sync  # new since the last poll, or history on the first sync
     return not seen.terminal
+
+
+def reused(job: ListedJob, seen: KnownJob | None) -> bool:
+    """Return True when a known id now names another job (created at another time)."""
+    return (seen is not None and seen.created_at is not None and job.created_at is not None
+            and abs(seen.created_at - job.created_at) > 0.001)
+
+
+def _unlisted_active(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
+    """Return known active jobs the list lacks: their detail route tells finished from gone."""
+    ids = {job.job_id for job in listed}
+    return sorted(int(j) for j in known.active_ids() if j.isdigit() and int(j) not in ids)
+
+
+def _empty_sample(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
+    """Return a known job to detail when the list came back empty (a flap, or really empty?)."""
+    settled = None if listed else known.settled_id()
+    return [int(settled)] if settled is not None and settled.isdigit() else []
+
+
+def _resolved(ids: Sequence[int], known: KnownJobs, batch: BatchResult
+              ) -> tuple[JobObservation, ...]:
+    """Return the details of unlisted jobs Ordo still has, under their known type."""
+    out = []
+    for job_id in ids:
+        detail, seen = batch.found.get(job_id), known.get(str(job_id))
+        if detail is not None and seen is not None:
+            out.append(replace(detail, job_type=seen.job_type))
+    return tuple(out)
 
 
 def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservation:

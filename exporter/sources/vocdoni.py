@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -33,6 +32,7 @@ from exporter.sources.http import (
     status_error,
 )
 from exporter.sources.vocdoni_auth import VocdoniAuth
+from exporter.sources.vocdoni_pages import Read, Stream, max_pages
 from exporter.sources.vocdoni_parse import (
     IMPORT_TYPES,
     Page,
@@ -41,7 +41,6 @@ from exporter.sources.vocdoni_parse import (
     job_identity,
     members_progress,
     parse_page,
-    slim_item,
     v1_job,
     v1_status,
     v2_job,
@@ -55,33 +54,6 @@ API_MODES = ("auto", "v1", "v2")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
 # v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
 MAX_RESOLVED = 200_000
-
-
-@dataclass(frozen=True)
-class _Stream:
-    """Where one list stream stood after the last poll."""
-
-    total: int
-    anchor: str | None  # newest job id then
-    limit: int  # items per page the server actually served
-    # non-terminal job id -> position counted from the oldest end (stable as new jobs arrive)
-    pos: Mapping[str, int]
-
-
-@dataclass
-class _Read:
-    """What one poll read of one stream."""
-
-    total: int
-    limit: int
-    last_page: int
-    anchor: str | None = None
-    items: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)  # id -> (job, pos)
-    pages: set[int] = field(default_factory=set)
-    full: bool = False  # every page was read
-    shrank: bool = False  # totalItems went down while paging: a job may have been skipped
-    invalid: Counter[str] = field(default_factory=Counter)  # items left out or clamped
-    dropped: int = 0  # items left out
 
 
 @dataclass
@@ -131,7 +103,7 @@ class VocdoniSource:
             sleep=sleep, clock=monotonic, wall_clock=clock,
         )
         self._auth.bind(self._client)
-        self._streams: dict[StreamKey, _Stream] = {}
+        self._streams: dict[StreamKey, Stream] = {}
         self._resolved: dict[str, str] = {}
         self._probe_lock = asyncio.Lock()
 
@@ -217,8 +189,11 @@ class VocdoniSource:
         for read in reads.values():
             ctx.notes.counts.update(read.invalid)
             ctx.notes.dropped += read.dropped
-        complete = all(r.full and not r.shrank for r in reads.values())
-        if not complete and not await self._recheck(ctx, reads) and not full:
+        complete = all(r.exact for r in reads.values())
+        rechecked = await self._recheck(ctx, reads)  # active jobs the pages lack, even if complete
+        if complete and not any(r.items for r in reads.values()):
+            complete = await self._confirm_empty(ctx)
+        if not complete and not rechecked and not full:
             log.info("vocdoni positions lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
@@ -251,28 +226,14 @@ class VocdoniSource:
         path = f"/organizations/{quote(address, safe='')}/jobs"
         return parse_page(await self._get(path, "/organizations/{address}/jobs", params))
 
-    def _add_page(self, read: _Read, number: int, page: Page) -> None:
-        """Record a page's jobs with positions from the oldest end; dedupe shifted items."""
-        read.pages.add(number)
-        read.invalid.update(page.invalid)
-        read.dropped += page.dropped
-        read.last_page = page.last_page
-        if page.total < read.total:
-            read.shrank = True
-        for index, job in enumerate(page.jobs):
-            job_id, _ = job_identity(job)
-            if job_id not in read.items:
-                pos = page.total - 1 - ((number - 1) * read.limit + index)
-                read.items[job_id] = (slim_item(job), pos)
-
-    async def _read_stream(self, ctx: _Poll, key: StreamKey, full: bool) -> _Read:
+    async def _read_stream(self, ctx: _Poll, key: StreamKey, full: bool) -> Read:
         """Read page 1, then up to the last poll's newest job, or everything when needed."""
         first = await self._fetch_page(key, 1)
         limit = self._limit
         if first.last_page > 1 and first.jobs:
-            limit = len(first.jobs)  # the server's own cap
-        read = _Read(total=first.total, limit=limit, last_page=first.last_page)
-        self._add_page(read, 1, first)
+            limit = len(first.jobs) + first.dropped  # the server's own cap
+        read = Read(total=first.total, limit=limit, last_page=first.last_page)
+        read.add(1, first)
         if first.jobs:
             read.anchor = job_identity(first.jobs[0])[0]
         state = self._streams.get(key)
@@ -281,7 +242,7 @@ class VocdoniSource:
             await self._read_rest(key, read)
         return read
 
-    async def _read_to_anchor(self, key: StreamKey, read: _Read, state: _Stream) -> bool:
+    async def _read_to_anchor(self, key: StreamKey, read: Read, state: Stream) -> bool:
         """Page until the previous newest job shows up where expected; False if it moved."""
         assert state.anchor is not None
         anchor_pos = state.total - 1
@@ -291,21 +252,25 @@ class VocdoniSource:
             if page >= expected or page >= read.last_page:
                 return False
             page += 1
-            self._add_page(read, page, await self._fetch_page(key, page))
+            read.add(page, await self._fetch_page(key, page))
         return read.items[state.anchor][1] == anchor_pos
 
-    async def _read_rest(self, key: StreamKey, read: _Read) -> None:
-        """Read every page not read yet."""
+    async def _read_rest(self, key: StreamKey, read: Read) -> None:
+        """Read every page not read yet, up to the first empty one."""
         page = 2
-        while page <= read.last_page:
+        while page <= min(read.last_page, max_pages(read.total, read.limit)):
             if page not in read.pages:
-                self._add_page(read, page, await self._fetch_page(key, page))
+                got = await self._fetch_page(key, page)
+                read.add(page, got)
+                if not got.jobs:
+                    read.uneven = read.uneven or page < read.last_page
+                    break
             page += 1
         read.full = True
 
     # --- re-checking known active jobs ----------------------------------------------
 
-    def _locate(self, reads: Mapping[StreamKey, _Read], job_id: str
+    def _locate(self, reads: Mapping[StreamKey, Read], job_id: str
                 ) -> tuple[StreamKey, int] | None:
         """Estimate the unread page holding a job from its remembered position."""
         for key, read in reads.items():
@@ -319,7 +284,7 @@ class VocdoniSource:
             return key, page
         return None
 
-    async def _recheck(self, ctx: _Poll, reads: dict[StreamKey, _Read]) -> bool:
+    async def _recheck(self, ctx: _Poll, reads: dict[StreamKey, Read]) -> bool:
         """Re-check active jobs the pages did not show; False when only a full list can."""
         seen = {job_id for read in reads.values() for job_id in read.items}
         missing = sorted(j for j in ctx.known.active_ids() - seen
@@ -340,12 +305,15 @@ class VocdoniSource:
         wanted = list(plan)
         pages = await gather_limited([partial(self._fetch_page, *w) for w in wanted], self._workers)
         for (key, number), page in zip(wanted, pages, strict=True):
-            self._add_page(reads[key], number, page)
+            reads[key].add(number, page)
             one_by_one.extend(j for j in plan[(key, number)] if j not in reads[key].items)
+        fetch = self._fetch_v2_job
         if ctx.api == "v1":
-            return not one_by_one  # v1 has no per-job endpoint with timestamps
+            if not all(read.full for read in reads.values()):
+                return not one_by_one  # a full re-list is cheaper than a GET per job
+            fetch = self._fetch_v1_job  # still missing from a full list: finished or gone?
         results = await gather_limited(
-            [partial(self._fetch_v2_job, ctx, j) for j in one_by_one], self._workers
+            [partial(fetch, ctx, j) for j in one_by_one], self._workers
         )
         for job_id, obs in zip(one_by_one, results, strict=True):
             if obs is None:
@@ -364,9 +332,32 @@ class VocdoniSource:
             raise PollError("schema", "vocdoni: unexpected job body (not an object)")
         return v2_job(body, ctx.notes)
 
+    async def _confirm_empty(self, ctx: _Poll) -> bool:
+        """Trust an empty list after a non-empty one only when a known job's detail is gone too."""
+        sample = ctx.known.settled_id()
+        if sample is None or sample in ctx.gone:
+            return True
+        fetch = self._fetch_v2_job if ctx.api == "v2" else self._fetch_v1_job
+        if await fetch(ctx, sample) is not None:
+            log.warning("empty job list ignored", source=self.name, org=ctx.target.org)
+            return False
+        ctx.gone.add(sample)
+        return True
+
+    async def _fetch_v1_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+        """Old API GET /jobs/{id} (status only); None when the API no longer knows the job."""
+        try:
+            body = await self._get(f"/jobs/{quote(job_id, safe='')}", "/jobs/{id}")
+        except NotFound:
+            return None
+        seen = ctx.known.get(job_id)
+        job_type = seen.job_type if seen is not None else "unknown"
+        return JobObservation(job_id=job_id, job_type=job_type,
+                              status=v1_status(body, job_type, ctx.notes))
+
     # --- normalization --------------------------------------------------------------
 
-    async def _observe(self, ctx: _Poll, reads: Mapping[StreamKey, _Read]
+    async def _observe(self, ctx: _Poll, reads: Mapping[StreamKey, Read]
                        ) -> dict[str, JobObservation]:
         """Normalize every job read this poll, filtered by the target's job types."""
         raw: dict[str, dict[str, Any]] = {}
@@ -429,7 +420,7 @@ class VocdoniSource:
             self._resolved[obs.job_id] = status
         return status
 
-    def _save_streams(self, ctx: _Poll, reads: Mapping[StreamKey, _Read],
+    def _save_streams(self, ctx: _Poll, reads: Mapping[StreamKey, Read],
                       observed: Mapping[str, JobObservation]) -> None:
         """Remember totals, newest job and positions of active jobs for the next poll."""
         active = {j for j, o in observed.items() if o.status not in TERMINAL_JOB_STATUSES}
@@ -440,7 +431,7 @@ class VocdoniSource:
             pos = dict(old.pos) if old is not None and not read.full else {}
             pos.update((j, p) for j, (_, p) in read.items.items() if j in active)
             pos = {j: p for j, p in pos.items() if j in keep}
-            self._streams[key] = _Stream(read.total, read.anchor, read.limit, pos)
+            self._streams[key] = Stream(read.total, read.anchor, read.limit, pos)
 
 
 def _one_item(parse: Callable[[dict[str, Any], ParseNotes], T], job: dict[str, Any],

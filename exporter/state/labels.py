@@ -93,8 +93,12 @@ class CappedLabels:
         self._overflowed: set[str] = set()
 
     def admit(self, value: str) -> tuple[str, bool]:
-        """Return (label to use, True when this value was newly dropped by the cap)."""
-        if value in self._values:
+        """Return (label to use, True when this value was newly dropped by the cap).
+
+        OVERFLOW_VALUE itself never takes a slot: state restored after a restart holds it for
+        jobs the cap dropped, and letting it in would push out a value admitted before.
+        """
+        if value in self._values or value == OVERFLOW_VALUE:
             return value, False
         if len(self._values) < self._cap:
             self._values.add(value)
@@ -107,5 +111,5 @@ class CappedLabels:
         return OVERFLOW_VALUE, False
 
     def set_cap(self, cap: int) -> None:
-        """Change the cap on reload; already admitted values stay."""
+        """Change the cap on reload: a raised cap admits new values at once, admitted ones stay."""
         self._cap = cap

@@ -76,6 +76,8 @@ class OrgSnapshot:
     series_dropped: Mapping[str, int] = field(default_factory=dict)  # metric name -> count
     # API items rejected or clamped (negative numbers, progress outside 0..1, bad timestamps)
     invalid_items: Mapping[str, int] = field(default_factory=dict)  # what -> count
+    # active jobs that left the API before their outcome could be read
+    vanished: Mapping[str, int] = field(default_factory=dict)  # job_type -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,18 @@ class OrgHealth:
     last_success: float | None
     poll_duration: Histogram
     poll_errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
-    synced: bool = False  # had at least one successful poll (readiness)
+    synced: bool = False  # had at least one successful poll
+    polled: bool = False  # its first poll completed, successfully or not (readiness)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryHealth:
+    """Health of one source's `organizations: auto` discovery."""
+
+    source: str
+    up: bool
+    last_success: float | None
+    errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +114,6 @@ class ExporterSnapshot:
     reload_success: bool = True
     reload_timestamp: float = 0.0
     shard: tuple[int, int] | None = None  # (index, count)
+    state_persistent: bool | None = None  # last state write committed; None: no state file
+    state_write_errors: int | None = None  # failed state writes; None: no state store
+    discovery: Mapping[str, DiscoveryHealth] = field(default_factory=dict)  # source ->

@@ -1,4 +1,4 @@
-"""Step memory of active jobs (Ordo): finishes once per (job, step), retries, staleness."""
+"""Step memory of active jobs (Ordo): finishes once per (job, step, attempt), retries, staleness."""
 
 from __future__ import annotations
 
@@ -45,13 +45,17 @@ class StepBook:
         self.durations: dict[StepKey, HistogramAccumulator] = {}
         self.dirty: set[str] = set()  # job ids whose step records the state store must rewrite
 
+    def set_cap(self, max_step_types: int) -> None:
+        """Apply a reloaded max_step_types_per_org."""
+        self._types.set_cap(max_step_types)
+
     def merge(
         self, job_id: str, job_type: str, steps: tuple[StepObservation, ...], now: float,
         baseline: bool = False,
     ) -> None:
-        """Merge a job's detailed steps; count each step's finish and retries once.
+        """Merge a job's detailed steps; count each (step, attempt) finish and retries once.
 
-        With `baseline` (the org's first sync) what already happened is history: steps
+        With `baseline` (the stream's first sync) what already happened is history: steps
         already finished and retries already made are remembered, not counted.
         """
         _, known = self._jobs.setdefault(job_id, (job_type, {}))
@@ -67,7 +71,7 @@ class StepBook:
                 self.dirty.add(job_id)
             if obs.attempt > rec.attempt or obs.status != rec.status:
                 self.dirty.add(job_id)
-            self._count_retries(job_type, rec, obs.attempt)
+            self._advance(job_type, rec, obs.attempt)
             rec.status = obs.status
             rec.last_progress_at = obs.last_progress_at
             if obs.status in TERMINAL_STEP_STATUSES and not rec.counted:
@@ -81,12 +85,22 @@ class StepBook:
         self._known.setdefault((job_type, label), None)
         return label
 
-    def _count_retries(self, job_type: str, rec: _StepRecord, attempt: int) -> None:
-        # Retries are increases of `attempt` beyond 1; the first attempt is not a retry.
-        previous = max(rec.attempt, 1)
-        if attempt > previous:
-            self.attempts[(job_type, rec.step_type)] += attempt - previous
-        rec.attempt = max(rec.attempt, attempt)
+    def _advance(self, job_type: str, rec: _StepRecord, attempt: int) -> None:
+        """Count retries, and close attempts that ended unseen between two polls.
+
+        Ordo shows only a step's latest attempt: an attempt that was retried before the
+        exporter saw it end is counted as failed, without a duration (none is exposed).
+        """
+        previous = max(rec.attempt, 1)  # the first attempt is not a retry
+        if attempt <= previous:
+            rec.attempt = max(rec.attempt, attempt)
+            return
+        self.attempts[(job_type, rec.step_type)] += attempt - previous
+        unseen = attempt - previous - (1 if rec.counted else 0)
+        if unseen > 0:
+            self.finished[(job_type, rec.step_type, "failed")] += unseen
+        rec.attempt = attempt
+        rec.counted = False  # a new attempt: its own finish is still to come
 
     def _count_finish(
         self, job_id: str, job_type: str, rec: _StepRecord, obs: StepObservation, now: float

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import os
+import json
 import sqlite3
 import time
 
 import structlog
 
 from exporter.sources.base import TERMINAL_JOB_STATUSES
+from exporter.state.dbfile import open_db
 from exporter.state.tracker import JobRecord, OrgTracker
 
 log = structlog.get_logger()
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 3: the org column holds the address (2: the label)
+LEGACY_PREFIX = "v2-label:"  # org keys of a version 2 file, until their org claims them
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     source TEXT NOT NULL, org TEXT NOT NULL, job_id TEXT NOT NULL,
@@ -52,81 +54,52 @@ _INSERT_STEP = (
 
 
 class StateStore:
-    """One SQLite file (or :memory:) holding every org's known jobs and counted flags."""
+    """One SQLite file (or :memory:) holding every org's known jobs and counted flags.
+
+    Orgs are keyed by (source, address): renaming an org keeps its state, a new address is a
+    new org. Writes are accounted (`persistent`, `write_errors`) for asyncjob_state_* metrics.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.db = self._open(path)
+        opened = open_db(path, _prepare, _is_our_legacy_file)  # raises StateFileError
+        self.db = opened.db
+        self._claim = opened.claim
         self._synced: set[tuple[str, str]] = set()  # orgs whose first sync is on file
+        # None with :memory: (nothing to persist); else whether the last write committed
+        self.persistent: bool | None = None if path == ":memory:" else True
+        self.write_errors = 0
+        if opened.moved_aside is not None:
+            self.write_errors += 1  # the state the corrupt file held is lost: count it
 
-    def _open(self, path: str) -> sqlite3.Connection:
-        """Open the file; move an unusable one aside, and never refuse to start."""
-        if path == ":memory:":
-            return self._connect(path)
-        parent = os.path.dirname(path)
-        try:
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            return self._connect(path)
-        except (sqlite3.DatabaseError, OSError) as exc:
-            error = str(exc)[:200]
-        aside = f"{path}.corrupt-{int(time.time())}"
-        try:
-            if os.path.lexists(path):
-                os.replace(path, aside)
-            for suffix in ("-wal", "-shm"):
-                if os.path.exists(path + suffix):
-                    os.replace(path + suffix, aside + suffix)
-            db = self._connect(path)
-        except (sqlite3.DatabaseError, OSError) as exc2:
-            log.error("state file unusable and cannot be replaced; state kept in memory only,"
-                      " counts will not survive a restart", path=path, error=error,
-                      replace_error=str(exc2)[:200])
-            return self._connect(":memory:")
-        log.error("state file unusable, moved aside; starting fresh (first-sync rule applies)",
-                  path=path, moved_to=aside, error=error)
-        return db
+    def _wrote(self, ok: bool) -> None:
+        """Account one write attempt of the state file."""
+        if not ok:
+            self.write_errors += 1
+        if self.persistent is not None:
+            self.persistent = ok
 
-    @staticmethod
-    def _connect(path: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            row = db.execute("PRAGMA quick_check").fetchone()
-            if row is None or row[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
-            db.executescript(_SCHEMA)
-            for probe in _PROBES:
-                db.execute(probe).fetchall()
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                       (SCHEMA_VERSION,))
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
-
-    def restore(self, tracker: OrgTracker) -> int:
+    def restore(self, tracker: OrgTracker, address: str | None = None) -> int:
         """Load an org's jobs and active steps into a fresh tracker; return how many jobs."""
-        key = (tracker.source, tracker.org)
+        key = (tracker.source, address or tracker.org)
         try:
+            found = self._claim_legacy(key, tracker.org)
             synced = self.db.execute(
-                "SELECT 1 FROM orgs WHERE source = ? AND org = ?", key).fetchone()
+                "SELECT 1 FROM orgs WHERE source = ? AND org = ?", found).fetchone()
             rows = self.db.execute(
                 "SELECT job_id, job_type, status, first_seen, finished_seen, counted, created_at"
-                " FROM jobs WHERE source = ? AND org = ?", key).fetchall()
+                " FROM jobs WHERE source = ? AND org = ?", found).fetchall()
             steps = self.db.execute(
                 "SELECT job_id, step_id, job_type, step_type, status, attempt, counted,"
-                " last_progress_at FROM steps WHERE source = ? AND org = ?", key).fetchall()
+                " last_progress_at FROM steps WHERE source = ? AND org = ?", found).fetchall()
         except sqlite3.Error as exc:
-            log.error("state restore failed; org starts fresh", source=key[0], org=key[1],
+            log.error("state restore failed; org starts fresh", source=key[0], org=tracker.org,
                       error=str(exc)[:200])
             return 0
         for job_id, job_type, status, first_seen, finished_seen, counted, created_at in rows:
             tracker.restore(job_id, JobRecord(
                 job_type=job_type, status=status, first_seen=first_seen,
                 finished_seen=finished_seen, counted=bool(counted), created_at=created_at,
-                queue_observed=True,
             ))
         restored_steps = 0
         for job_id, step_id, _type, step_type, status, attempt, counted, progress in steps:
@@ -136,24 +109,29 @@ class StateStore:
             tracker.steps.restore(job_id, rec.job_type, step_id, step_type, status, attempt,
                                   bool(counted), progress)
             restored_steps += 1
+        tracker.read_scope = _load_scope(self.db, found)
+        if found != key:  # read under the legacy key: the next save writes it all by address
+            tracker.dirty.update(tracker.jobs)
+            tracker.steps.dirty.update(job_id for job_id, *_ in steps)
+        elif synced is not None:
+            self._synced.add(key)
         if synced is not None:
             tracker.synced = True  # an org that had no job at all is still past its first sync
-            self._synced.add(key)
         if rows or synced is not None:
-            log.info("state restored", source=key[0], org=key[1], jobs=len(rows),
+            log.info("state restored", source=key[0], org=tracker.org, jobs=len(rows),
                      steps=restored_steps)
         return len(rows)
 
-    def save(self, tracker: OrgTracker) -> bool:
+    def save(self, tracker: OrgTracker, address: str | None = None) -> bool:
         """Write what the last poll changed in one transaction; False (and retry later) on error."""
-        key = (tracker.source, tracker.org)
+        key = (tracker.source, address or tracker.org)
         book = tracker.steps
         first = tracker.synced and key not in self._synced
-        if not (tracker.dirty or tracker.removed or book.dirty or first):
+        if not (tracker.dirty or tracker.removed or book.dirty or first or tracker.scope_dirty):
             return True
-        rows = _job_rows(tracker)
+        rows = _job_rows(tracker, key)
         step_jobs = book.dirty | tracker.removed
-        step_rows = _step_rows(tracker)
+        step_rows = _step_rows(tracker, key)
         try:
             with self._transaction():
                 self.db.executemany(_UPSERT, rows)
@@ -166,36 +144,76 @@ class StateStore:
                     [(*key, job_id) for job_id in step_jobs],
                 )
                 self.db.executemany(_INSERT_STEP, step_rows)
+                _save_scope(self.db, key, tracker.read_scope)
                 if first:
                     self.db.execute("INSERT OR REPLACE INTO orgs (source, org, synced_at)"
                                     " VALUES (?, ?, ?)", (*key, time.time()))
         except sqlite3.Error as exc:
-            log.error("state save failed; kept in memory, retried after the next poll",
-                      source=key[0], org=key[1], error=str(exc)[:200])
+            self._wrote(False)
+            log.error("state save failed; finishes held until a write succeeds",
+                      source=key[0], org=tracker.org, error=str(exc)[:200],
+                      write_errors=self.write_errors)
             return False
+        self._wrote(True)
         tracker.dirty.clear()
+        tracker.scope_dirty = False
         tracker.removed.clear()
         book.dirty.clear()
         self._synced.add(key)
         return True
 
-    def forget_org(self, source: str, org: str) -> None:
-        """Delete an org removed from the config."""
-        self._synced.discard((source, org))
+    def forget_org(self, source: str, address: str) -> None:
+        """Delete an org removed from the config (keyed by its address)."""
+        self._synced.discard((source, address))
+        try:
+            with self._transaction():
+                for table in ("jobs", "steps", "orgs", "read_scopes"):
+                    self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
+                                    (source, address))
+        except sqlite3.Error as exc:
+            self._wrote(False)
+            log.error("state forget failed", source=source, error=str(exc)[:200])
+            return
+        self._wrote(True)
+
+    def _claim_legacy(self, key: tuple[str, str], label: str) -> tuple[str, str]:
+        """Move a version 2 org's rows (keyed by its label) to its address, once.
+
+        Return the key to read the org's state from: the legacy one when the move failed.
+        """
+        legacy = (key[0], LEGACY_PREFIX + label)
+        found = self.db.execute("SELECT 1 FROM orgs WHERE source = ? AND org = ? UNION ALL"
+                                " SELECT 1 FROM jobs WHERE source = ? AND org = ? LIMIT 1",
+                                (*legacy, *legacy)).fetchone()
+        if found is None:
+            return key
+        mine = self.db.execute("SELECT 1 FROM orgs WHERE source = ? AND org = ?", key).fetchone()
         try:
             with self._transaction():
                 for table in ("jobs", "steps", "orgs"):
-                    self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
-                                    (source, org))
+                    if mine is not None:  # the address has its own state: the label's is stale
+                        self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
+                                        legacy)
+                    else:
+                        self.db.execute(f"UPDATE {table} SET org = ? WHERE source = ?"
+                                        " AND org = ?", (key[1], *legacy))
         except sqlite3.Error as exc:
-            log.error("state forget failed", source=source, org=org, error=str(exc)[:200])
+            self._wrote(False)
+            log.error("state migration to address key failed; retried at the next save",
+                      source=key[0], org=label, error=str(exc)[:200])
+            return legacy if mine is None else key
+        self._wrote(True)
+        log.info("state migrated to address key", source=key[0], org=label)
+        return key
 
     def _transaction(self) -> _Tx:
         return _Tx(self.db)
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database, then release the lock that kept other exporters out."""
         self.db.close()
+        if self._claim is not None:
+            self._claim.release()
 
 
 class _Tx:
@@ -225,9 +243,8 @@ class _Tx:
             pass  # the failed statement may already have ended the transaction
 
 
-def _job_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
+def _job_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, ...]]:
     """Return the jobs rows the last poll changed."""
-    key = (tracker.source, tracker.org)
     rows: list[tuple[object, ...]] = []
     for job_id in tracker.dirty:
         rec = tracker.jobs.get(job_id)
@@ -237,9 +254,8 @@ def _job_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
     return rows
 
 
-def _step_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
+def _step_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, ...]]:
     """Return the step rows of changed jobs that are still active (finished jobs need none)."""
-    key = (tracker.source, tracker.org)
     rows: list[tuple[object, ...]] = []
     for job_id in tracker.steps.dirty:
         rec = tracker.jobs.get(job_id)
@@ -250,3 +266,63 @@ def _step_rows(tracker: OrgTracker) -> list[tuple[object, ...]]:
                     for sid, stype, status, attempt, counted, progress
                     in tracker.steps.export(job_id))
     return rows
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """Create or check the schema; a version 2 file's label keys become legacy keys."""
+    db.executescript(_SCHEMA)
+    db.execute(_SCOPE_TABLE)
+    for probe in _PROBES:
+        db.execute(probe).fetchall()
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    with _Tx(db):
+        if row is not None and row[0] == "2":
+            for table in ("jobs", "steps", "orgs"):
+                db.execute(f"UPDATE {table} SET org = ? || org", (LEGACY_PREFIX,))
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                   (SCHEMA_VERSION,))
+
+
+def _is_our_legacy_file(db: sqlite3.Connection) -> bool:
+    """Tell whether a file without application_id was written by an earlier exporter."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"jobs", "steps", "orgs", "meta"} <= tables:
+        return False
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is None or row[0] not in ("2", SCHEMA_VERSION):
+        return False
+    for probe in _PROBES:
+        db.execute(probe).fetchall()
+    return True
+
+
+# Which job types of an org were read (its streams): a type read for the first time after a
+# restart is a first sync, so its finished jobs stay history. Kept apart from the jobs tables.
+_SCOPE_TABLE = """
+CREATE TABLE IF NOT EXISTS read_scopes (
+    source TEXT NOT NULL, org TEXT NOT NULL, scope TEXT NOT NULL,
+    PRIMARY KEY (source, org)
+) WITHOUT ROWID
+"""
+
+
+def _load_scope(db: sqlite3.Connection, key: tuple[str, str]) -> frozenset[str] | None:
+    """Return the job types an org's last poll read ([] = all), None when never recorded."""
+    try:
+        row = db.execute("SELECT scope FROM read_scopes WHERE source = ? AND org = ?",
+                         key).fetchone()
+        types = json.loads(row[0]) if row is not None else None
+    except (sqlite3.Error, ValueError) as exc:
+        log.error("state read-scope unreadable", source=key[0], org=key[1], error=str(exc)[:200])
+        return None
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        return None
+    return frozenset(types)
+
+
+def _save_scope(db: sqlite3.Connection, key: tuple[str, str],
+                scope: frozenset[str] | None) -> None:
+    """Record which job types were read, in the caller's transaction."""
+    if scope is not None:
+        db.execute("INSERT OR REPLACE INTO read_scopes (source, org, scope) VALUES (?, ?, ?)",
+                   (*key, json.dumps(sorted(scope))))

@@ -44,6 +44,7 @@ class JobRecord:
     created_at: float | None = None
     progress: float | None = None
     queue_observed: bool = False
+    seen_active: bool = False  # seen pending/running at least once: first-seen timing is sound
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class _Aggregates:
     failed_at: dict[str, tuple[str, float]] = field(default_factory=dict)  # job_id -> (type, t)
     invalid_items: Counter[str] = field(default_factory=Counter)
     capped_ids: set[str] = field(default_factory=set)  # job ids whose series a cap dropped
+    vanished: Counter[str] = field(default_factory=Counter)  # job_type -> active jobs lost
 
 
 class OrgTracker:
@@ -78,12 +80,18 @@ class OrgTracker:
     def __init__(self, source: str, org: str, settings: TrackerSettings) -> None:
         self.source = source
         self.org = org
-        self.settings = settings
+        self._settings = settings
         self.jobs: dict[str, JobRecord] = {}
         # Non-terminal jobs, kept in step with `jobs` so polls and snapshots cost O(active),
         # not O(history): at 100k tracked jobs a full scan per poll dominated the poll's CPU.
         self._active: dict[str, JobRecord] = {}
         self.synced = False  # True after the first successful poll (or a restored state)
+        # Job types whose streams were read by the last poll: None = none yet, () = every type.
+        # A type outside it is a stream read for the first time: its finished jobs are history.
+        self.read_scope: frozenset[str] | None = None
+        self.scope_dirty = False  # read_scope changed since the store last saved it
+        self._missing: dict[str, int] = {}  # job id -> consecutive complete lists lacking it
+        self._raw_types: dict[str, str] = {}  # raw API type -> its label
         self.counts: Counter[tuple[str, str]] = Counter()
         self.agg = _Aggregates()
         self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped)
@@ -93,6 +101,18 @@ class OrgTracker:
         self.dirty: set[str] = set()  # job ids changed since the store last saved
         self.removed: set[str] = set()
 
+    @property
+    def settings(self) -> TrackerSettings:
+        """Return the org's limits."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: TrackerSettings) -> None:
+        """Apply reloaded limits at once: a raised label cap admits new values on the next poll."""
+        self._settings = value
+        self._types.set_cap(value.max_job_types_per_org)
+        self.steps.set_cap(value.max_step_types_per_org)
+
     # --- KnownJobs protocol -------------------------------------------------
     def get(self, job_id: str) -> KnownJob | None:
         """Return the remembered job for incremental polling."""
@@ -100,7 +120,7 @@ class OrgTracker:
         if rec is None:
             return None
         terminal = rec.status in TERMINAL_JOB_STATUSES
-        return KnownJob(job_id, rec.job_type, rec.status, terminal)
+        return KnownJob(job_id, rec.job_type, rec.status, terminal, rec.created_at)
 
     def active_ids(self) -> frozenset[str]:
         """Return ids of non-terminal jobs."""
@@ -116,10 +136,19 @@ class OrgTracker:
     def __len__(self) -> int:
         return len(self.jobs)
 
+    def settled_id(self) -> str | None:
+        """Return the longest-known job the last list showed, to test an empty list's word."""
+        return next((j for j in self.jobs if j not in self._missing), None)
+
     # --- merging --------------------------------------------------------------
-    def apply(self, result: PollResult, now: float) -> ApplySummary:
-        """Merge one successful poll; count every job's finish at most once."""
-        first_sync = not self.synced
+    def apply(self, result: PollResult, now: float, scope: tuple[str, ...] = ()) -> ApplySummary:
+        """Merge one successful poll of the `scope` types (() = all); count finishes once."""
+        scope_set = frozenset(scope)
+        if self.read_scope is None and self.synced:
+            self.read_scope = scope_set  # state from before read scopes were kept: as read
+        removed = 0
+        if scope_set and scope_set != self.read_scope:
+            removed = self._narrow(scope_set)
         new = finished = 0
         seen: set[str] = set()
         for obs in result.jobs:
@@ -127,41 +156,56 @@ class OrgTracker:
             # where it becomes a label value (progress, failed-job info, exemplars).
             job_id = obs.job_id
             seen.add(job_id)
-            is_new, did_finish = self._merge(job_id, obs, now, first_sync)
+            is_new, did_finish = self._merge(job_id, obs, now, self._first_sight(obs.job_type))
             new += is_new
             finished += did_finish
-        removed = self._remove(result, seen)
+        removed += self._remove(result, seen)
         self._log_unknown(result.unknown_statuses)
         for note, n in result.notes.items():
             self.agg.invalid_items[clean_label(note)] += n
             log.warning("api data rejected", source=self.source, org=self.org, what=note, count=n)
         self.synced = True
+        if self.read_scope != scope_set:
+            self.read_scope = scope_set
+            self.scope_dirty = True
         return ApplySummary(len(result.jobs), new, finished, removed, len(self.jobs))
+
+    def _first_sight(self, raw_type: str) -> bool:
+        """Return True when this job type's stream was not read by the last poll."""
+        if self.read_scope is None:
+            return True
+        return bool(self.read_scope) and raw_type not in self.read_scope
+
+    def _narrow(self, scope: frozenset[str]) -> int:
+        """Forget jobs of types no longer read: they are out of scope, not gone."""
+        labels = {self._raw_types[t] for t in scope if t in self._raw_types}
+        outside = [j for j, rec in self.jobs.items() if rec.job_type not in labels]
+        for job_id in outside:
+            self._drop(job_id, vanished=False)
+        return len(outside)
 
     def _job_type(self, raw: str) -> str:
         label, dropped = self._types.admit(clean_label(raw))
         if dropped:
             self.agg.series_dropped["asyncjob_jobs"] += 1
         # One shared string per type (the cap bounds them): 100k records, not 100k copies.
-        return self._known_types.setdefault(label, label)
+        label = self._known_types.setdefault(label, label)
+        self._raw_types.setdefault(raw, label)
+        return label
 
     def _merge(
-        self, job_id: str, obs: JobObservation, now: float, first_sync: bool
+        self, job_id: str, obs: JobObservation, now: float, history: bool
     ) -> tuple[bool, bool]:
         rec = self.jobs.get(job_id)
+        if rec is not None and _other_job(rec, obs):
+            # Same id, another creation time: the API's ids restarted (database reset).
+            log.info("job id reused", source=self.source, org=self.org)
+            self._drop(job_id, vanished=rec.status not in TERMINAL_JOB_STATUSES)
+            rec = None
         is_new = rec is None
+        terminal = obs.status in TERMINAL_JOB_STATUSES
         if rec is None:
-            rec = JobRecord(
-                job_type=self._job_type(obs.job_type),
-                status=obs.status,
-                first_seen=now,
-                created_at=obs.created_at,
-                counted=first_sync and obs.status in TERMINAL_JOB_STATUSES,
-            )
-            self.jobs[job_id] = rec
-            self.counts[(rec.job_type, rec.status)] += 1
-            self._track_active(job_id, rec)
-            self.dirty.add(job_id)
+            rec = self._add(job_id, obs, now, counted=history and terminal)
         elif rec.status != obs.status:
             self.counts[(rec.job_type, rec.status)] -= 1
             rec.status = obs.status
@@ -170,9 +214,11 @@ class OrgTracker:
             self.dirty.add(job_id)
         if obs.created_at is not None:
             rec.created_at = obs.created_at
+        rec.seen_active = rec.seen_active or obs.status in ACTIVE_JOB_STATUSES
         self._observe_queue_wait(job_id, rec, obs, now)
+        was_history = rec.counted and is_new
         did_finish = False
-        if rec.status in TERMINAL_JOB_STATUSES:
+        if terminal:
             rec.progress = None
             if not rec.counted:
                 self._count_finish(job_id, rec, obs, now)
@@ -181,11 +227,23 @@ class OrgTracker:
             if not 0.0 <= obs.progress <= 1.0:
                 self.agg.invalid_items["progress_out_of_range"] += 1
             rec.progress = _clamp(obs.progress)
-        if obs.steps is not None and not (is_new and rec.counted):
-            self.steps.merge(job_id, rec.job_type, obs.steps, now, baseline=first_sync)
-        if rec.status in TERMINAL_JOB_STATUSES:
+        if obs.steps is not None and not was_history:
+            self.steps.merge(job_id, rec.job_type, obs.steps, now, baseline=history)
+        if terminal:
             self.steps.forget(job_id)
         return is_new, did_finish
+
+    def _add(self, job_id: str, obs: JobObservation, now: float, counted: bool) -> JobRecord:
+        """Start remembering a job; `counted` marks history that is never counted."""
+        rec = JobRecord(job_type=self._job_type(obs.job_type), status=obs.status,
+                        first_seen=now, created_at=obs.created_at, counted=counted)
+        self.jobs[job_id] = rec
+        self.counts[(rec.job_type, rec.status)] += 1
+        self._track_active(job_id, rec)
+        self._missing.pop(job_id, None)
+        self.removed.discard(job_id)  # a reused id: the store replaces the old row, keeps this
+        self.dirty.add(job_id)
+        return rec
 
     def _observe_queue_wait(
         self, job_id: str, rec: JobRecord, obs: JobObservation, now: float
@@ -206,8 +264,9 @@ class OrgTracker:
         self.agg.finished[key] += 1
         self.agg.last_finished[key] = now
         duration = _duration(obs, rec, now)
-        hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
-        hist.observe(duration, clean_label(job_id), now)
+        if duration is not None:
+            hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
+            hist.observe(duration, clean_label(job_id), now)
         if rec.status == "failed":
             self.agg.failed_at[job_id] = (rec.job_type, now)
         if obs.items_added is not None or obs.items_errored is not None:
@@ -216,20 +275,38 @@ class OrgTracker:
         self.dirty.add(job_id)
 
     def _remove(self, result: PollResult, seen: set[str]) -> int:
+        """Drop jobs only on evidence: "not found", or two complete lists in a row lacking them."""
         gone = set(result.gone)
+        for job_id in seen:
+            self._missing.pop(job_id, None)
         if result.complete:
-            gone |= self.jobs.keys() - seen
+            for job_id in self.jobs.keys() - seen - gone:
+                misses = self._missing.get(job_id, 0) + 1
+                if misses >= 2:
+                    gone.add(job_id)
+                else:
+                    self._missing[job_id] = misses
+        dropped = 0
         for job_id in gone:
-            rec = self.jobs.pop(job_id, None)
-            if rec is None:
-                continue
-            self._active.pop(job_id, None)
-            self.counts[(rec.job_type, rec.status)] -= 1
-            self.steps.forget(job_id)
-            self.agg.failed_at.pop(job_id, None)
-            self.removed.add(job_id)
-            self.dirty.discard(job_id)
-        return len(gone)
+            rec = self.jobs.get(job_id)
+            if rec is not None:
+                self._drop(job_id, vanished=rec.status not in TERMINAL_JOB_STATUSES)
+                dropped += 1
+        return dropped
+
+    def _drop(self, job_id: str, vanished: bool) -> None:
+        """Forget one job; an active one the API no longer knows is counted as vanished."""
+        rec = self.jobs.pop(job_id)
+        if vanished:
+            self.agg.vanished[rec.job_type] += 1
+            log.info("job vanished", source=self.source, org=self.org, job_type=rec.job_type)
+        self._active.pop(job_id, None)
+        self._missing.pop(job_id, None)
+        self.counts[(rec.job_type, rec.status)] -= 1
+        self.steps.forget(job_id)
+        self.agg.failed_at.pop(job_id, None)
+        self.removed.add(job_id)
+        self.dirty.discard(job_id)
 
     def _log_unknown(self, raw_statuses: tuple[str, ...]) -> None:
         for raw in raw_statuses:
@@ -241,6 +318,9 @@ class OrgTracker:
     def restore(self, job_id: str, rec: JobRecord) -> None:
         """Load one job from the state store (resume after restart)."""
         rec.job_type = self._job_type(rec.job_type)
+        # A job pending at stop has its queue wait still to come; an active one was seen active.
+        rec.queue_observed = rec.status != "pending"
+        rec.seen_active = rec.status in ACTIVE_JOB_STATUSES
         self.jobs[job_id] = rec
         self.counts[(rec.job_type, rec.status)] += 1
         self._track_active(job_id, rec)
@@ -276,6 +356,7 @@ class OrgTracker:
             tracked_jobs=len(self.jobs),
             series_dropped={k: v for k, v in agg.series_dropped.items() if v > 0},
             invalid_items=dict(agg.invalid_items),
+            vanished=dict(agg.vanished),
         )
 
     def _active_views(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
@@ -324,12 +405,25 @@ def _clamp(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-def _duration(obs: JobObservation, rec: JobRecord, now: float) -> float:
-    """Prefer API timestamps; else first-seen -> finished-seen (one poll interval resolution)."""
+def _other_job(rec: JobRecord, obs: JobObservation) -> bool:
+    """Return True when a known id now names another job (other creation time)."""
+    return (rec.created_at is not None and obs.created_at is not None
+            and abs(rec.created_at - obs.created_at) > 0.001)
+
+
+def _duration(obs: JobObservation, rec: JobRecord, now: float) -> float | None:
+    """Return the run time the API supports, or None when there is none to give.
+
+    API timestamps win. A job with API timestamps but no start never ran (no run time). Without
+    API timestamps (Vocdoni v2), first-seen -> finished-seen, one poll interval resolution, and
+    only for a job seen active: one first seen finished has no measurable run time.
+    """
     if obs.duration_s is not None and obs.duration_s >= 0:
         return obs.duration_s
     if obs.started_at is not None and obs.finished_at is not None:
         return max(0.0, obs.finished_at - obs.started_at)
-    if obs.created_at is not None and obs.finished_at is not None:
-        return max(0.0, obs.finished_at - obs.created_at)
+    if obs.created_at is not None or obs.started_at is not None:
+        return None
+    if not rec.seen_active:
+        return None
     return max(0.0, now - rec.first_seen)

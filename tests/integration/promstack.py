@@ -22,6 +22,7 @@ from tests.integration.harness import Proc, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "prometheus" / "alerts.yml"
+AM_EXAMPLE = REPO / "prometheus" / "alertmanager.example.yml"
 DASHBOARDS = REPO / "grafana" / "dashboards"
 BINARIES = ("prometheus", "prometheus-alertmanager")
 
@@ -80,6 +81,11 @@ class WebhookReceiver:
         self._server.server_close()
         self._thread.join(5)
 
+    def payloads(self) -> list[dict[str, Any]]:
+        """Return the body of every notification received so far, oldest first."""
+        with self._lock:
+            return [note.payload for note in self.notifications]
+
     def alerts(self, status: str | None = None,
                **labels: str) -> list[tuple[float, dict[str, Any]]]:
         """Return (arrival time, alert) of every notified alert matching status and labels."""
@@ -95,11 +101,60 @@ class WebhookReceiver:
         return out
 
 
+def example_config(webhook_url: str, group_wait: str, group_interval: str) -> dict[str, Any]:
+    """Return alertmanager.example.yml with every receiver sent to webhook_url and short timers.
+
+    Grouping, routes and inhibit rules are kept as shipped: only where notifications go and how
+    long Alertmanager waits before sending them change, so a test runs in seconds.
+    """
+    config: dict[str, Any] = yaml.safe_load(AM_EXAMPLE.read_text())
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = webhook_url
+            hook["send_resolved"] = True
+    routes = [config["route"], *config["route"].get("routes", [])]
+    for route in routes:
+        for key, value in (("group_wait", group_wait), ("group_interval", group_interval)):
+            if key in route:
+                route[key] = value
+    return config
+
+
+def scaled_rules(tmp: Path, factor: int) -> Path:
+    """Write alerts.yml with `for:`, age thresholds and asyncjob_up windows divided by factor.
+
+    An end-to-end test cannot wait 5 minutes for AsyncJobExporterDown; everything else (the
+    expressions, labels, annotations, the other windows) is the shipped file.
+    """
+    def seconds(text: str) -> str:
+        value = sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u]
+                    for n, u in re.findall(r"(\d+)([smh])", text))
+        return f"{max(1, value // factor) if value else 0}s"
+
+    doc = yaml.safe_load(RULES.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = seconds(rule["for"])
+            if rule.get("record", "").endswith("_seconds"):
+                rule["expr"] = re.sub(r"\d+", lambda m: str(int(m.group()) // factor),
+                                      rule["expr"])
+            rule["expr"] = re.sub(r"asyncjob_up\[(\w+)\]",
+                                  lambda m: f"asyncjob_up[{seconds(m.group(1))}]", rule["expr"])
+    path = tmp / "alerts-scaled.yml"
+    path.write_text(yaml.safe_dump(doc, width=1000))
+    return path
+
+
 @contextmanager
-def alertmanager(tmp: Path, webhook_url: str) -> Iterator[str]:
-    """Run Alertmanager (no gossip, storage in tmp) notifying webhook_url at once; yield its URL."""
+def alertmanager(tmp: Path, webhook_url: str,
+                 config: dict[str, Any] | None = None) -> Iterator[str]:
+    """Run Alertmanager (no gossip, storage in tmp) with config; yield its URL.
+
+    Without config, every alert is its own group and is sent to webhook_url at once.
+    """
     binary = require_binaries()["prometheus-alertmanager"]
-    config = {
+    config = config or {
         "route": {
             "receiver": "test",
             "group_by": ["..."],  # one group per alert: one notification each, no batching delay
@@ -129,13 +184,13 @@ def alertmanager(tmp: Path, webhook_url: str) -> Iterator[str]:
 
 @contextmanager
 def prometheus(tmp: Path, targets: list[str], alertmanager_url: str | None = None,
-               interval: str = "1s") -> Iterator[str]:
-    """Run Prometheus scraping targets (host:port) with alerts.yml loaded; yield its URL."""
+               interval: str = "1s", rules: Path = RULES) -> Iterator[str]:
+    """Run Prometheus scraping targets (host:port) with the rules loaded; yield its URL."""
     binary = require_binaries()["prometheus"]
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "scrape_timeout": interval,
                    "evaluation_interval": interval},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(rules)],
         "scrape_configs": [{"job_name": "asyncjob", "static_configs": [{"targets": targets}]}],
     }
     if alertmanager_url is not None:
@@ -146,13 +201,15 @@ def prometheus(tmp: Path, targets: list[str], alertmanager_url: str | None = Non
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # resend firing alerts every second (default 1m), so Alertmanager sees annotations update
     proc = Proc([binary, f"--config.file={path}", f"--storage.tsdb.path={tmp / 'prom-data'}",
-                 f"--web.listen-address=127.0.0.1:{port}"], tmp / "prometheus.log")
+                 f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
+                tmp / "prometheus.log")
     try:
         wait_for(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200, 30,
                  f"prometheus start\n{proc.output()}")
         groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        assert groups, f"prometheus loaded no rule group from {RULES}\n{proc.output()}"
+        assert groups, f"prometheus loaded no rule group from {rules}\n{proc.output()}"
         yield url
     finally:
         proc.stop()

@@ -251,9 +251,11 @@ def test_connection_refused_and_html_404_are_counted(stack: dict[str, Any]) -> N
     wait_for(lambda: errors(stack, "dead", "connect") >= 2
              and errors(stack, "html404", "http_4xx") >= 2, 20, "errors counted")
     assert ups(stack, "dead", "html404") == {("dead", "dead"): 0, ("html404", "html404"): 0}
+    # one readiness rule: their first polls completed (and failed), so ready, listed as down
     ready = httpx.get(f"{stack['url']}/readyz", timeout=5)
-    assert ready.status_code == 503
-    assert set(ready.json()["missing"]) == {"dead/dead", "html404/html404"}
+    assert ready.status_code == 200
+    assert {"dead/dead", "html404/html404"} <= set(ready.json()["down"])
+    assert ready.json()["missing"] == []
     assert stack["proc"].proc.poll() is None
 
 
@@ -306,7 +308,7 @@ def test_reload_broken_keeps_serving_then_adds_fixes_and_removes(stack: dict[str
     good = path.read_text()
     path.write_text(good + "\n  - name: [broken\n")
     proc.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: select(scrape(url), "asyncjob_config_last_reload_success")
+    wait_for(lambda: select(scrape(url), "asyncjob_config_last_reload_successful")
              == {(): 0.0}, 10, "reload_success 0")
     assert httpx.get(f"{url}/metrics", timeout=5).status_code == 200
     assert all(v == 1 for v in ups(stack, "v2").values())  # the old config keeps running
@@ -329,7 +331,7 @@ def test_reload_broken_keeps_serving_then_adds_fixes_and_removes(stack: dict[str
     assert time.monotonic() - started < INTERVAL + 1.5  # first poll at once, within an interval
     wait_for(lambda: ups(stack, "dead") == {("dead", "dead"): 1}, 10, "fixed source up")
     samples = scrape(url)
-    assert select(samples, "asyncjob_config_last_reload_success") == {(): 1.0}
+    assert select(samples, "asyncjob_config_last_reload_successful") == {(): 1.0}
     assert not [k for k in samples if dict(k[1]).get("source") == "html404"]
     assert errors(stack, "v2", "http_5xx") == v2_loops_before  # kept its state and counters
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200

@@ -90,7 +90,7 @@ def test_step_duration_histogram_counts_equal_timed_finishes(ordo: dict[str, Any
 
 def test_retries_equal_truth(ordo: dict[str, Any]) -> None:
     expected = _nested_delta(ordo["now"]["step_retries"], ordo["first"]["step_retries"])
-    got = _by(ordo["samples"], "asyncjob_step_attempts_total", "job_type", "step_type")
+    got = _by(ordo["samples"], "asyncjob_step_retries_total", "job_type", "step_type")
     assert got == expected
 
 

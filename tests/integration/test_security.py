@@ -420,8 +420,11 @@ sources:
         assert want_types <= label_values(om_samples, "job_type", source=source)
     assert '\\"' in text and "\\\\" in text  # escaped, not dropped
     # every sample is one line: nothing a label carries can start a line of its own
+    # (process_* and python_* carry no API data: their lines are the library's own)
+    families = ("asyncjob_", "process_", "python_")
     for line in text.splitlines():
-        assert line.startswith(("# HELP asyncjob_", "# TYPE asyncjob_", "asyncjob_")), line
+        assert line.startswith(tuple(p + f for p in ("# HELP ", "# TYPE ", "") for f in families)
+                               ), line
     done = _promtool(text)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     # promtool 2.42 reads only the text format: give it the OpenMetrics body without the

@@ -1,0 +1,71 @@
+"""Vocdoni list paging: what one poll read of a stream, checked against the API's own totals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.sources.base import PollError
+from exporter.sources.vocdoni_parse import Page, job_identity, slim_item
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Where one list stream stood after the last poll."""
+
+    total: int
+    anchor: str | None  # newest job id then
+    limit: int  # items per page the server actually served
+    # non-terminal job id -> position counted from the oldest end (stable as new jobs arrive)
+    pos: Mapping[str, int]
+
+
+@dataclass
+class Read:
+    """What one poll read of one stream."""
+
+    total: int
+    limit: int
+    last_page: int
+    anchor: str | None = None
+    items: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)  # id -> (job, pos)
+    pages: set[int] = field(default_factory=set)
+    full: bool = False  # every page was read
+    shrank: bool = False  # totalItems went down while paging: a job may have been skipped
+    uneven: bool = False  # a page was short, repeated an item, or totals moved while paging
+    invalid: Counter[str] = field(default_factory=Counter)  # items left out or clamped
+    dropped: int = 0  # items left out
+
+    @property
+    def exact(self) -> bool:
+        """Return True when the pages add up to the API's own total, each job once."""
+        return (self.full and not self.shrank and not self.uneven and not self.dropped
+                and len(self.items) == self.total)
+
+    def add(self, number: int, page: Page) -> None:
+        """Record a page's jobs with positions from the oldest end; dedupe shifted items."""
+        if page.last_page > max_pages(page.total, self.limit):
+            raise PollError("schema", "vocdoni: pagination.lastPage contradicts totalItems")
+        self.pages.add(number)
+        self.invalid.update(page.invalid)
+        self.dropped += page.dropped
+        self.last_page = page.last_page
+        if page.total < self.total:
+            self.shrank = True
+        shown = len(page.jobs) + page.dropped
+        if page.total != self.total or (number < page.last_page and shown < self.limit):
+            self.uneven = True
+        for index, job in enumerate(page.jobs):
+            job_id, _ = job_identity(job)
+            if job_id in self.items:
+                self.uneven = True  # a repeat (unstable sort): some other job was not shown
+                continue
+            pos = page.total - 1 - ((number - 1) * self.limit + index)
+            self.items[job_id] = (slim_item(job), pos)
+
+
+def max_pages(total: int, limit: int) -> int:
+    """Return the most pages `total` items at `limit` per page can take, plus one of slack."""
+    return max(1, -(-total // max(1, limit))) + 1
