@@ -155,7 +155,7 @@ class Mapper:
         try:
             return self.job(item, notes)
         except PollError as exc:
-            log.info("json item left out", error=str(exc))
+            log.info("json_item_left_out", error=str(exc))
             notes.note(INVALID_ITEM)
             notes.dropped = True
             return None
@@ -165,7 +165,7 @@ class Mapper:
         try:
             return self.step(item, notes)
         except PollError as exc:
-            log.info("json step left out", error=str(exc))
+            log.info("json_step_left_out", error=str(exc))
             notes.note(INVALID_ITEM)
             return None
 

@@ -89,7 +89,7 @@ class PageReader:
         while target is not None:
             if out.pages >= self._paging.max_pages:
                 out.complete = False
-                log.info("json page cap reached", endpoint=self._endpoint, pages=out.pages)
+                log.info("json_page_cap_reached", endpoint=self._endpoint, pages=out.pages)
                 break
             page = await self._fetch(target, query)
             out.pages += 1
@@ -152,6 +152,6 @@ class PageReader:
         if url is None:
             return None, {}
         if not same_origin(url, self._base_url):
-            log.warning("json next page on another host ignored", endpoint=self._endpoint)
+            log.warning("json_next_page_other_host", endpoint=self._endpoint)
             return None, {}
         return url, {}

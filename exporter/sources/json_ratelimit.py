@@ -58,7 +58,7 @@ class RateLimitWatch:
         wait = min(MAX_PAUSE, max(0.0, wait))
         if wait > 0:
             self._client.pause(wait)
-            log.warning("api budget nearly spent", remaining=remaining, pause=round(wait, 1))
+            log.warning("api_budget_nearly_spent", remaining=remaining, pause=round(wait, 1))
 
     def forbidden(self, response: ApiResponse, endpoint: str) -> PollError:
         """Tell GitHub's 403 for a spent budget (remaining 0) from a permission error."""

@@ -95,7 +95,7 @@ class JsonSource:
         for job_id in gone:
             jobs.pop(job_id, None)
         self._forget(target, jobs, gone)
-        log.debug("json poll", source=self.name, org=target.org, listed=len(listing.items),
+        log.debug("json_poll", source=self.name, org=target.org, listed=len(listing.items),
                   pages=listing.pages, kept=len(jobs), steps=len(wanted), gone=len(gone))
         return PollResult(jobs=tuple(jobs.values()), complete=complete, gone=tuple(gone),
                           unknown_statuses=tuple(sorted(notes.unknown_statuses)),
