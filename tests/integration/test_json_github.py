@@ -216,3 +216,24 @@ def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_pe
         assert finished == 3  # each finish (a re-run's too) counted exactly once
         rate = select(scrape(url), "asyncjob_api_rate_limit_remaining", source="gh")
         assert list(rate.values()) == [budget]
+        with fake.lock:  # run 4 starts and is seen active before the exporter stops
+            fake.put(run(4, "CI", "in_progress", None, 300, None),
+                     [job(40, "test", "in_progress", None, 301, None)])
+        wait_for(lambda: value(url, "asyncjob_jobs", job_type="CI", status="running") == 1,
+                 20, "run 4 running")
+    with fake.lock:  # while the exporter is down: run 5 starts and fails
+        fake.put(run(5, "CI", "completed", "failure", 310, 320))
+    # restart on the same state file (counters restart at 0, as Prometheus counters may)
+    with exporter(tmp_path, config(api, tmp_path / "state.db"), name="again") as (url, proc):
+        wait_for(lambda: value(url, "asyncjob_jobs", job_type="CI", status="running") == 1
+                 and value(url, "asyncjob_finished_total", job_type="CI",
+                           status="failed") == 1, 20, f"after restart\n{proc.output()}")
+        with fake.lock:
+            fake.put(run(4, "CI", "completed", "success", 300, 330),
+                     [job(40, "test", "completed", "success", 301, 329)])
+        wait_for(lambda: value(url, "asyncjob_finished_total", job_type="CI",
+                               status="completed") == 1, 20, f"run 4\n{proc.output()}")
+        time.sleep(1.5)  # more polls: nothing from before the restart is counted again
+        assert value(url, "asyncjob_finished_total", job_type="CI") == 2
+        assert value(url, "asyncjob_duration_seconds_sum", job_type="CI",
+                     status="completed") == 30
