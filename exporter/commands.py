@@ -114,6 +114,14 @@ sources:
     auth:
       token: ${{ASYNCJOB_DEMO_TOKEN}}
     organization: lidar
+  - name: github-demo
+    kind: json
+    preset: github-actions   # the simulated Ordo jobs, shown as GitHub Actions runs
+    base_url: {url}/github
+    auth:
+      token: ${{ASYNCJOB_DEMO_TOKEN}}
+    organizations:
+      - address: sim/ordo
 """
 
 

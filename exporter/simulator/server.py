@@ -15,6 +15,7 @@ import structlog
 
 from exporter.simulator.clock import SimClock
 from exporter.simulator.control import Control, Faults, RequestLog, fault_response
+from exporter.simulator.github import GitHubApi
 from exporter.simulator.http import Request, Response, text_response
 from exporter.simulator.options import SimOptions
 from exporter.simulator.ordo import OrdoApi
@@ -38,6 +39,7 @@ class SimApp:
             "vocdoni": VocdoniApi(world, "vocdoni").resolve,
             "vocdoni-v1": VocdoniApi(world, "vocdoni-v1").resolve,
             "ordo": OrdoApi(world).resolve,
+            "github": GitHubApi(world).resolve,  # the Ordo world as GitHub Actions runs
         }
 
     def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:

@@ -1,0 +1,81 @@
+"""The simulator's GitHub Actions face (the Ordo world as runs), read by the github preset."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from exporter.simulator.clock import SimClock
+from exporter.simulator.options import SimOptions
+from exporter.simulator.server import SimApp, start_simulator
+from exporter.simulator.world import World
+from exporter.sources.base import ClientSettings, OrgTarget, PollResult
+from exporter.sources.json_config import JsonSourceModel
+from exporter.sources.json_source import JsonSource
+
+T0 = 1_780_000_000.0
+OPTS = {"seed": 3, "ordo_job_rate": 1.0, "ordo_history": 12, "job_rate": 0.0}
+RUNS = "/github/repos/sim/ordo/actions/runs"
+
+
+def call(app: SimApp, target: str, **headers: str) -> tuple[int, dict[str, str], Any]:
+    resp = app.dispatch("GET", target, {"authorization": "Bearer sim-token", **headers}, b"")
+    return resp.status, resp.headers, json.loads(resp.body) if resp.body else None
+
+
+def test_runs_etag_304_link_paging_and_attempt_jobs() -> None:
+    app = SimApp(World(SimOptions(**OPTS), SimClock(source=lambda: T0, origin=T0)))
+    status, headers, body = call(app, f"{RUNS}?per_page=5")
+    assert status == 200 and len(body["workflow_runs"]) == 5
+    assert body["total_count"] == len(app.world.ordo.jobs)
+    assert 'page=2>; rel="next"' in headers["Link"] and headers["Link"].startswith("<http://")
+    ids = [r["id"] for r in body["workflow_runs"]]
+    assert ids == sorted(ids, reverse=True)  # newest first
+    again, same, _ = call(app, f"{RUNS}?per_page=5", **{"if-none-match": headers["ETag"]})
+    assert again == 304 and same["X-RateLimit-Remaining"] == headers["X-RateLimit-Remaining"]
+    run = body["workflow_runs"][0]
+    status, _, jobs = call(app, f"{RUNS}/{run['id']}/attempts/1/jobs")
+    assert status == 200 and jobs["total_count"] == len(app.world.ordo.by_id[run["id"]].steps)
+    assert call(app, f"{RUNS}/{run['id']}/attempts/1")[2]["id"] == run["id"]
+    assert call(app, f"{RUNS}/999999/attempts/1")[0] == 404
+    assert call(app, RUNS, authorization="Bearer nope")[0] == 401
+
+
+def test_github_preset_reads_the_simulator_over_http() -> None:
+    sim = start_simulator(SimOptions(listen_host="127.0.0.1", listen_port=0, **OPTS),
+                          SimClock(source=lambda: T0, origin=T0))  # frozen: no new jobs
+    try:
+        spec = JsonSourceModel.model_validate({
+            "name": "gh", "kind": "json", "preset": "github-actions",
+            "base_url": f"{sim.url}/github", "auth": {"token": "sim-token"},
+            "organizations": [{"address": "sim/ordo"}]})
+        src = JsonSource("gh", ClientSettings(base_url=f"{sim.url}/github"), spec)
+
+        async def poll() -> PollResult:
+            try:
+                return await src.poll(OrgTarget("gh", "sim/ordo", "sim/ordo"), _NoJobs(), True)
+            finally:
+                await src.aclose()
+
+        result = asyncio.run(poll())
+        with sim.world.lock:
+            truth = {(f"{j.jid}#1", j.recipe.name) for j in sim.world.ordo.jobs}
+        assert {(j.job_id, j.job_type) for j in result.jobs} == truth
+        assert result.complete and not result.unknown_statuses
+    finally:
+        sim.stop()
+
+
+class _NoJobs:
+    def get(self, job_id: str) -> None:
+        return None
+
+    def active_ids(self) -> frozenset[str]:
+        return frozenset()
+
+    def __len__(self) -> int:
+        return 0
+
+    def settled_id(self) -> None:
+        return None
