@@ -122,6 +122,15 @@ sources:
       token: ${{ASYNCJOB_DEMO_TOKEN}}
     organizations:
       - address: sim/ordo
+  - name: airflow-demo
+    kind: json
+    preset: airflow          # the simulated Ordo jobs, shown as Airflow DAG runs
+    base_url: {url}/airflow
+    auth:
+      username: admin
+      password: ${{ASYNCJOB_DEMO_TOKEN}}
+    organizations:
+      - address: sim
 """
 
 

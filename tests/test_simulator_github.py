@@ -79,3 +79,22 @@ class _NoJobs:
 
     def settled_id(self) -> None:
         return None
+
+
+def test_airflow_face_filters_by_updated_at_and_pages_by_total_entries() -> None:
+    import base64
+
+    app = SimApp(World(SimOptions(**OPTS), SimClock(source=lambda: T0, origin=T0)))
+    auth = "Basic " + base64.b64encode(b"admin:sim-token").decode()
+    runs = "/airflow/api/v1/dags/~/dagRuns"
+    status, _, body = call(app, f"{runs}?limit=500&offset=0", authorization=auth)
+    assert status == 200 and len(body["dag_runs"]) == min(100, body["total_entries"])
+    assert body["total_entries"] == len(app.world.ordo.jobs)
+    late = "2100-01-01T00:00:00Z"
+    assert call(app, f"{runs}?updated_at_gte={late}", authorization=auth)[2] == {
+        "dag_runs": [], "total_entries": 0}
+    run = body["dag_runs"][0]
+    status, _, tasks = call(app, f"/airflow/api/v1/dags/{run['dag_id']}/dagRuns/"
+                                 f"{run['dag_run_id']}/taskInstances", authorization=auth)
+    assert status == 200 and tasks["total_entries"] >= 1
+    assert call(app, runs)[0] == 401

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from exporter.simulator.airflow import AirflowApi
 from exporter.simulator.clock import SimClock
 from exporter.simulator.control import Control, Faults, RequestLog, fault_response
 from exporter.simulator.github import GitHubApi
@@ -40,6 +41,7 @@ class SimApp:
             "vocdoni-v1": VocdoniApi(world, "vocdoni-v1").resolve,
             "ordo": OrdoApi(world).resolve,
             "github": GitHubApi(world).resolve,  # the Ordo world as GitHub Actions runs
+            "airflow": AirflowApi(world).resolve,  # the Ordo world as Airflow DAG runs
         }
 
     def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
