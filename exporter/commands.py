@@ -131,6 +131,14 @@ sources:
       password: ${{ASYNCJOB_DEMO_TOKEN}}
     organizations:
       - address: sim
+  - name: gitlab-demo
+    kind: json
+    preset: gitlab-ci        # the simulated Ordo jobs, shown as GitLab pipelines
+    base_url: {url}/gitlab
+    auth:
+      token: ${{ASYNCJOB_DEMO_TOKEN}}
+    organizations:
+      - address: sim/ordo
 """
 
 

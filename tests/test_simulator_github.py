@@ -98,3 +98,22 @@ def test_airflow_face_filters_by_updated_at_and_pages_by_total_entries() -> None
                                  f"{run['dag_run_id']}/taskInstances", authorization=auth)
     assert status == 200 and tasks["total_entries"] >= 1
     assert call(app, runs)[0] == 401
+
+
+def test_gitlab_face_lists_pages_details_and_retried_jobs() -> None:
+    app = SimApp(World(SimOptions(**OPTS), SimClock(source=lambda: T0, origin=T0)))
+    base = "/gitlab/api/v4/projects/sim%2Fordo/pipelines"
+    tok = {"private-token": "sim-token"}
+    status, headers, first = call(app, f"{base}?per_page=3", **tok)
+    assert status == 200 and len(first) == 3 and "started_at" not in first[0]
+    assert headers["X-Next-Page"] == "2" and 'page=2>; rel="next"' in headers["Link"]
+    assert int(headers["RateLimit-Remaining"]) < 2000
+    pid = first[0]["id"]
+    detail = call(app, f"{base}/{pid}", **tok)[2]
+    assert detail["id"] == pid and "started_at" in detail and "duration" in detail
+    jobs = call(app, f"{base}/{pid}/jobs?include_retried=true", **tok)[2]
+    attempts = sum(len([a for a in s.attempts if a[0] <= T0])
+                   for s in app.world.ordo.by_id[pid].steps)
+    assert len(jobs) == attempts  # every attempt is a job of its own
+    assert call(app, f"{base}?updated_after=2100-01-01T00:00:00Z", **tok)[2] == []
+    assert call(app, base, authorization="Bearer nope")[0] == 401

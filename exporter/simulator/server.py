@@ -1,4 +1,5 @@
-"""Serve the simulated APIs over HTTP: /vocdoni, /vocdoni-v1, /ordo and the /_sim control plane."""
+"""Serve the simulated APIs over HTTP: /vocdoni, /vocdoni-v1, /ordo (also as /github, /airflow,
+/gitlab) and the /_sim control plane."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from exporter.simulator.airflow import AirflowApi
 from exporter.simulator.clock import SimClock
 from exporter.simulator.control import Control, Faults, RequestLog, fault_response
 from exporter.simulator.github import GitHubApi
+from exporter.simulator.gitlab import GitLabApi
 from exporter.simulator.http import Request, Response, text_response
 from exporter.simulator.options import SimOptions
 from exporter.simulator.ordo import OrdoApi
@@ -42,6 +44,7 @@ class SimApp:
             "ordo": OrdoApi(world).resolve,
             "github": GitHubApi(world).resolve,  # the Ordo world as GitHub Actions runs
             "airflow": AirflowApi(world).resolve,  # the Ordo world as Airflow DAG runs
+            "gitlab": GitLabApi(world).resolve,  # the Ordo world as GitLab pipelines
         }
 
     def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:

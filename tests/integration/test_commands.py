@@ -28,7 +28,7 @@ def test_demo_serves_live_changing_values(tmp_path: Path) -> None:
         def rendered() -> dict | None:  # type: ignore[type-arg]
             s = scrape(url)
             ups = select(s, "asyncjob_up")
-            ok = len(ups) == 8 and all(v == 1 for v in ups.values())
+            ok = len(ups) == 9 and all(v == 1 for v in ups.values())
             return s if ok and _total(s, "asyncjob_jobs") > 0 else None
 
         # /readyz answers 200 only once /metrics serves bytes that include every org's first poll
@@ -36,7 +36,7 @@ def test_demo_serves_live_changing_values(tmp_path: Path) -> None:
         assert first is not None, "ready, but /metrics did not show every org's first poll"
         sources = {dict(k)["source"] for k in select(first, "asyncjob_up")}
         assert {"vocdoni-demo", "vocdoni-legacy", "ordo-demo", "github-demo",
-                "airflow-demo"} <= sources
+                "airflow-demo", "gitlab-demo"} <= sources
 
         def changed() -> bool:
             now = scrape(url)
