@@ -280,6 +280,7 @@ class Worker:
 
     ordo: OrdoService
     attempts: list[Attempt] = field(default_factory=list)
+    retries: list[tuple[str, str]] = field(default_factory=list)  # (job type, step type) claims
 
     def recipe(self, name: str, steps: list[tuple[str, str]]) -> int:
         """Create a recipe through the API; return its id."""
@@ -313,6 +314,16 @@ class Worker:
             f"interval '{at_s} seconds', started_at = j.started_at + interval '{at_s} seconds', "
             f"finished_at = NULL, error = NULL FROM {SCHEMA}.job j WHERE j.id = s.job_id "
             f"AND s.job_id = {job_id} AND s.step_id = '{step_id}'")
+        if attempt > 1:
+            row = self._names(job_id, step_id)
+            self.retries.append((row["name"], row["step_type"]))
+
+    def _names(self, job_id: int, step_id: str) -> dict[str, Any]:
+        """Return the recipe name, step type and attempt of one step row."""
+        return self.ordo.pg.rows(
+            f"SELECT r.name, s.step_type, s.attempt FROM {SCHEMA}.job_step s JOIN {SCHEMA}.job j "
+            f"ON j.id = s.job_id JOIN {SCHEMA}.recipe r ON r.id = j.recipe_id "
+            f"WHERE s.job_id = {job_id} AND s.step_id = '{step_id}'")[0]
 
     def detail(self, job_id: int, step_id: str, percent: float) -> None:
         """Append a progress row, as n8n does while a step runs."""
@@ -326,10 +337,7 @@ class Worker:
         self.sql(f"UPDATE {SCHEMA}.job_step SET status = '{status}', finished_at = started_at + "
                  f"interval '{seconds} seconds', error = {error} WHERE job_id = {job_id} "
                  f"AND step_id = '{step_id}'")
-        row = self.ordo.pg.rows(
-            f"SELECT r.name, s.step_type, s.attempt FROM {SCHEMA}.job_step s JOIN {SCHEMA}.job j "
-            f"ON j.id = s.job_id JOIN {SCHEMA}.recipe r ON r.id = j.recipe_id "
-            f"WHERE s.job_id = {job_id} AND s.step_id = '{step_id}'")[0]
+        row = self._names(job_id, step_id)
         self.attempts.append(Attempt(job_id, row["name"], step_id, row["step_type"],
                                      int(row["attempt"]), status, seconds))
 
