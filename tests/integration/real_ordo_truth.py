@@ -68,7 +68,7 @@ def truth(ordo: OrdoService, worker: Worker, base: Baseline) -> Metrics:
     out: Metrics = {}
     for job in _jobs(ordo):
         status = JOB_STATUS.get(job["status"], job["status"])
-        key = (job["jt"], status)
+        key: tuple[str, ...] = (job["jt"], status)
         _add(out, "asyncjob_jobs", key, 1)
         if job["status"] in TERMINAL and job["id"] not in base.terminal:
             _add(out, "asyncjob_finished_total", key, 1)
