@@ -123,6 +123,9 @@ LABELS = {
     "asyncjob_progress_ratio": ("job_type", "job_id"),
 }
 
+# Counters and histograms: they keep their values; the rest are gauges of the current state.
+COUNTERS = tuple(name for name in LABELS if name.endswith(("_total", "_count", "_sum")))
+
 
 def metrics(url: str) -> Metrics:
     """Scrape the exporter and keep the non-zero job and step samples of the Ordo org."""

@@ -173,3 +173,4 @@ def test_exporter_kill_9_then_restart_counts_every_finish_once(
         ("kill9", "FETCH", "success"): 1, ("kill9", "PROCESS", "success"): 1,
         ("kill9", "PUBLISH", "failed"): 1}
 
+
