@@ -136,11 +136,11 @@ class Postgres:
                                       "-w", "-t", "30", "stop"]), 45, "pg_ctl stop")
 
     def psql(self, sql: str, db: str = SCHEMA) -> str:
-        """Run SQL through psql and return its unaligned, tuples-only output."""
+        """Run SQL (any length: read from stdin) through psql; return its tuples-only output."""
         args = [find_bin("psql", (Path("/usr/bin"), *PG_DIRS)), "-h", "127.0.0.1", "-p",
                 str(self.port), "-U", "postgres", "-d", db, "-X", "-q", "-At",
-                "-v", "ON_ERROR_STOP=1", "-c", sql]
-        return _run(args, 30, f"psql {sql[:60]!r}").strip()
+                "-v", "ON_ERROR_STOP=1", "-f", "-"]
+        return _run(args, 30, f"psql {sql[:60]!r}", input=sql).strip()
 
     def rows(self, query: str) -> list[dict[str, Any]]:
         """Run a SELECT and return its rows as dicts (through json_agg)."""
