@@ -29,7 +29,8 @@ from benchmarks.harness import Proc, free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = ROOT / ".." / "shared" / "upstream"
 CACHE = ROOT / ".cache" / "ordo-node_modules"
-PG_DIRS = (Path("/usr/local/bin"), Path("/usr/lib/postgresql/15/bin"))
+PG_DIRS = (Path("/usr/local/bin"), Path("/usr/lib/postgresql/15/bin"),
+           *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))
 PG_OS_USER = os.environ.get("ORDO_PG_USER", "asyncjob-pg")  # PostgreSQL refuses to run as root
 TOKEN = "real-ordo-token"
 SCHEMA = "ordo"
