@@ -34,7 +34,7 @@ PG_DIRS = (Path("/usr/local/bin"), Path("/usr/lib/postgresql/15/bin"),
 PG_OS_USER = os.environ.get("ORDO_PG_USER", "asyncjob-pg")  # PostgreSQL refuses to run as root
 TOKEN = "real-ordo-token"
 SCHEMA = "ordo"
-HINT = "run `bash scripts/ensure-ordo.sh` (installs postgresql-15 and nodejs from Debian)"
+HINT = "run `bash scripts/ensure-ordo.sh` (installs PostgreSQL, psql, Node.js and npm from Debian)"
 
 
 class OrdoSetupError(RuntimeError):
@@ -49,7 +49,8 @@ def find_bin(name: str, dirs: tuple[Path, ...] = PG_DIRS) -> str:
     for d in dirs:
         if (d / name).is_file():
             return str(d / name)
-    raise OrdoSetupError(f"`{name}` not found on PATH or in {[str(d) for d in dirs]}; {HINT}")
+    where = f"on PATH or in {', '.join(str(d) for d in dirs)}" if dirs else "on PATH"
+    raise OrdoSetupError(f"`{name}` not found {where}; {HINT}")
 
 
 def _run(args: list[str], timeout: float, what: str, **kw: Any) -> str:
