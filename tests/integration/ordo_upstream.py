@@ -273,7 +273,7 @@ class Attempt:
     step_type: str
     attempt: int
     status: str
-    seconds: float
+    seconds: float | None  # None: never started (skipped), so no run time
 
 
 @dataclass
@@ -342,6 +342,15 @@ class Worker:
         row = self._names(job_id, step_id)
         self.attempts.append(Attempt(job_id, row["name"], step_id, row["step_type"],
                                      int(row["attempt"]), status, seconds))
+
+    def skip(self, job_id: int, step_id: str) -> None:
+        """Skip a step that never ran (its input failed): finished, never started."""
+        self.sql(f"UPDATE {SCHEMA}.job_step s SET status = 'skipped', finished_at = j.started_at "
+                 f"FROM {SCHEMA}.job j WHERE j.id = s.job_id AND s.job_id = {job_id} "
+                 f"AND s.step_id = '{step_id}'")
+        row = self._names(job_id, step_id)
+        self.attempts.append(Attempt(job_id, row["name"], step_id, row["step_type"],
+                                     int(row["attempt"]), "skipped", None))
 
     def finish_job(self, job_id: int, status: str, run_s: float) -> None:
         """Finalize the job as n8n's finalizer does."""

@@ -87,8 +87,9 @@ def truth(ordo: OrdoService, worker: Worker, base: Baseline) -> Metrics:
     for a in worker.attempts[base.attempts:]:
         key = (a.job_type, a.step_type, a.status)
         _add(out, "asyncjob_step_finished_total", key, 1)
-        _add(out, "asyncjob_step_duration_seconds_count", key, 1)
-        _add(out, "asyncjob_step_duration_seconds_sum", key, a.seconds)
+        if a.seconds is not None:
+            _add(out, "asyncjob_step_duration_seconds_count", key, 1)
+            _add(out, "asyncjob_step_duration_seconds_sum", key, a.seconds)
     for job_type, step_type in worker.retries[base.retries:]:
         _add(out, "asyncjob_step_attempts_total", (job_type, step_type), 1)
     progress = _ordo_progress(ordo)

@@ -90,7 +90,17 @@ def test_job_and_step_metrics_equal_sql_truth(real_ordo: OrdoService, worker: Wo
         worker.end_step(fail, "fetch", "failed", 1.5)
         agree(url, lambda: truth(real_ordo, worker, base))
         worker.run_step(run, "process", 2, 6.0)  # lease lost: re-claimed as attempt 2 (a retry)
+        for step in IDS[1:]:
+            worker.skip(fail, step)
         worker.finish_job(fail, "failed", 2.5)
+        part = worker.job(rid)
+        worker.start_job(part, 0.75)
+        worker.run_step(part, "fetch", 1, 0.25)
+        worker.end_step(part, "fetch", "success", 0.5)
+        worker.run_step(part, "process", 1, 1.0)
+        worker.end_step(part, "process", "failed", 0.25)
+        worker.skip(part, "publish")
+        worker.finish_job(part, "partial", 1.5)
         agree(url, lambda: truth(real_ordo, worker, base))
         worker.end_step(run, "process", "success", 4.0)
         worker.run_step(run, "publish", 1, 11.0)
@@ -98,9 +108,12 @@ def test_job_and_step_metrics_equal_sql_truth(real_ordo: OrdoService, worker: Wo
         worker.finish_job(run, "success", 13.0)
         worker.start_job(pend, 30.0)
         now = agree(url, lambda: truth(real_ordo, worker, base))
-    assert now["asyncjob_finished_total"] == {("survey", "completed"): 1, ("survey", "failed"): 1}
+    assert now["asyncjob_finished_total"] == {("survey", "completed"): 1, ("survey", "failed"): 1,
+                                              ("survey", "partial"): 1}
     assert now["asyncjob_duration_seconds_sum"][("survey", "completed")] == 13.0
-    assert now["asyncjob_queue_wait_seconds_sum"][("survey",)] == 34.25
+    assert now["asyncjob_queue_wait_seconds_sum"][("survey",)] == 35.0
+    assert now["asyncjob_step_finished_total"][("survey", "PUBLISH", "skipped")] == 2
+    assert ("survey", "PUBLISH", "skipped") not in now["asyncjob_step_duration_seconds_count"]
     assert now["asyncjob_step_attempts_total"] == {("survey", "PROCESS"): 1}
 
 
