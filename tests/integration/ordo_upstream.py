@@ -274,6 +274,7 @@ class Attempt:
     attempt: int
     status: str
     seconds: float | None  # None: never started (skipped), so no run time
+    seen: bool = True  # False: overwritten by the retry before anyone could read it
 
 
 @dataclass
@@ -333,15 +334,16 @@ class Worker:
                  f"VALUES ({job_id}, '{step_id}', 'working', "
                  f"""'{{"progress": {percent}}}')""")
 
-    def end_step(self, job_id: int, step_id: str, status: str, seconds: float) -> None:
-        """End the running attempt of a step (`failed` sets `blocked` for a retry when asked)."""
+    def end_step(self, job_id: int, step_id: str, status: str, seconds: float,
+                 seen: bool = True) -> None:
+        """End the running attempt of a step; `seen=False` when a retry overwrites it at once."""
         error = "'boom'" if status == "failed" else "NULL"
         self.sql(f"UPDATE {SCHEMA}.job_step SET status = '{status}', finished_at = started_at + "
                  f"interval '{seconds} seconds', error = {error} WHERE job_id = {job_id} "
                  f"AND step_id = '{step_id}'")
         row = self._names(job_id, step_id)
         self.attempts.append(Attempt(job_id, row["name"], step_id, row["step_type"],
-                                     int(row["attempt"]), status, seconds))
+                                     int(row["attempt"]), status, seconds, seen))
 
     def skip(self, job_id: int, step_id: str) -> None:
         """Skip a step that never ran (its input failed): finished, never started."""
@@ -365,7 +367,7 @@ class Worker:
         for step_id in steps:
             if step_id == retried:
                 self.run_step(job_id, step_id, 1, at)
-                self.end_step(job_id, step_id, "failed", 1.25)
+                self.end_step(job_id, step_id, "failed", 1.25, seen=False)
                 at += 2.0
                 self.run_step(job_id, step_id, 2, at)
             else:

@@ -84,7 +84,8 @@ def truth(ordo: OrdoService, worker: Worker, base: Baseline) -> Metrics:
             f"JOIN {SCHEMA}.job j ON j.id = s.job_id JOIN {SCHEMA}.recipe r ON r.id = j.recipe_id"
             " WHERE j.status NOT IN ('success', 'completed', 'failed', 'partial')"):
         _add(out, "asyncjob_steps", (step["jt"], step["step_type"], step["status"]), 1)
-    for a in worker.attempts[base.attempts:]:
+    # An attempt no API answer ever showed cannot be counted; its retry (attempt 2) is.
+    for a in (a for a in worker.attempts[base.attempts:] if a.seen):
         key = (a.job_type, a.step_type, a.status)
         _add(out, "asyncjob_step_finished_total", key, 1)
         if a.seconds is not None:

@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from pprint import pformat
 from typing import Any
 
 import httpx
@@ -61,7 +62,8 @@ def agree(url: str, want: Any, timeout: float = 15.0) -> Metrics:
         wait_until(check, timeout, "the exporter to agree with PostgreSQL")
     except AssertionError:
         pass
-    assert last == {}, "exporter vs SQL truth {metric: {labels: (exporter, truth)}}"
+    assert not last, "exporter vs SQL truth, {metric: {labels: (exporter, truth)}}:\n" \
+        + pformat(last)
     return metrics(url)
 
 
@@ -185,5 +187,4 @@ def test_exporter_kill_9_then_restart_counts_every_finish_once(
     assert now["asyncjob_step_finished_total"] == {
         ("kill9", "FETCH", "success"): 1, ("kill9", "PROCESS", "success"): 1,
         ("kill9", "PUBLISH", "failed"): 1}
-
 
