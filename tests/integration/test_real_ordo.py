@@ -77,7 +77,9 @@ def test_job_and_step_metrics_equal_sql_truth(real_ordo: OrdoService, worker: Wo
         now = agree(url, lambda: truth(real_ordo, worker, base))
         assert now["asyncjob_jobs"][("survey", "completed")] >= 1
         assert ("survey", "completed") not in now.get("asyncjob_finished_total", {})
-        pend, run, fail = worker.job(rid), worker.job(rid), worker.job(rid)
+        pend, run, fail, part = (worker.job(rid) for _ in range(4))
+        worker.start_job(part, 0.75)
+        worker.run_step(part, "fetch", 1, 0.25)
         worker.start_job(run, 3.0)
         worker.run_step(run, "fetch", 1, 0.5)
         worker.detail(run, "fetch", 40)
@@ -95,9 +97,6 @@ def test_job_and_step_metrics_equal_sql_truth(real_ordo: OrdoService, worker: Wo
         for step in IDS[1:]:
             worker.skip(fail, step)
         worker.finish_job(fail, "failed", 2.5)
-        part = worker.job(rid)
-        worker.start_job(part, 0.75)
-        worker.run_step(part, "fetch", 1, 0.25)
         worker.end_step(part, "fetch", "success", 0.5)
         worker.run_step(part, "process", 1, 1.0)
         worker.end_step(part, "process", "failed", 0.25)
