@@ -92,7 +92,7 @@ def truth(ordo: OrdoService, worker: Worker, base: Baseline) -> Metrics:
             _add(out, "asyncjob_step_duration_seconds_count", key, 1)
             _add(out, "asyncjob_step_duration_seconds_sum", key, a.seconds)
     for job_type, step_type in worker.retries[base.retries:]:
-        _add(out, "asyncjob_step_attempts_total", (job_type, step_type), 1)
+        _add(out, "asyncjob_step_retries_total", (job_type, step_type), 1)
     progress = _ordo_progress(ordo)
     if progress:
         out["asyncjob_progress_ratio"] = progress
@@ -121,7 +121,7 @@ LABELS = {
     "asyncjob_step_finished_total": ("job_type", "step_type", "step_status"),
     "asyncjob_step_duration_seconds_count": ("job_type", "step_type", "step_status"),
     "asyncjob_step_duration_seconds_sum": ("job_type", "step_type", "step_status"),
-    "asyncjob_step_attempts_total": ("job_type", "step_type"),
+    "asyncjob_step_retries_total": ("job_type", "step_type"),
     "asyncjob_progress_ratio": ("job_type", "job_id"),
 }
 

@@ -115,7 +115,7 @@ def test_job_and_step_metrics_equal_sql_truth(real_ordo: OrdoService, worker: Wo
     assert now["asyncjob_queue_wait_seconds_sum"][("survey",)] == 35.0
     assert now["asyncjob_step_finished_total"][("survey", "PUBLISH", "skipped")] == 2
     assert ("survey", "PUBLISH", "skipped") not in now["asyncjob_step_duration_seconds_count"]
-    assert now["asyncjob_step_attempts_total"] == {("survey", "PROCESS"): 1}
+    assert now["asyncjob_step_retries_total"] == {("survey", "PROCESS"): 1}
 
 
 def test_ordo_restart_loses_and_repeats_nothing(real_ordo: OrdoService, worker: Worker,
