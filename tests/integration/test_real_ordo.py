@@ -19,6 +19,7 @@ import pytest
 from tests.integration.harness import Proc, exporter, scrape, select, wait_for
 from tests.integration.ordo_upstream import TOKEN, OrdoService, Worker, wait_until
 from tests.integration.real_ordo_truth import (
+    COUNTERS,
     ORG,
     Baseline,
     Metrics,
@@ -187,3 +188,88 @@ def test_exporter_kill_9_then_restart_counts_every_finish_once(
         ("kill9", "FETCH", "success"): 1, ("kill9", "PROCESS", "success"): 1,
         ("kill9", "PUBLISH", "failed"): 1}
 
+
+# --- Cases of issue 11 that fail on main (fixes on other branches) ---------------------------
+
+def test_retried_step_counts_each_attempt_with_its_duration(
+        real_ordo: OrdoService, worker: Worker, tmp_path: Path) -> None:
+    rid = worker.recipe("retry", STEPS)
+    job = worker.job(rid)
+    with watching(tmp_path, real_ordo) as (url, _):
+        base = baseline(real_ordo, worker)
+        worker.start_job(job, 1.0)
+        worker.run_step(job, "fetch", 1, 0.5)
+        worker.end_step(job, "fetch", "failed", 1.25)
+        agree(url, lambda: truth(real_ordo, worker, base))  # the failed attempt is seen
+        worker.run_step(job, "fetch", 2, 3.0)
+        worker.end_step(job, "fetch", "success", 2.5)
+        now = agree(url, lambda: truth(real_ordo, worker, base))
+    assert now["asyncjob_step_finished_total"] == {("retry", "FETCH", "failed"): 1,
+                                                   ("retry", "FETCH", "success"): 1}
+    assert now["asyncjob_step_duration_seconds_sum"] == {("retry", "FETCH", "failed"): 1.25,
+                                                         ("retry", "FETCH", "success"): 2.5}
+
+
+def test_job_created_and_finished_between_two_polls_counts_its_steps(
+        real_ordo: OrdoService, worker: Worker, tmp_path: Path) -> None:
+    rid = worker.recipe("between", STEPS[:2])
+    with watching(tmp_path, real_ordo) as (url, proc):
+        base = baseline(real_ordo, worker)
+        proc.proc.send_signal(signal.SIGSTOP)  # no poll can run until SIGCONT
+        try:
+            job = worker.job(rid)
+            worker.complete(job, IDS[:2], retried="process")
+        finally:
+            proc.proc.send_signal(signal.SIGCONT)
+        now = agree(url, lambda: truth(real_ordo, worker, base))
+    assert now["asyncjob_finished_total"] == {("between", "completed"): 1}
+    assert now["asyncjob_step_retries_total"] == {("between", "PROCESS"): 1}
+
+
+def test_exporter_kill_9_jobs_created_or_started_while_down_are_observed(
+        real_ordo: OrdoService, worker: Worker, tmp_path: Path) -> None:
+    rid = worker.recipe("down", STEPS)
+    pending = worker.job(rid)
+
+    def scenario(url: str, base: Baseline) -> Iterator[None]:
+        agree(url, lambda: truth(real_ordo, worker, base))
+        yield
+        worker.start_job(pending, 7.0)  # its queue wait is still to be observed
+        worker.complete(worker.job(rid), IDS, retried="fetch")  # never seen active
+
+    with _killed_and_restarted(tmp_path, real_ordo, worker, scenario) as (url, base, _):
+        now = agree(url, lambda: truth(real_ordo, worker, base))
+    assert now["asyncjob_queue_wait_seconds_count"][("down",)] == 2
+    assert sum(now["asyncjob_step_finished_total"].values()) == 4
+
+
+def test_ordo_database_reset_ids_restart_at_1_are_new_jobs(
+        real_ordo: OrdoService, worker: Worker, tmp_path: Path) -> None:
+    rid = worker.recipe("before-reset", STEPS)
+    for _ in range(3):
+        worker.job(rid)
+    with watching(tmp_path, real_ordo) as (url, _):
+        base = baseline(real_ordo, worker)
+        worker.complete(worker.job(rid), IDS)
+        before = agree(url, lambda: truth(real_ordo, worker, base))
+        real_ordo.reset_database()
+        fresh = Worker(real_ordo)
+        new = fresh.recipe("after-reset", STEPS[:2])
+        assert new == 1
+        first = fresh.job(new)
+        assert first == 1
+        fresh.complete(first, IDS[:2])
+        fresh.job(new)
+
+        def want() -> Metrics:
+            now = truth(real_ordo, fresh, Baseline())
+            for name in COUNTERS:  # counters keep what they counted before the reset
+                for key, value in before.get(name, {}).items():
+                    now.setdefault(name, {})[key] = now.get(name, {}).get(key, 0.0) + value
+            return now
+
+        now = agree(url, want)
+    assert now["asyncjob_jobs"] == {("after-reset", "completed"): 1,
+                                    ("after-reset", "pending"): 1}
+    assert now["asyncjob_finished_total"] == {("before-reset", "completed"): 1,
+                                              ("after-reset", "completed"): 1}
