@@ -320,6 +320,11 @@ class Worker:
         if attempt > 1:
             row = self._names(job_id, step_id)
             self.retries.append((row["name"], row["step_type"]))
+            ended = any(a.job_id == job_id and a.step_id == step_id and a.attempt == attempt - 1
+                        for a in self.attempts)
+            if not ended:  # a lost lease: the earlier attempt ended unsuccessfully, untimed
+                self.attempts.append(Attempt(job_id, row["name"], step_id, row["step_type"],
+                                             attempt - 1, "failed", None, seen=False))
 
     def _names(self, job_id: int, step_id: str) -> dict[str, Any]:
         """Return the recipe name, step type and attempt of one step row."""

@@ -84,11 +84,12 @@ def truth(ordo: OrdoService, worker: Worker, base: Baseline) -> Metrics:
             f"JOIN {SCHEMA}.job j ON j.id = s.job_id JOIN {SCHEMA}.recipe r ON r.id = j.recipe_id"
             " WHERE j.status NOT IN ('success', 'completed', 'failed', 'partial')"):
         _add(out, "asyncjob_steps", (step["jt"], step["step_type"], step["status"]), 1)
-    # An attempt no API answer ever showed cannot be counted; its retry (attempt 2) is.
-    for a in (a for a in worker.attempts[base.attempts:] if a.seen):
+    # Every attempt ends once. One that no API answer showed (a retry overwrote it at once) is
+    # known from the attempt counter only: counted as failed (the worker failed it), never timed.
+    for a in worker.attempts[base.attempts:]:
         key = (a.job_type, a.step_type, a.status)
         _add(out, "asyncjob_step_finished_total", key, 1)
-        if a.seconds is not None:
+        if a.seen and a.seconds is not None:
             _add(out, "asyncjob_step_duration_seconds_count", key, 1)
             _add(out, "asyncjob_step_duration_seconds_sum", key, a.seconds)
     for job_type, step_type in worker.retries[base.retries:]:
