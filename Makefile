@@ -13,9 +13,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The rules and end-to-end tests need the real promtool, Prometheus and Alertmanager.
+# The rules and end-to-end tests need the real promtool, Prometheus and Alertmanager; the
+# real-Ordo tests need Node.js/npm, PostgreSQL server binaries, psql and a non-root OS user.
 tools:
 	bash scripts/ensure-prometheus.sh
+	bash scripts/ensure-ordo.sh
 
 lint: venv
 	$(VENV)/bin/ruff check exporter tests benchmarks scripts

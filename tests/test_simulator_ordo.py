@@ -116,7 +116,8 @@ def test_batch_order_unknown_ids_and_limits(app: SimApp) -> None:
     many = ",".join(str(i) for i in range(1, 102))
     assert call(app, f"/ordo/jobs/{many}")[::2] == (
         400, {"error": "Cannot request more than 100 job IDs at once"})
-    assert call(app, "/ordo/jobs/0,1")[::2] == (400, {"error": "Job ID must be a positive integer"})
+    assert call(app, "/ordo/jobs/0,1")[::2] == (
+        400, {"error": 'Job ID must be a positive integer: "0"'})
     assert call(app, "/ordo/jobs/5,,,")[::2] == (
         400, {"error": "Batch endpoint requires at least 2 job IDs"})
     assert call(app, "/ordo/jobs/" + ",".join(["2"] * 100))[0] == 200

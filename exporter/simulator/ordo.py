@@ -133,7 +133,7 @@ class OrdoApi:
             if not part.isdigit():
                 return oerror(400, f'Invalid job ID: "{part}"')
             if int(part) <= 0:
-                return oerror(400, "Job ID must be a positive integer")
+                return oerror(400, f'Job ID must be a positive integer: "{part}"')
             ids.append(int(part))
         with self.world.lock:
             now = self.world.sync()

@@ -118,17 +118,20 @@ def _progress(views: list[StepView]) -> dict[str, Any]:
 
 
 def _ms(a: float | None, b: float | None) -> int | None:
-    return round((b - a) * 1000) if a is not None and b is not None else None
+    # Ordo subtracts the millisecond timestamps it stored, as js_time shows them.
+    return round(b * 1000) - round(a * 1000) if a is not None and b is not None else None
 
 
 def _timeline(steps: list[StepPlan], views: list[StepView]) -> list[dict[str, Any]]:
-    rows = [(v.started_at, {
+    # Ordo stable-sorts the steps (ordered by step_id) on started_at in milliseconds.
+    pairs = sorted(zip(steps, views, strict=True), key=lambda p: p[0].sdef.step_id)
+    rows = [{
         "step": sp.sdef.step_id, "type": sp.sdef.step_type, "status": v.status,
         "started_at": js_time(v.started_at), "finished_at": js_time(v.finished_at),
         "duration_ms": _ms(v.started_at, v.finished_at),
-    }) for sp, v in zip(steps, views, strict=True)]
-    rows.sort(key=lambda r: (r[0] is None, r[0] or 0.0))
-    return [r[1] for r in rows]
+    } for sp, v in pairs]
+    rows.sort(key=lambda r: (r["started_at"] is None, r["started_at"] or ""))
+    return rows
 
 
 def _artifacts(job: OJob, views: list[StepView]) -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ def _assert_refused(proc: subprocess.CompletedProcess[str], state: Path, reason:
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     out = proc.stderr + proc.stdout
     assert "Traceback" not in out, out
-    assert out.strip() == f"asyncjob-exporter: cannot use state file {state}: {reason}", out
+    assert out.strip() == f"asyncjob-exporter run: cannot use state file {state}: {reason}", out
 
 
 def _snapshot(where: Path) -> dict[str, bytes | None]:
@@ -164,7 +164,7 @@ def test_disk_full_at_start_is_refused_and_leaves_no_file(tmp_path: Path) -> Non
         state = mnt / "state.db"
         proc = _start(_config(tmp_path, state))
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-        assert proc.stderr.startswith(f"asyncjob-exporter: cannot use state file {state}: ")
+        assert proc.stderr.startswith(f"asyncjob-exporter run: cannot use state file {state}: ")
         assert "full" in proc.stderr or "No space left" in proc.stderr, proc.stderr
         assert sorted(p.name for p in mnt.iterdir()) == ["filler"]
 
