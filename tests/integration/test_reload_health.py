@@ -23,7 +23,8 @@ def _health(url: str) -> tuple[float, float, float]:
     samples = scrape(url)
     errors = sum(select(samples, "asyncjob_poll_errors_total", source="dead").values())
     polls = sum(select(samples, "asyncjob_poll_duration_seconds_count", source="dead").values())
-    reloaded = sum(select(samples, "asyncjob_config_last_reload_success_timestamp_seconds").values())
+    reloaded = sum(select(samples,
+                          "asyncjob_config_last_reload_success_timestamp_seconds").values())
     return errors, polls, reloaded
 
 
