@@ -127,9 +127,9 @@ class OrgLoop:
         last_sign_of_life = max(self.last_completed, self._last_answer)
         return now - last_sign_of_life > STALL_INTERVALS * self.org_config.interval
 
-    def _answered(self) -> None:
-        """Note an API answer to this org's poll (called by the HTTP client)."""
-        self._last_answer = self.clock()
+    def _answered(self, wait: float = 0.0) -> None:
+        """Note an API answer to this org's poll, or a Retry-After wait it asked for."""
+        self._last_answer = max(self._last_answer, self.clock() + wait)
 
     def check(self, now: float) -> None:
         """Cancel a stalled poll and restart a dead poll task; called by the watchdog."""

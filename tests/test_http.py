@@ -13,7 +13,7 @@ import httpx
 import pytest
 import structlog
 
-from exporter.sources.base import ClientSettings, PollError, RequestStats
+from exporter.sources.base import ON_API_ANSWER, ClientSettings, PollError, RequestStats
 from exporter.sources.body import MAX_JSON_DEPTH, TOO_DEEP
 from exporter.sources.http import (
     ApiClient,
@@ -674,3 +674,33 @@ def test_an_integer_of_70k_digits_is_a_marker_not_a_failed_document() -> None:
     with pytest.raises(PollError) as info:
         ApiResponse(200, httpx.Headers(), "<html>limit</html>", "/jobs").json()
     assert info.value.reason == "decode"
+
+
+def test_requests_held_by_retry_after_tell_their_poll_how_long() -> None:
+    """Every poll whose request waits out a Retry-After block hears of the wait (no stall)."""
+    ft = FakeTime()
+    calls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(429, headers={"Retry-After": "7"}, text="Too many")
+        return httpx.Response(200, json={})
+
+    stats = RequestStats()
+    client = make_client(handler, ft, stats=stats)
+    heard: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def poll(org: str, path: str) -> None:
+        ON_API_ANSWER.set(lambda wait=0.0: heard[org].append(wait))
+        while org == "b" and not stats.rate_limited:  # b asks once the block is in force
+            await asyncio.sleep(0)
+        await client.get_json(path, path)
+
+    async def both() -> None:
+        await asyncio.gather(poll("a", "/a"), poll("b", "/b"))
+
+    run(both())
+    assert max(heard["a"]) == pytest.approx(7, abs=0.01)  # the org that got the 429
+    assert max(heard["b"]) == pytest.approx(7, abs=0.01)  # a sibling held back by the block

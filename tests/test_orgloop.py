@@ -127,3 +127,23 @@ def test_stopping_the_loop_is_not_counted_as_a_stall() -> None:
         assert not loop.errors and source.cancelled == ["org"]
 
     asyncio.run(scenario())
+
+
+def test_waiting_out_a_retry_after_is_not_a_stall() -> None:
+    """A Retry-After wait longer than the stall window is the API's answer, not a hung poll."""
+    async def scenario() -> None:
+        clock, source = Clock(), HangingSource()
+        loop = _loop("limited", source, clock)
+        loop.start()
+        await _until(lambda: source.hooks.get("limited") is not None)
+        hook = source.hooks["limited"]
+        assert hook is not None
+        wait = (STALL_INTERVALS + 2) * INTERVAL  # the API asked the client to hold back
+        hook(wait)
+        clock.now += wait
+        assert not loop.stalled(clock.now)
+        clock.now += STALL_INTERVALS * INTERVAL + 1  # no answer after the wait: stalled
+        assert loop.stalled(clock.now)
+        await loop.stop()
+
+    asyncio.run(scenario())

@@ -49,8 +49,10 @@ MAX_JOB_ID_LENGTH = 1024
 MAX_RAW_STATUS = 40
 
 # Set by an org's poll loop for the duration of a poll: the HTTP client calls it on every answer
-# it gets, so stall detection sees this org's own sign of life, not a sibling org's.
-ON_API_ANSWER: ContextVar[Callable[[], None] | None] = ContextVar("on_api_answer", default=None)
+# it gets, so stall detection sees this org's own sign of life, not a sibling org's. Called with
+# a wait in seconds when the API asked the client to hold back (Retry-After): that wait is the
+# API's answer too, not a stall.
+ON_API_ANSWER: ContextVar[Callable[..., None] | None] = ContextVar("on_api_answer", default=None)
 
 
 class PollError(Exception):

@@ -97,6 +97,10 @@ class _Limiter:
             if wait <= 0:
                 self._tat = tat + self._interval
                 return
+            if block > 0:  # the API asked for this wait: the org is waiting, not stalled
+                on_answer = ON_API_ANSWER.get()
+                if on_answer is not None:
+                    on_answer(block)
             await self._sleep(wait)
 
 
