@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 from exporter.app import RunOptions, make_registry, run_daemon
 from exporter.config import Config, ConfigError, load_config
 from exporter.scheduler import Scheduler
+from exporter.server import parse_listen
 from exporter.sharding import Shard, parse_shard
 
 log = structlog.get_logger()
@@ -65,18 +66,17 @@ def cmd_once(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _split_listen(listen: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address {listen!r}: expected HOST:PORT")
-    return (host.strip("[]") or default_host), int(port)
+def _listen_address(listen: str) -> tuple[str, int]:
+    """Split --listen the way the server does; an empty host means loopback here."""
+    host, port = parse_listen(listen)
+    return host or "127.0.0.1", port
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve the fake APIs in the foreground."""
     from exporter.simulator import SimOptions, run_simulator
 
-    host, port = _split_listen(args.listen)
+    host, port = _listen_address(args.listen)
     knobs = {k: v for k, v in vars(args).items() if k in SimOptions.__dataclass_fields__}
     try:
         return run_simulator(SimOptions(listen_host=host, listen_port=port, **knobs))
@@ -170,7 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                      delete=False) as fh:
         fh.write(text)
     config = load_config(fh.name)
-    host, port = _split_listen(args.listen)
+    host, port = _listen_address(args.listen)
     print(f"asyncjob-exporter demo: simulator at {sim.url}", flush=True)
     print(f"asyncjob-exporter demo: metrics at http://{host}:{port}/metrics", flush=True)
     try:

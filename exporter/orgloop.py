@@ -35,11 +35,6 @@ HELD_FIELDS: tuple[str, ...] = (
 )
 
 
-def org_key(target: OrgTarget) -> tuple[str, str]:
-    """Return the (source, org) key of a target."""
-    return (target.source, target.org)
-
-
 def tracker_settings(org: OrgConfig) -> TrackerSettings:
     """Map an org's effective config to tracker limits."""
     return TrackerSettings(

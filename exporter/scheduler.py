@@ -11,7 +11,7 @@ import structlog
 
 from exporter.config import Config, OrgConfig, SourceConfig
 from exporter.discovery import DISCOVERY_INTERVAL, DiscoveryState, error_reason
-from exporter.orgloop import OrgLoop, org_key
+from exporter.orgloop import OrgLoop
 from exporter.sharding import Shard
 from exporter.sources.base import OrgTarget, Source
 from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
@@ -408,4 +408,4 @@ def _carry_health(old: OrgLoop, new: OrgLoop) -> None:
     new.completed = old.completed
 
 
-__all__ = ["Scheduler", "build_source", "org_key"]
+__all__ = ["Scheduler", "build_source"]

@@ -81,10 +81,6 @@ class _Limiter:
         """Hold back all requests for `seconds` from now (a 429 answer)."""
         self.blocked_until = max(self.blocked_until, self._clock() + seconds)
 
-    def block_wait(self) -> float:
-        """Return how long the current Retry-After block still lasts."""
-        return max(0.0, self.blocked_until - self._clock())
-
     async def acquire(self, max_block_wait: float) -> None:
         """Wait until a request may go out; fail fast when a Retry-After block is too long."""
         while True:
