@@ -51,8 +51,6 @@ ORG_SETTING_KEYS: frozenset[str] = frozenset(
     }
 )
 SOURCE_SETTING_KEYS: frozenset[str] = frozenset(BUILTIN_DEFAULTS)
-VOCDONI_ONLY_KEYS: tuple[str, ...] = ("api", "organizations")
-ORDO_ONLY_KEYS: tuple[str, ...] = ("organization",)
 # Normalized job statuses a status_map may name (base.JOB_STATUSES).
 MAPPABLE_STATUSES: tuple[str, ...] = (
     "pending", "running", "completed", "failed", "partial", "cancelled", "unknown",
@@ -269,12 +267,28 @@ Organizations = Annotated[
 ]
 
 
-class SourceModel(SourceSettings):
-    """One API endpoint with its credentials; kind-specific keys are checked after parsing."""
+def _known_kind(value: object) -> object:
+    """Accept only the kinds a module under exporter/sources/ registers."""
+    from exporter.sources.registry import KINDS  # the registry imports this module
+
+    if value not in KINDS:
+        listed = [repr(k) for k in KINDS]
+        names = ", ".join(listed[:-1]) + " or " + listed[-1] if len(listed) > 1 else listed[0]
+        raise ValueError(f"expected {names}, got {value!r}")
+    return value
+
+
+class SourceCommon(SourceSettings):
+    """The keys every source kind has: name, kind, base_url, plus the settings of `defaults`."""
 
     name: Annotated[str, AfterValidator(_check_source_name)]
-    kind: Literal["vocdoni", "ordo", "json"]  # json: see exporter/sources/json_config.py
+    kind: Annotated[str, BeforeValidator(_known_kind)]
     base_url: Annotated[str, AfterValidator(_check_base_url)]
+
+
+class SourceModel(SourceCommon):
+    """A source whose orgs are 0x-addressed or one label; kind-specific keys checked later."""
+
     auth: AuthModel
     api: Literal["auto", "v2", "v1"] | None = None
     organizations: Organizations | None = None
@@ -293,7 +307,7 @@ class ConfigModel(_Strict):
 
     state: StateModel = StateModel()
     defaults: SourceSettings = SourceSettings()
-    sources: Annotated[list[SourceModel], Field(min_length=1)]
+    sources: Annotated[list[SourceCommon], Field(min_length=1)]  # one model per kind: registry
 
 
 _ENV_RE = re.compile(r"\$\$|\$\{([^}]*)\}")

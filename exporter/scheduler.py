@@ -13,7 +13,8 @@ from exporter.config import Config, OrgConfig, SourceConfig
 from exporter.discovery import DISCOVERY_INTERVAL, DiscoveryState, error_reason
 from exporter.orgloop import OrgLoop
 from exporter.sharding import Shard
-from exporter.sources.base import OrgTarget, Source
+from exporter.sources.base import Discoverer, OrgTarget, Source
+from exporter.sources.registry import spec_of
 from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
 from exporter.state.store import StateStore
 from exporter.state.tracker import OrgTracker
@@ -31,30 +32,12 @@ def discovery_interval(cfg: SourceConfig) -> float:
 
 def build_source(cfg: SourceConfig) -> Source:
     """Create the API client of one configured source."""
-    settings = cfg.client_settings()
-    if cfg.json_spec is not None:
-        from exporter.sources.json_source import JsonSource
-
-        return JsonSource(cfg.name, settings, cfg.json_spec, token=cfg.token,
-                          password=cfg.password)
-    if cfg.kind == "ordo":
-        from exporter.sources.ordo import OrdoSource
-
-        return OrdoSource(cfg.name, settings, token=cfg.token or "",
-                          status_map=dict(cfg.status_map))
-    from exporter.sources.vocdoni import VocdoniSource
-
-    return VocdoniSource(
-        cfg.name, settings, token=cfg.token, email=cfg.email, password=cfg.password, api=cfg.api,
-        status_map=dict(cfg.status_map),
-    )
+    return spec_of(cfg.kind).build(cfg)
 
 
 def _source_identity(cfg: SourceConfig) -> tuple[Any, ...]:
     """Return what forces a new HTTP client when it changes on reload."""
-    return (cfg.kind, cfg.base_url, cfg.api, cfg.token, cfg.email, cfg.password, cfg.timeout,
-            cfg.concurrency, cfg.max_requests_per_second, cfg.retries, cfg.max_response_bytes,
-            cfg.max_retry_after, cfg.status_map, cfg.json_spec)
+    return spec_of(cfg.kind).identity(cfg)
 
 
 class Scheduler:
@@ -287,7 +270,7 @@ class Scheduler:
 
     # --- organizations: auto ---------------------------------------------------
     def _ensure_discovery(self, cfg: SourceConfig) -> None:
-        if getattr(self.sources.get(cfg.name), "discover_orgs", None) is not None:
+        if isinstance(self.sources.get(cfg.name), Discoverer):
             self.discovery.setdefault(cfg.name, DiscoveryState(cfg.name))
         if cfg.name in self._discovery or not self._running:
             return
@@ -315,9 +298,9 @@ class Scheduler:
     async def _discover(self, cfg: SourceConfig) -> bool:
         """Refresh a source's orgs once; return False when the discovery failed."""
         source = self.sources.get(cfg.name)
-        discover = getattr(source, "discover_orgs", None)
-        if discover is None:
+        if not isinstance(source, Discoverer):
             return True
+        discover = source.discover_orgs
         state = self.discovery.setdefault(cfg.name, DiscoveryState(cfg.name))
         try:
             addresses: list[str] = await discover()

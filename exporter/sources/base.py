@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # Normalized job statuses (metrics contract). Terminal ones are counted once.
 JOB_STATUSES: tuple[str, ...] = (
@@ -188,6 +188,15 @@ class Source(Protocol):
 
     async def aclose(self) -> None:
         """Release the HTTP client."""
+        ...
+
+
+@runtime_checkable
+class Discoverer(Protocol):
+    """A source that can list the orgs its credentials see (`organizations: auto`)."""
+
+    async def discover_orgs(self) -> list[str]:
+        """Return the org addresses to poll. Raises PollError."""
         ...
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import pathlib
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import jmespath
@@ -11,27 +13,23 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    Discriminator,
     Field,
     SecretStr,
-    Tag,
     model_validator,
 )
 
 from exporter.config_schema import (
     MAPPABLE_STATUSES,
-    ConfigModel,
+    ErrorList,
     NonEmptyStr,
     NonNegativeDuration,
     OrgSettings,
-    SourceModel,
-    SourceSettings,
-    _check_base_url,
-    _check_source_name,
+    SourceCommon,
     _Strict,
 )
 from exporter.sources.base import STEP_STATUSES
 from exporter.sources.json_presets import PRESETS
+from exporter.sources.settings import SourceConfig, build_org, effective, org_base, resolve_auth
 
 
 def _check_expression(value: str) -> str:
@@ -194,13 +192,11 @@ def _merge(base: Any, over: Any) -> Any:
     return out
 
 
-class JsonSourceModel(SourceSettings):
+class JsonSourceModel(SourceCommon):
     """A `kind: json` source; a preset fills in every key the user does not set."""
 
-    name: Annotated[str, AfterValidator(_check_source_name)]
     kind: Literal["json"]
     preset: Literal["github-actions", "gitlab-ci", "airflow"] | None = None
-    base_url: Annotated[str, AfterValidator(_check_base_url)]
     api: Literal["v1", "v2"] = "v1"  # {api} in paths: Airflow 2.x (v1) or 3.x (v2)
     auth: JsonAuthModel = JsonAuthModel()
     headers: dict[NonEmptyStr, str] = Field(default_factory=dict)
@@ -234,23 +230,38 @@ class JsonSourceModel(SourceSettings):
         return self
 
 
-def _source_tag(value: object) -> str:
-    """Route `kind: json` to its own model so errors come from one branch only."""
-    return "json" if isinstance(value, dict) and value.get("kind") == "json" else "classic"
-
-
-AnySource = Annotated[
-    Annotated[SourceModel, Tag("classic")] | Annotated[JsonSourceModel, Tag("json")],
-    Discriminator(_source_tag),
-]
-SOURCE_TAGS = frozenset({"classic", "json"})
 JSON_MODELS: tuple[type[BaseModel], ...] = (
     DiscoverModel, JsonSourceModel, JobsModel, StepsModel, PagingModel, IncrementalModel,
     JsonAuthModel, JsonOrgModel,
 )
 
 
-class FullConfigModel(ConfigModel):
-    """The config file with every source kind, json included."""
+def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
+              base: pathlib.Path, errs: ErrorList) -> SourceConfig:
+    """Check a kind json source and merge defaults -> source -> org."""
+    token, password = resolve_auth(loc, src, base, errs)
+    eff = effective(src, defaults)
+    orgs = tuple(build_org(org, org_base(eff)) for org in src.organizations or ())
+    seen: dict[str, int] = {}
+    for j, org in enumerate(orgs):
+        if org.label in seen:
+            errs.add(f"{loc}.organizations[{j}]", f"duplicate org {org.label!r} "
+                     f"(also organizations[{seen[org.label]}])")
+        seen.setdefault(org.label, j)
+    return SourceConfig(
+        name=src.name, kind=src.kind, base_url=src.base_url, api="auto", token=token,
+        email=src.auth.username, password=password,
+        organizations_auto=src.discover is not None, orgs=orgs,
+        status_map=tuple(sorted(src.status_map.items())), json_spec=src, **eff,
+    )
 
-    sources: Annotated[list[AnySource], Field(min_length=1)]  # type: ignore[assignment]
+
+def auth_text(src: SourceConfig) -> str:
+    """Name the auth method for `check-config`, without the secret."""
+    return "token" if src.token is not None else "none" if src.email is None else "password"
+
+
+def head_text(src: SourceConfig) -> str:
+    """Show the preset in the check-config summary."""
+    preset = src.json_spec.preset if src.json_spec is not None else None
+    return f", preset {preset}" if preset else ""

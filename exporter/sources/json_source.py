@@ -16,6 +16,7 @@ import httpx
 import jmespath
 import structlog
 
+from exporter.sources import json_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
     ClientSettings,
@@ -32,6 +33,8 @@ from exporter.sources.json_config import JsonSourceModel
 from exporter.sources.json_mapping import MapNotes, Mapper, search, step_progress
 from exporter.sources.json_paging import Listing, Page, PageReader, Params
 from exporter.sources.json_ratelimit import RateLimitWatch
+from exporter.sources.settings import SourceConfig
+from exporter.sources.spec import SourceSpec
 
 log = structlog.get_logger()
 MAX_ETAGS = 2000  # remembered conditional-request answers per source
@@ -319,3 +322,14 @@ def http_date(value: str | None) -> float | None:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def build(cfg: SourceConfig) -> JsonSource:
+    """Create the API client of one configured json source."""
+    return JsonSource(cfg.name, cfg.client_settings(), cfg.json_spec, token=cfg.token,
+                      password=cfg.password)
+
+
+SPEC = SourceSpec(kind="json", rank=2, model=JsonSourceModel, build=build,
+                  configure=json_config.configure, models=json_config.JSON_MODELS,
+                  auth_text=json_config.auth_text, head_text=json_config.head_text)

@@ -10,6 +10,8 @@ from dataclasses import replace
 import httpx
 import structlog
 
+from exporter.config_schema import SourceModel
+from exporter.sources import ordo_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
     ClientSettings,
@@ -31,6 +33,8 @@ from exporter.sources.ordo_parse import (
     parse_recipes,
     schema_error,
 )
+from exporter.sources.settings import SourceConfig
+from exporter.sources.spec import SourceSpec
 
 log = structlog.get_logger()
 
@@ -222,3 +226,13 @@ def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservatio
     if detail is None:
         return job.observe(job_type)
     return replace(detail, job_type=job_type)
+
+
+def build(cfg: SourceConfig) -> OrdoSource:
+    """Create the API client of one configured ordo source."""
+    return OrdoSource(cfg.name, cfg.client_settings(), token=cfg.token or "",
+                      status_map=dict(cfg.status_map))
+
+
+SPEC = SourceSpec(kind="ordo", rank=1, model=SourceModel, build=build,
+                  configure=ordo_config.configure)

@@ -13,6 +13,8 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from exporter.config_schema import SourceModel
+from exporter.sources import vocdoni_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
     ClientSettings,
@@ -31,6 +33,8 @@ from exporter.sources.http import (
     gather_limited,
     status_error,
 )
+from exporter.sources.settings import SourceConfig
+from exporter.sources.spec import SourceSpec
 from exporter.sources.vocdoni_auth import VocdoniAuth
 from exporter.sources.vocdoni_pages import Read, Stream, max_pages
 from exporter.sources.vocdoni_parse import (
@@ -450,3 +454,15 @@ def _unknown(known: KnownJobs, job_id: str) -> bool:
     """Tell a job stuck in an unmapped status: re-checked on full polls only, not every poll."""
     seen = known.get(job_id)
     return seen is not None and seen.status == "unknown"
+
+
+def build(cfg: SourceConfig) -> VocdoniSource:
+    """Create the API client of one configured vocdoni source."""
+    return VocdoniSource(
+        cfg.name, cfg.client_settings(), token=cfg.token, email=cfg.email,
+        password=cfg.password, api=cfg.api, status_map=dict(cfg.status_map),
+    )
+
+
+SPEC = SourceSpec(kind="vocdoni", rank=0, model=SourceModel, build=build,
+                  configure=vocdoni_config.configure, head_text=vocdoni_config.head_text)
