@@ -29,6 +29,8 @@ from prometheus_client.utils import floatToGoString as _float_to_go
 import exporter
 from exporter.sources.base import (
     API_LATENCY_BUCKETS,
+    FINISHED_JOB_STATUSES,
+    FINISHED_STEP_STATUSES,
     JOB_STATUSES,
     POLL_ERROR_REASONS,
     STEP_STATUSES,
@@ -42,8 +44,6 @@ from exporter.state.snapshot import (
     OrgSnapshot,
 )
 
-FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancelled")
-STEP_ENDS: tuple[str, ...] = ("success", "failed", "skipped")
 IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
 
 # Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling"): one short
@@ -221,7 +221,8 @@ def _job_families() -> list[Family]:
                status, _per_org(lambda o, n: _dense(_job_keys(o), JOB_STATUSES, o.jobs))),
         Family("asyncjob_finished", "counter",
                "Jobs observed reaching a terminal status, each job counted once." + CACHED,
-               status, _per_org(lambda o, n: _dense(_job_keys(o), FINISHED_STATUSES, o.finished))),
+               status,
+               _per_org(lambda o, n: _dense(_job_keys(o), FINISHED_JOB_STATUSES, o.finished))),
         Family("asyncjob_last_finished_timestamp_seconds", "gauge",
                "Unix time the last job of this kind was seen finishing in this status." + CACHED,
                status, _per_org(lambda o, n: _present(o.last_finished))),
@@ -261,7 +262,8 @@ def _step_families() -> list[Family]:
                status, _per_org(lambda o, n: _dense(o.step_types, STEP_STATUSES, o.steps))),
         Family("asyncjob_step_finished", "counter",
                "Steps observed finishing, once per (job, step)." + CACHED, status,
-               _per_org(lambda o, n: _dense(o.step_types, STEP_ENDS, o.step_finished))),
+               _per_org(lambda o, n: _dense(o.step_types, FINISHED_STEP_STATUSES,
+                                            o.step_finished))),
         Family("asyncjob_step_duration_seconds", "histogram",
                "Step run time from started_at to finished_at." + CACHED,
                status, _per_org(lambda o, n: _present(o.step_durations))),

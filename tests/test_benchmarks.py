@@ -15,8 +15,9 @@ from benchmarks import run as bench
 from exporter.collector import JobsCollector
 from exporter.render import MetricsCache, generate_openmetrics
 from exporter.sources.base import TERMINAL_JOB_STATUSES, JobObservation, PollError, PollResult
-from exporter.sources.vocdoni_parse import ParseNotes, v1_job, v2_job
+from exporter.sources.parse import ParseNotes
 from exporter.sources.vocdoni_parse import slim_item as _slim
+from exporter.sources.vocdoni_parse import v1_job, v2_job
 from exporter.state.hist import HistogramAccumulator
 from exporter.state.labels import _clean_chars, clean_label
 from exporter.state.snapshot import ExporterSnapshot

@@ -12,7 +12,6 @@ from exporter.sources.ordo_parse import (
     NOTE_BAD_DURATION,
     NOTE_BAD_PROGRESS,
     NOTE_BAD_TIMESTAMP,
-    ParseNotes,
     normalize_job_status,
     normalize_step_status,
     parse_batch,
@@ -21,6 +20,7 @@ from exporter.sources.ordo_parse import (
     parse_recipes,
     parse_time,
 )
+from exporter.sources.parse import ParseNotes
 
 T0 = datetime(2026, 2, 26, 12, 0, tzinfo=UTC).timestamp()
 SECRET_ERROR = "member alice@example.org failed"

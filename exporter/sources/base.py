@@ -11,13 +11,16 @@ from typing import Protocol, runtime_checkable
 JOB_STATUSES: tuple[str, ...] = (
     "pending", "running", "completed", "failed", "partial", "cancelled", "unknown",
 )
-TERMINAL_JOB_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial", "cancelled"})
+# Finished statuses in label order (the dense series of the finished counters).
+FINISHED_JOB_STATUSES: tuple[str, ...] = ("completed", "failed", "partial", "cancelled")
+TERMINAL_JOB_STATUSES: frozenset[str] = frozenset(FINISHED_JOB_STATUSES)
 ACTIVE_JOB_STATUSES: tuple[str, ...] = ("pending", "running")
 
 STEP_STATUSES: tuple[str, ...] = (
     "pending", "running", "success", "failed", "skipped", "blocked", "unknown",
 )
-TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"success", "failed", "skipped"})
+FINISHED_STEP_STATUSES: tuple[str, ...] = ("success", "failed", "skipped")
+TERMINAL_STEP_STATUSES: frozenset[str] = frozenset(FINISHED_STEP_STATUSES)
 
 # Reasons a poll can fail (label values of asyncjob_poll_errors_total).
 # schema = the API changed shape; too_large = an answer over max_response_bytes;

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import jmespath
@@ -18,34 +14,22 @@ from exporter.sources.base import (
     INVALID_ID,
     INVALID_ITEM,
     INVALID_PROGRESS,
-    INVALID_TIMESTAMP,
     MAX_JOB_ID_LENGTH,
-    MAX_RAW_STATUS,
     TERMINAL_STEP_STATUSES,
     JobObservation,
     PollError,
     StepObservation,
 )
 from exporter.sources.json_config import JobsModel, StepsModel
+from exporter.sources.parse import ParseNotes, parse_time
 
 log = structlog.get_logger()
 # Epoch numbers above this are milliseconds (1e11 s is the year 5138).
-EPOCH_MS_THRESHOLD = 1e11
 UNNAMED_TYPE = "unknown"
 MAX_TYPE_LENGTH = 128
 
 
-@dataclass
-class MapNotes:
-    """What one poll's mapping left out or could not name, for counting and logging."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    unknown_statuses: set[str] = field(default_factory=set)
-    dropped: bool = False
-
-    def note(self, what: str) -> None:
-        """Count one invalid item or field."""
-        self.counts[what] += 1
+MapNotes = ParseNotes  # the shared notes of exporter.sources.parse
 
 
 def compile_all(model: JobsModel | StepsModel, keys: tuple[str, ...]) -> dict[str, ParsedResult]:
@@ -82,25 +66,6 @@ def items_of(expr: ParsedResult, body: Any, endpoint: str) -> list[Any]:
     return found
 
 
-def parse_time(value: Any) -> float | None:
-    """Read ISO 8601 with a zone, or epoch seconds or milliseconds; raise ValueError if bad."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError("bool is not a time")
-    if isinstance(value, int | float):
-        seconds = float(value) / (1000.0 if abs(value) > EPOCH_MS_THRESHOLD else 1.0)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError("bad epoch")
-        return seconds
-    if isinstance(value, str):
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            raise ValueError("no time zone")
-        return when.timestamp()
-    raise ValueError("not a time")
-
-
 def ident(value: Any) -> str | None:
     """Return an id as text; ints and non-empty short strings only."""
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -134,11 +99,8 @@ class Mapper:
         out: dict[str, float | None] = {}
         for key in keys:
             expr = exprs.get(key)
-            try:
-                out[key] = parse_time(search(expr, item, key)) if expr is not None else None
-            except ValueError:
-                notes.note(INVALID_TIMESTAMP)
-                out[key] = None
+            raw = search(expr, item, key) if expr is not None else None
+            out[key] = parse_time(raw, notes, epochs=True)
         return out
 
     def _status(self, raw: Any, table: Mapping[str, str], notes: MapNotes) -> str:
@@ -146,7 +108,7 @@ class Mapper:
         text = raw.strip().lower() if isinstance(raw, str) else str(raw).lower()
         status = table.get(text)
         if status is None:
-            notes.unknown_statuses.add(text[:MAX_RAW_STATUS])
+            notes.unknown(text)
             return "unknown"
         return status
 
@@ -157,7 +119,7 @@ class Mapper:
         except PollError as exc:
             log.info("json_item_left_out", error=str(exc))
             notes.note(INVALID_ITEM)
-            notes.dropped = True
+            notes.dropped += 1
             return None
 
     def step_or_none(self, item: Any, notes: MapNotes) -> StepObservation | None:
@@ -173,13 +135,13 @@ class Mapper:
         """Map one job item; an item without a usable id is left out and counted."""
         if not isinstance(item, dict):
             notes.note(INVALID_ITEM)
-            notes.dropped = True
+            notes.dropped += 1
             return None
         ex = self.job_exprs
         job_id = ident(search(ex["id"], item, "id"))
         if job_id is None:
             notes.note(INVALID_ID)
-            notes.dropped = True
+            notes.dropped += 1
             return None
         times = self._times(ex, item, notes, ("created_at", "started_at", "finished_at"))
         return JobObservation(

@@ -26,13 +26,13 @@ from exporter.sources.http import ApiClient, NotFound
 from exporter.sources.ordo_parse import (
     BatchResult,
     ListedJob,
-    ParseNotes,
     parse_batch,
     parse_detail,
     parse_job_list,
     parse_recipes,
     schema_error,
 )
+from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
+from exporter.sources import parse
 from exporter.sources.base import (
     INVALID_ATTEMPT,
     INVALID_DURATION,
@@ -15,11 +14,11 @@ from exporter.sources.base import (
     INVALID_ITEM,
     INVALID_PROGRESS,
     INVALID_TIMESTAMP,
-    MAX_RAW_STATUS,
     JobObservation,
     PollError,
     StepObservation,
 )
+from exporter.sources.parse import ParseNotes
 
 T = TypeVar("T")
 
@@ -49,39 +48,23 @@ class _BadId(PollError):
         super().__init__("schema", f"ordo: unexpected response shape: {what} id is not an integer")
 
 
-@dataclass(slots=True)
-class ParseNotes:
-    """Collect tolerated oddities and unknown statuses across one poll."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    unknown_statuses: dict[str, None] = field(default_factory=dict)  # ordered set
-    status_map: Mapping[str, str] = field(default_factory=dict)  # the operator's, lowercased
-    dropped: int = 0  # items left out: the list is then not known to be complete
-
-    def note(self, reason: str) -> None:
-        """Count one tolerated oddity so the tracker can expose it."""
-        self.counts[reason] += 1
-
-    def unknown(self, raw: str) -> None:
-        """Remember a raw status once (truncated) so the tracker logs it once."""
-        self.unknown_statuses.setdefault(raw[:MAX_RAW_STATUS], None)
-
-    def items(self, raws: list[Any], parse: Callable[[Any], T], what: str) -> list[T]:
-        """Parse each item; leave bad ones out (counted), unless all are bad (a new shape)."""
-        out: list[T] = []
-        for raw in raws:
-            try:
-                out.append(parse(raw))
-            except _BadId:
-                self.note(INVALID_ID)
-            except PollError as exc:
-                if exc.reason != "schema":
-                    raise
-                self.note(INVALID_ITEM)
-        if raws and not out:
-            raise schema_error(f"every {what} item is malformed")
-        self.dropped += len(raws) - len(out)
-        return out
+def parse_items(notes: ParseNotes, raws: list[Any], parse: Callable[[Any], T],
+                what: str) -> list[T]:
+    """Parse each item; leave bad ones out (counted), unless all are bad (a new shape)."""
+    out: list[T] = []
+    for raw in raws:
+        try:
+            out.append(parse(raw))
+        except _BadId:
+            notes.note(INVALID_ID)
+        except PollError as exc:
+            if exc.reason != "schema":
+                raise
+            notes.note(INVALID_ITEM)
+    if raws and not out:
+        raise schema_error(f"every {what} item is malformed")
+    notes.dropped += len(raws) - len(out)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,19 +116,7 @@ def normalize_step_status(raw: str, notes: ParseNotes) -> str:
 
 def parse_time(value: object, notes: ParseNotes) -> float | None:
     """Parse an ISO 8601 timestamp to unix seconds; tolerate Z, offsets and missing ms."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.timestamp()
-    notes.note(NOTE_BAD_TIMESTAMP)
-    return None
+    return parse.parse_time(value, notes, naive_utc=True)
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
@@ -193,7 +164,8 @@ def _status(item: Mapping[str, Any], what: str) -> str:
 
 def parse_job_list(body: Any, notes: ParseNotes) -> list[ListedJob]:
     """Parse GET /jobs: a bare array, newest first."""
-    return notes.items(_require_list(body, "/jobs"), lambda raw: _listed(raw, notes), "/jobs")
+    jobs = _require_list(body, "/jobs")
+    return parse_items(notes, jobs, lambda raw: _listed(raw, notes), "/jobs")
 
 
 def _listed(raw: Any, notes: ParseNotes) -> ListedJob:
@@ -295,7 +267,7 @@ def parse_steps(value: object, notes: ParseNotes) -> tuple[StepObservation, ...]
         return ()
     if not isinstance(value, list):
         raise schema_error("steps is not an array")
-    return tuple(notes.items(value, lambda raw: parse_step(raw, notes), "step"))
+    return tuple(parse_items(notes, value, lambda raw: parse_step(raw, notes), "step"))
 
 
 def parse_detail(body: Any, notes: ParseNotes) -> JobObservation:
@@ -328,7 +300,7 @@ def parse_batch(body: Any, requested: Iterable[int], notes: ParseNotes) -> Batch
     wanted = set(requested)
     found: dict[int, JobObservation] = {}
     missing: list[int] = []
-    items = notes.items(_require_list(body, "/jobs/{ids}"),
+    items = parse_items(notes, _require_list(body, "/jobs/{ids}"),
                         lambda raw: _batch_item(raw, notes), "/jobs/{ids}")
     for job_id, detail in items:
         if job_id not in wanted:

@@ -33,6 +33,7 @@ from exporter.sources.http import (
     gather_limited,
     status_error,
 )
+from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 from exporter.sources.vocdoni_auth import VocdoniAuth
@@ -40,7 +41,6 @@ from exporter.sources.vocdoni_pages import Read, Stream, max_pages
 from exporter.sources.vocdoni_parse import (
     IMPORT_TYPES,
     Page,
-    ParseNotes,
     addresses,
     job_identity,
     members_progress,

@@ -10,7 +10,8 @@ import structlog
 
 from exporter.sources.base import PollError
 from exporter.sources.http import ApiClient, AuthError
-from exporter.sources.vocdoni_parse import ParseNotes, parse_time
+from exporter.sources.parse import ParseNotes
+from exporter.sources.vocdoni_parse import parse_time
 
 log = structlog.get_logger()
 

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from exporter.sources import parse
 from exporter.sources.base import (
     INVALID_ID,
     INVALID_ITEM,
     INVALID_NUMBER,
     INVALID_TIMESTAMP,
     MAX_JOB_ID_LENGTH,
-    MAX_RAW_STATUS,
     JobObservation,
     PollError,
 )
+from exporter.sources.parse import ParseNotes
 
 # Job states the Vocdoni API defines (db.JobStatus); anything else normalizes to "unknown".
 VOCDONI_STATUSES: frozenset[str] = frozenset({"pending", "completed", "failed"})
@@ -28,24 +27,6 @@ VOCDONI_STATUSES: frozenset[str] = frozenset({"pending", "completed", "failed"})
 IMPORT_TYPES: frozenset[str] = frozenset({"org_members", "census_participants"})
 # Larger counts are not plausible for one job; such items are treated as corrupt.
 MAX_COUNT = 2**31 - 1
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-@dataclass
-class ParseNotes:
-    """Per-poll tallies of sanitized input and unknown raw statuses."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    unknown_statuses: set[str] = field(default_factory=set)
-    status_map: Mapping[str, str] = field(default_factory=dict)  # the operator's, lowercased
-    dropped: int = 0  # items left out: the list is then not known to be complete
-    last_error: PollError | None = None  # why the last item was left out
-
-    def drop(self, error: PollError) -> None:
-        """Count an item left out of this poll."""
-        self.counts[INVALID_ITEM] += 1
-        self.dropped += 1
-        self.last_error = error
 
 
 @dataclass(frozen=True)
@@ -155,7 +136,7 @@ def normalize_status(raw: Any, notes: ParseNotes) -> str:
         return mapped
     if raw in VOCDONI_STATUSES:
         return raw
-    notes.unknown_statuses.add(raw[:MAX_RAW_STATUS])
+    notes.unknown(raw)
     return "unknown"
 
 
@@ -222,20 +203,7 @@ def v2_job(job: dict[str, Any], notes: ParseNotes) -> JobObservation:
 
 def parse_time(value: Any, where: str, notes: ParseNotes) -> float | None:
     """Parse an RFC 3339 timestamp; Go's zero time (year 1) means unset; junk is counted."""
-    if value is None or value == "":
-        return None
-    moment = None
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()))
-        except ValueError:
-            moment = None
-    if moment is not None and moment.year <= 1:
-        return None
-    if moment is None or moment.tzinfo is None:  # no zone: the instant is unknowable
-        notes.counts[INVALID_TIMESTAMP] += 1
-        return None
-    return moment.timestamp()
+    return parse.parse_time(value, notes, go_zero=True)
 
 
 def v1_job(job: dict[str, Any], notes: ParseNotes) -> tuple[JobObservation, bool]:
