@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from exporter.sources.base import INVALID_DURATION as NOTE_BAD_DURATION
+from exporter.sources.base import INVALID_PROGRESS as NOTE_BAD_PROGRESS
+from exporter.sources.base import INVALID_TIMESTAMP as NOTE_BAD_TIMESTAMP
 from exporter.sources.base import PollError
 from exporter.sources.ordo_parse import (
-    NOTE_BAD_DURATION,
-    NOTE_BAD_PROGRESS,
-    NOTE_BAD_TIMESTAMP,
     normalize_job_status,
     normalize_step_status,
     parse_batch,

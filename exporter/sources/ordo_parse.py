@@ -13,7 +13,6 @@ from exporter.sources.base import (
     INVALID_ID,
     INVALID_ITEM,
     INVALID_PROGRESS,
-    INVALID_TIMESTAMP,
     JobObservation,
     PollError,
     StepObservation,
@@ -34,11 +33,6 @@ STEP_STATUSES_KNOWN: frozenset[str] = frozenset(
     {"pending", "running", "success", "failed", "skipped", "blocked"}
 )
 
-# Keys of ParseNotes.counts (PollResult.notes): the shared vocabulary of base.py.
-NOTE_BAD_TIMESTAMP = INVALID_TIMESTAMP
-NOTE_BAD_PROGRESS = INVALID_PROGRESS
-NOTE_BAD_DURATION = INVALID_DURATION
-NOTE_BAD_ATTEMPT = INVALID_ATTEMPT
 
 
 class _BadId(PollError):
@@ -205,7 +199,7 @@ def parse_progress(value: object, notes: ParseNotes) -> float | None:
             return None
         if _is_number(pct):
             return float(pct)
-    notes.note(NOTE_BAD_PROGRESS)
+    notes.note(INVALID_PROGRESS)
     return None
 
 
@@ -215,7 +209,7 @@ def parse_duration(value: object, notes: ParseNotes) -> float | None:
         return None
     if _is_number(value):
         return float(value) / 1000.0
-    notes.note(NOTE_BAD_DURATION)
+    notes.note(INVALID_DURATION)
     return None
 
 
@@ -225,7 +219,7 @@ def _attempt(value: object, notes: ParseNotes) -> int:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    notes.note(NOTE_BAD_ATTEMPT)
+    notes.note(INVALID_ATTEMPT)
     return 0
 
 
