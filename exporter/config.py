@@ -20,13 +20,14 @@ from exporter.config_schema import (
     ConfigModel,
     ErrorList,
     OrgModel,
+    SourceCommon,
     SourceModel,
     SourceSettings,
     StateModel,
     format_duration,
     parse_yaml,
 )
-from exporter.sources.registry import KINDS, SPEC_MODELS, FullConfigModel, spec_of
+from exporter.sources.registry import KINDS, SPEC_MODELS, SPECS, TAGS, FullConfigModel, spec_of
 from exporter.sources.settings import OrgConfig, SourceConfig, merge, settings_of
 
 __all__ = ["Config", "ConfigError", "OrgConfig", "SourceConfig", "check_config", "load_config"]
@@ -42,13 +43,14 @@ class Config:
 
 
 _MODELS: tuple[type[BaseModel], ...] = (
-    ConfigModel, StateModel, SourceModel, AuthModel, OrgModel, SourceSettings,
+    ConfigModel, StateModel, SourceCommon, AuthModel, OrgModel, SourceSettings,
 )
 ALL_KEYS: frozenset[str] = frozenset(k for m in (*_MODELS, *SPEC_MODELS) for k in m.model_fields)
 # Where each key may appear, for "allowed only in ..." when a key is used at the wrong level.
-_PLACES: tuple[tuple[str, type[BaseModel]], ...] = (
-    ("the top level", ConfigModel), ("state", StateModel), ("defaults", SourceSettings),
-    ("a source", SourceModel), ("a source's auth", AuthModel), ("an organization", OrgModel),
+_PLACES: tuple[tuple[str, tuple[type[BaseModel], ...]], ...] = (
+    ("the top level", (ConfigModel,)), ("state", (StateModel,)), ("defaults", (SourceSettings,)),
+    ("a source", tuple(s.model for s in SPECS.values() if issubclass(s.model, SourceModel))),
+    ("a source's auth", (AuthModel,)), ("an organization", (OrgModel,)),
 )
 # Union branch tags pydantic puts into error locations; they are not config keys.
 _UNION_TAGS = frozenset({"auto", "list"})
@@ -62,7 +64,7 @@ def format_location(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif part in _UNION_TAGS and i > 0 and loc[i - 1] == "organizations":
             continue
-        elif part in KINDS and i > 1 and loc[i - 2] == "sources":
+        elif part in TAGS and i > 1 and loc[i - 2] == "sources":
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -93,8 +95,10 @@ def _expected_text(err: Any) -> str:
         "less_than": f"expected a number < {ctx.get('lt', 0):g}",
         "less_than_equal": f"expected a number <= {ctx.get('le', 0):g}",
     }
+    if kind == "missing":
+        return _required(tuple(err["loc"])) or texts["missing"]
     if kind == "extra_forbidden":
-        return _misplaced(key)
+        return _other_kinds(tuple(err["loc"])) or _misplaced(key)
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
@@ -106,9 +110,27 @@ def _expected_text(err: Any) -> str:
     return f"{text}, got {err.get('input')!r}" if echo else text
 
 
+def _required(loc: tuple[int | str, ...]) -> str | None:
+    """Say why a kind needs a key, where its spec says so."""
+    if len(loc) != 4 or loc[0] != "sources" or loc[2] not in KINDS:
+        return None
+    return spec_of(str(loc[2])).required.get(str(loc[3]))
+
+
+def _other_kinds(loc: tuple[int | str, ...]) -> str | None:
+    """Name the kind a source key belongs to when this source is of another kind."""
+    if len(loc) != 4 or loc[0] != "sources" or loc[2] not in KINDS:
+        return None
+    key, kind = str(loc[3]), str(loc[2])
+    owners = [k for k, spec in SPECS.items() if k != kind and key in spec.model.model_fields]
+    if not owners:
+        return None
+    return f"only allowed on {owners[0]} sources, this source is kind {kind!r}"
+
+
 def _misplaced(key: str) -> str:
     """Say where a rejected key is allowed, or that it is unknown (with a close match)."""
-    places = [place for place, model in _PLACES if key in model.model_fields]
+    places = [place for place, models in _PLACES if any(key in m.model_fields for m in models)]
     if places:
         return "allowed only in " + " or ".join(places)
     close = difflib.get_close_matches(key, ALL_KEYS, n=1)

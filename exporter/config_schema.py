@@ -287,12 +287,9 @@ class SourceCommon(SourceSettings):
 
 
 class SourceModel(SourceCommon):
-    """A source whose orgs are 0x-addressed or one label; kind-specific keys checked later."""
+    """The base of the kinds that log in with AuthModel and map statuses (vocdoni, ordo)."""
 
     auth: AuthModel
-    api: Literal["auto", "v2", "v1"] | None = None
-    organizations: Organizations | None = None
-    organization: NonEmptyStr | None = None
     status_map: Annotated[dict[NonEmptyStr, str], BeforeValidator(_status_map)] | None = None
 
 

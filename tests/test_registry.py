@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import exporter.sources as package
+from exporter.config import ConfigError, load_config
 from exporter.config_schema import SourceModel
 from exporter.sources import registry
 from exporter.sources.base import Discoverer
@@ -20,6 +21,7 @@ from exporter.sources.vocdoni import VocdoniSource
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 DEMO_KIND = '''
+from exporter.config import ConfigError, load_config
 from exporter.config_schema import SourceModel
 from exporter.sources.spec import SourceSpec
 
@@ -35,7 +37,10 @@ SPEC = SourceSpec(kind="demo", rank=9, model=SourceModel, build=_unused, configu
 def test_every_source_module_registers_its_kind_in_rank_order() -> None:
     assert registry.KINDS == ("vocdoni", "ordo", "json")
     assert registry.spec_of("json").model is JsonSourceModel
-    assert registry.spec_of("ordo").model is SourceModel
+    ordo, vocdoni = registry.spec_of("ordo").model, registry.spec_of("vocdoni").model
+    assert issubclass(ordo, SourceModel) and issubclass(vocdoni, SourceModel)
+    assert "organization" in ordo.model_fields and "organization" not in vocdoni.model_fields
+    assert {"api", "organizations"} <= set(vocdoni.model_fields) - set(ordo.model_fields)
     assert JsonSourceModel in registry.SPEC_MODELS
 
 
@@ -61,3 +66,25 @@ def test_discovery_is_a_protocol_only_discovering_sources_satisfy() -> None:
     assert issubclass(VocdoniSource, Discoverer)
     assert issubclass(JsonSource, Discoverer)
     assert not issubclass(OrdoSource, Discoverer)
+
+
+def test_a_key_of_another_kind_names_its_kind(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("sources:\n  - name: g\n    kind: json\n    preset: github-actions\n"
+                    "    base_url: https://api.example.org\n    organization: lidar\n"
+                    "    organizations: [{address: o/r}]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.details == [
+        ("sources[0].organization",
+         "only allowed on ordo sources, this source is kind 'json' (line 6)")]
+
+
+def test_an_unknown_kind_reports_the_kind_and_common_keys_only(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("sources:\n  - name: j\n    kind: jenkins\n    base_url: ftp://x\n"
+                    "    organization: lidar\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert [loc for loc, _ in info.value.details] == ["sources[0].kind", "sources[0].base_url"]
+    assert "expected 'vocdoni', 'ordo' or 'json', got 'jenkins'" in info.value.details[0][1]

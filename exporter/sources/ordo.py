@@ -10,7 +10,6 @@ from dataclasses import replace
 import httpx
 import structlog
 
-from exporter.config_schema import SourceModel
 from exporter.sources import ordo_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
@@ -234,5 +233,5 @@ def build(cfg: SourceConfig) -> OrdoSource:
                       status_map=dict(cfg.status_map))
 
 
-SPEC = SourceSpec(kind="ordo", rank=1, model=SourceModel, build=build,
-                  configure=ordo_config.configure)
+SPEC = SourceSpec(kind="ordo", rank=1, model=ordo_config.OrdoSourceModel, build=build,
+                  configure=ordo_config.configure, required=ordo_config.REQUIRED)

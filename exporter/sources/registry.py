@@ -6,10 +6,10 @@ import importlib
 import pkgutil
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 import exporter.sources as package
-from exporter.config_schema import ConfigModel
+from exporter.config_schema import ConfigModel, SourceCommon
 from exporter.sources.spec import SourceSpec
 
 
@@ -36,16 +36,25 @@ def spec_of(kind: str) -> SourceSpec:
     return SPECS[kind]
 
 
+UNKNOWN_KIND = "unknown-kind"  # the union branch of a source whose kind is missing or unknown
+TAGS: frozenset[str] = frozenset({*KINDS, UNKNOWN_KIND})
+
+
+class UnknownKindModel(SourceCommon):
+    """A source of no known kind: check the common keys; which others apply is unknowable."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 def _kind_tag(value: object) -> str:
-    """Route a source to its kind's model; an unknown kind goes to the first, which rejects it."""
+    """Route a source to its kind's model, so errors come from that one branch only."""
     kind = value.get("kind") if isinstance(value, dict) else None
-    return kind if isinstance(kind, str) and kind in SPECS else KINDS[0]
+    return kind if isinstance(kind, str) and kind in SPECS else UNKNOWN_KIND
 
 
-AnySource: Any = Annotated[
-    Union[tuple(Annotated[s.model, Tag(k)] for k, s in SPECS.items())],  # noqa: UP007
-    Discriminator(_kind_tag),
-]
+_BRANCHES = (*(Annotated[s.model, Tag(k)] for k, s in SPECS.items()),
+             Annotated[UnknownKindModel, Tag(UNKNOWN_KIND)])
+AnySource: Any = Annotated[Union[_BRANCHES], Discriminator(_kind_tag)]  # noqa: UP007
 
 
 class FullConfigModel(ConfigModel):

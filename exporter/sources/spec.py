@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +26,8 @@ class SourceSpec:
     model: type[BaseModel]  # a `sources[i]` entry of this kind; carries the targets (orgs)
     configure: Configure  # kind rules, secrets, targets (orgs), merged settings
     build: Callable[[SourceConfig], Source]
+    # key -> message when a key the kind requires is missing ("required for ... sources")
+    required: Mapping[str, str] = field(default_factory=dict)
     # every model whose keys a source of this kind may use, for "did you mean"
     models: tuple[type[BaseModel], ...] = ()
     # the kind's part of the check-config summary: auth method and a ", api v2" suffix

@@ -13,7 +13,6 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from exporter.config_schema import SourceModel
 from exporter.sources import vocdoni_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
@@ -464,5 +463,6 @@ def build(cfg: SourceConfig) -> VocdoniSource:
     )
 
 
-SPEC = SourceSpec(kind="vocdoni", rank=0, model=SourceModel, build=build,
-                  configure=vocdoni_config.configure, head_text=vocdoni_config.head_text)
+SPEC = SourceSpec(kind="vocdoni", rank=0, model=vocdoni_config.VocdoniSourceModel, build=build,
+                  configure=vocdoni_config.configure, required=vocdoni_config.REQUIRED,
+                  head_text=vocdoni_config.head_text)

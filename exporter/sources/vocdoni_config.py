@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from exporter.config_schema import ErrorList, SourceModel, normalize_address
+from exporter.config_schema import (
+    ErrorList,
+    Organizations,
+    SourceModel,
+    normalize_address,
+)
 from exporter.sources.classic_config import configurer
 from exporter.sources.settings import OrgConfig, SourceConfig, build_org
 
 
-def check(loc: str, src: SourceModel, errs: ErrorList) -> None:
-    """Require the org list (or 'auto', which needs the login)."""
-    if src.organizations is None:
-        errs.add(f"{loc}.organizations", "required for vocdoni sources: 'auto' or a list")
+class VocdoniSourceModel(SourceModel):
+    """A `kind: vocdoni` source: its API generation and its orgs (listed or 'auto')."""
+
+    api: Literal["auto", "v2", "v1"] | None = None
+    organizations: Organizations
+
+
+def check(loc: str, src: VocdoniSourceModel, errs: ErrorList) -> None:
+    """Refuse 'auto' without the login discovery goes through."""
     if src.organizations == "auto" and src.auth.email is None:
         errs.add(f"{loc}.organizations", "'auto' needs email and password auth "
                  "(discovery goes through the login)")
 
 
-def targets(loc: str, src: SourceModel, base: Mapping[str, Any],
+def targets(loc: str, src: VocdoniSourceModel, base: Mapping[str, Any],
             errs: ErrorList) -> tuple[OrgConfig, ...]:
     """Merge per-org overrides over the source's settings; check label and address clashes."""
     if not isinstance(src.organizations, list):
@@ -46,4 +56,6 @@ def head_text(src: SourceConfig) -> str:
     return f", api {src.api}"
 
 
-configure = configurer(check, targets, normalize_address, lambda src: src.api or "auto")
+REQUIRED = {"organizations": "required for vocdoni sources: 'auto' or a list"}
+configure = configurer(check, targets, normalize_address, api=lambda src: src.api or "auto",
+                       auto=lambda src: src.organizations == "auto")
