@@ -252,7 +252,7 @@ def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
         name=src.name, kind=src.kind, base_url=src.base_url, api="auto", token=token,
         email=src.auth.username, password=password,
         organizations_auto=src.discover is not None, orgs=orgs,
-        status_map=tuple(sorted(src.status_map.items())), json_spec=src, **eff,
+        status_map=tuple(sorted(src.status_map.items())), json_spec=src, address_of=str, **eff,
     )
 
 

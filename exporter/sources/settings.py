@@ -15,6 +15,7 @@ from exporter.config_schema import (
     ORG_SETTING_KEYS,
     SOURCE_SETTING_KEYS,
     ErrorList,
+    normalize_address,
 )
 from exporter.sources.base import ClientSettings
 
@@ -34,11 +35,6 @@ class OrgConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
-
-
-def _same_address(address: str) -> str:
-    """Keep a discovered org's address as the API spelled it."""
-    return address
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +67,9 @@ class SourceConfig:
     status_map: tuple[tuple[str, str], ...] = ()
     # kind json: the validated model with its preset applied (requests, paging, mappings)
     json_spec: Any = field(default=None, repr=False)
-    # how the kind spells a discovered org's address (e.g. lowercase 0x form)
-    address_of: Callable[[str], str] = field(default=_same_address, repr=False, compare=False)
+    # how the kind checks and spells a discovered org's address (default: the 0x form)
+    address_of: Callable[[str], str] = field(default=normalize_address, repr=False,
+                                             compare=False)
 
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
