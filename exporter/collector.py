@@ -197,6 +197,10 @@ def _job_families() -> list[Family]:
         Family("asyncjob_progress_ratio", "gauge",
                "Progress 0..1 of each non-terminal job." + CACHED,
                (*JOB, "job_id"), _per_org(lambda o, n: _present(o.progress))),
+        Family("asyncjob_active_job_start_timestamp_seconds", "gauge",
+               "Creation (else first-seen) unix time of the oldest active jobs, capped per org."
+               + CACHED, (*JOB, "status", "job_id"),
+               _per_org(lambda o, n: _present(o.active_starts))),
         Family("asyncjob_failed_job_info", "gauge",
                "Jobs that failed within failed_job_retention (=1); never error text." + CACHED,
                (*JOB, "job_id"), _per_org(lambda o, n: ((k, 1.0) for k in sorted(o.failed_jobs)))),

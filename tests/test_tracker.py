@@ -203,5 +203,6 @@ def test_job_series_cap_zero_exports_no_per_job_series() -> None:
     t.apply(_poll(_job("a", "running", progress=0.5), _job("b", "failed")), 1.0)
     snap = t.snapshot(1.0)
     assert snap.progress == {} and snap.failed_jobs == {}
-    assert snap.series_dropped == {"asyncjob_progress_ratio": 1, "asyncjob_failed_job_info": 1}
+    assert snap.series_dropped == {"asyncjob_progress_ratio": 1, "asyncjob_failed_job_info": 1,
+                                   "asyncjob_active_job_start_timestamp_seconds": 1}
     assert snap.finished == {("publish_process", "failed"): 1}

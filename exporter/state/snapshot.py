@@ -63,6 +63,8 @@ class OrgSnapshot:
     # the collector exports now - value, so the age keeps growing between polls
     oldest_active: Mapping[JobKey, float] = field(default_factory=dict)
     progress: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (job_type, job_id)
+    # (job_type, status, job_id) -> creation (else first-seen) unix time of the oldest active jobs
+    active_starts: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
     failed_jobs: Mapping[tuple[str, str], float] = field(default_factory=dict)  # -> failed at
     import_items: Mapping[str, int] = field(default_factory=dict)  # outcome added/errored ->
     step_types: tuple[StepTypeKey, ...] = ()  # step series are dense over these

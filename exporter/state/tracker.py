@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -265,6 +266,7 @@ class OrgTracker:
             queue_wait={k: h.freeze() for k, h in agg.queue_wait.items()},
             oldest_active=oldest,
             progress=progress,
+            active_starts=self._active_starts_view(),
             failed_jobs=failed,
             import_items=dict(agg.import_items),
             step_types=steps.step_types,
@@ -296,6 +298,22 @@ class OrgTracker:
                 else:
                     self._drop_series("asyncjob_progress_ratio", job_id)
         return oldest, progress
+
+    def _active_starts_view(self) -> dict[tuple[str, str, str], float]:
+        """Return the start (created_at, else first seen) of the oldest active jobs, capped."""
+        starts = [
+            (rec.created_at if rec.created_at is not None else rec.first_seen, job_id, rec)
+            for job_id, rec in self._active.items()
+            if rec.status in ACTIVE_JOB_STATUSES
+        ]
+        cap = self.settings.max_job_series_per_org
+        kept = heapq.nsmallest(cap, starts, key=lambda s: (s[0], s[1])) if cap else []
+        if len(starts) > len(kept):
+            kept_ids = {job_id for _, job_id, _ in kept}
+            for _, job_id, _ in starts:
+                if job_id not in kept_ids:
+                    self._drop_series("asyncjob_active_job_start_timestamp_seconds", job_id)
+        return {(rec.job_type, rec.status, clean_label(jid)): t for t, jid, rec in kept}
 
     def _failed_view(self) -> dict[tuple[str, str], float]:
         """Return the newest failed jobs within the series cap, counting the rest as dropped."""
