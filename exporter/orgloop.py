@@ -59,6 +59,7 @@ class OrgLoop:
         self.clock = clock
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
+        self.tracker.statuses = getattr(source, "job_statuses", self.tracker.statuses)
         self.last_snapshot: OrgSnapshot | None = None
         self.up = False
         self.last_success: float | None = None

@@ -11,6 +11,7 @@ import httpx
 import structlog
 
 from exporter.sources.base import (
+    JOB_STATUSES,
     TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
@@ -35,11 +36,15 @@ log = structlog.get_logger()
 
 # Ordo's batch route accepts 2..100 ids; a single id only matches GET /jobs/{id}.
 BATCH_MAX = 100
+# Ordo statuses are open text, so every contract status can appear (`unknown` joins once seen)
+ORDO_JOB_STATUSES: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
 UNNAMED_JOB_TYPE = "unknown"  # jobs without a recipe_id
 
 
 class OrdoSource:
     """Poll one Ordo deployment; Ordo has no tenants, so each target is a whole deployment."""
+
+    job_statuses: tuple[str, ...] = ORDO_JOB_STATUSES
 
     def __init__(
         self,

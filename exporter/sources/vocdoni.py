@@ -50,6 +50,8 @@ log = structlog.get_logger()
 StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
 
 API_MODES = ("auto", "v1", "v2")
+# Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
+VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
 # v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
 MAX_RESOLVED = 200_000
@@ -94,6 +96,9 @@ class _Poll:
 
 class VocdoniSource:
     """Poll Vocdoni SaaS orgs; owns the HTTP client, credentials and paging memory."""
+
+    # Vocdoni jobs are pending, completed or failed: never running or partial
+    job_statuses: tuple[str, ...] = VOCDONI_JOB_STATUSES
 
     def __init__(
         self,

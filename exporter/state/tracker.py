@@ -10,6 +10,7 @@ import structlog
 
 from exporter.sources.base import (
     ACTIVE_JOB_STATUSES,
+    JOB_STATUSES,
     TERMINAL_JOB_STATUSES,
     JobObservation,
     KnownJob,
@@ -91,6 +92,8 @@ class OrgTracker:
         self._types = CappedLabels(settings.max_job_types_per_org)
         self._known_types: dict[str, str] = {}
         self._unknown_logged: set[str] = set()
+        # statuses the source kind can produce (set by the org loop); `unknown` joins once seen
+        self.statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
         self.dirty: set[str] = set()  # job ids changed since the store last saved
         self.removed: set[str] = set()
 
@@ -259,6 +262,7 @@ class OrgTracker:
             source=self.source,
             org=self.org,
             job_types=tuple(self._known_types),
+            job_statuses=self._statuses_view(),
             jobs={k: v for k, v in self.counts.items() if v > 0},
             finished=dict(agg.finished),
             last_finished=dict(agg.last_finished),
@@ -298,6 +302,12 @@ class OrgTracker:
                 else:
                     self._drop_series("asyncjob_progress_ratio", job_id)
         return oldest, progress
+
+    def _statuses_view(self) -> tuple[str, ...]:
+        """Return the source kind's statuses, plus `unknown` from the first time one was seen."""
+        if "unknown" not in self.statuses and any(s == "unknown" for _, s in self.counts):
+            self.statuses = (*self.statuses, "unknown")
+        return self.statuses
 
     def _active_starts_view(self) -> dict[tuple[str, str, str], float]:
         """Return the start (created_at, else first seen) of the oldest active jobs, capped."""
