@@ -31,6 +31,7 @@ from exporter.config_schema import (
     parse_yaml,
 )
 from exporter.sources.base import ClientSettings, OrgTarget
+from exporter.state.snapshot import DURATION_BUCKETS
 
 __all__ = ["Config", "ConfigError", "OrgConfig", "SourceConfig", "check_config", "load_config"]
 
@@ -52,6 +53,8 @@ class OrgConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ class SourceConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
 
     def redacted(self) -> dict[str, Any]:
         """Return a printable dict with secrets replaced, for logs and check-config."""

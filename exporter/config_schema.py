@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from pydantic import (
     Tag,
     model_validator,
 )
+
+from exporter.state.snapshot import DURATION_BUCKETS
 
 SOURCE_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
 _ADDRESS_RE = re.compile(r"^(?:0[xX])?([0-9a-fA-F]{40})$")
@@ -40,12 +44,15 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "max_job_types_per_org": 50,
     "max_step_types_per_org": 100,
     "max_job_series_per_org": 500,
+    "duration_buckets": DURATION_BUCKETS,
+    "step_duration_buckets": DURATION_BUCKETS,
 }
 # Settings that make sense per organization; the rest are per HTTP client (source).
 ORG_SETTING_KEYS: frozenset[str] = frozenset(
     {
         "interval", "timeout", "full_resync_interval", "failed_job_retention", "jitter",
         "max_job_types_per_org", "max_step_types_per_org", "max_job_series_per_org",
+        "duration_buckets", "step_duration_buckets",
     }
 )
 SOURCE_SETTING_KEYS: frozenset[str] = frozenset(BUILTIN_DEFAULTS)
@@ -147,6 +154,21 @@ def _reject_bool(value: object) -> object:
 _NOT_BOOL = BeforeValidator(_reject_bool)
 PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
 NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
+
+
+def _check_buckets(value: tuple[float, ...]) -> tuple[float, ...]:
+    """Require finite, strictly ascending upper bounds (+Inf is always added)."""
+    if not all(math.isfinite(b) for b in value):
+        raise ValueError("expected finite bucket bounds (+Inf is added by the exporter)")
+    if any(b >= c for b, c in itertools.pairwise(value)):
+        raise ValueError(f"expected strictly ascending bucket bounds, got {list(value)}")
+    return value
+
+
+# Histogram upper bounds in seconds (numbers or durations such as "5m"), ascending, positive.
+Buckets = Annotated[
+    tuple[PositiveDuration, ...], Field(min_length=1, max_length=60), AfterValidator(_check_buckets)
+]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 Address = Annotated[str, AfterValidator(normalize_address)]
 
@@ -168,6 +190,8 @@ class OrgSettings(_Strict):
     max_job_types_per_org: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
     max_step_types_per_org: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
     max_job_series_per_org: Annotated[int, _NOT_BOOL, Field(ge=0)] | None = None
+    duration_buckets: Buckets | None = None
+    step_duration_buckets: Buckets | None = None
 
 
 class SourceSettings(OrgSettings):

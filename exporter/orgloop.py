@@ -34,6 +34,8 @@ def tracker_settings(org: OrgConfig) -> TrackerSettings:
         max_job_types_per_org=org.max_job_types_per_org,
         max_step_types_per_org=org.max_step_types_per_org,
         max_job_series_per_org=org.max_job_series_per_org,
+        duration_buckets=org.duration_buckets,
+        step_duration_buckets=org.step_duration_buckets,
     )
 
 

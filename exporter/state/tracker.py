@@ -32,6 +32,8 @@ class TrackerSettings:
     max_job_types_per_org: int = 50
     max_step_types_per_org: int = 100
     max_job_series_per_org: int = 500
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS  # job run time and queue wait
+    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
 
 
 @dataclass(slots=True)
@@ -88,7 +90,8 @@ class OrgTracker:
         self.synced = False  # True after the first successful poll (or a restored state)
         self.counts: Counter[tuple[str, str]] = Counter()
         self.agg = _Aggregates()
-        self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped)
+        self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped,
+                              settings.step_duration_buckets)
         self._types = CappedLabels(settings.max_job_types_per_org)
         self._known_types: dict[str, str] = {}
         self._unknown_logged: set[str] = set()
@@ -199,7 +202,8 @@ class OrgTracker:
         if rec.counted:  # history: started long before we looked
             return
         wait = max(0.0, obs.started_at - obs.created_at)
-        hist = self.agg.queue_wait.setdefault(rec.job_type, HistogramAccumulator(DURATION_BUCKETS))
+        hist = self.agg.queue_wait.get(rec.job_type) or self.agg.queue_wait.setdefault(
+            rec.job_type, HistogramAccumulator(self.settings.duration_buckets))
         hist.observe(wait, clean_label(job_id), now)
         rec.queue_observed = True
 
@@ -210,7 +214,8 @@ class OrgTracker:
         self.agg.finished[key] += 1
         self.agg.last_finished[key] = now
         duration = _duration(obs, rec, now)
-        hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
+        hist = self.agg.durations.get(key) or self.agg.durations.setdefault(
+            key, HistogramAccumulator(self.settings.duration_buckets))
         hist.observe(duration, clean_label(job_id), now)
         if rec.status == "failed":
             self.agg.failed_at[job_id] = (rec.job_type, now)
