@@ -35,6 +35,7 @@ class RunOptions:
     listen: str = ":9877"
     web_config_file: str | None = None
     shard: Shard | None = None
+    enable_lifecycle: bool = False  # POST /-/reload allowed (--web.enable-lifecycle)
 
 
 def make_registry(scheduler: Scheduler) -> CollectorRegistry:
@@ -57,7 +58,7 @@ class Daemon:
         self.server = ExporterServer(
             options.listen, self.cache, ready=self.readiness,
             reload=self.reload_from_thread, web_config_file=options.web_config_file,
-            version=__version__,
+            version=__version__, lifecycle=options.enable_lifecycle,
         )
         self._stop = asyncio.Event()
         self._reload_lock = threading.Lock()

@@ -31,6 +31,14 @@ def _add(parser: argparse.ArgumentParser, *flags: str, **kwargs: object) -> None
     parser.add_argument(*flags, **kwargs)  # type: ignore[arg-type]
 
 
+def _add_bool(parser: argparse.ArgumentParser, flag: str, *, dest: str, help: str) -> None:
+    """Add an on/off flag; its ASYNCJOB_* variable turns it on with 1/true/yes/on."""
+    value = os.environ.get(_env(flag), "").strip().lower()
+    parser.add_argument(flag, dest=dest, action="store_true",
+                        default=value in ("1", "true", "yes", "on"),
+                        help=f"{help} (env {_env(flag)}=true)")
+
+
 def _logging_flags(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--log.level", dest="log_level", default="info", choices=LEVELS,
          help="log level")
@@ -48,6 +56,8 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
          help="exporter-toolkit web config (TLS, basic auth)")
     _add(p, "--shard", dest="shard", default=None,
          help="INDEX/COUNT: poll only this replica's share of the orgs")
+    _add_bool(p, "--web.enable-lifecycle", dest="enable_lifecycle",
+              help="allow POST /-/reload (as Prometheus); SIGHUP always reloads")
     _logging_flags(p)
 
 

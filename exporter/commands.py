@@ -42,7 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    options = RunOptions(args.config_file, args.listen, args.web_config_file, shard)
+    options = RunOptions(args.config_file, args.listen, args.web_config_file, shard,
+                         enable_lifecycle=args.enable_lifecycle)
     try:
         return run_daemon(config, options)
     except OSError as exc:

@@ -82,3 +82,15 @@ def test_no_arguments_runs_when_the_config_comes_from_the_environment(
     assert _with_default_command([]) == []
     monkeypatch.setenv("ASYNCJOB_CONFIG_FILE", "/etc/c.yaml")
     assert _with_default_command([]) == ["run"]
+
+
+def test_enable_lifecycle_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /-/reload is off unless --web.enable-lifecycle or its variable turns it on."""
+    args = build_parser().parse_args(["run", "--config.file", "c.yaml"])
+    assert args.enable_lifecycle is False
+    args = build_parser().parse_args(["run", "--config.file", "c.yaml", "--web.enable-lifecycle"])
+    assert args.enable_lifecycle is True
+    monkeypatch.setenv("ASYNCJOB_WEB_ENABLE_LIFECYCLE", "true")
+    assert build_parser().parse_args(["run", "--config.file", "c.yaml"]).enable_lifecycle is True
+    monkeypatch.setenv("ASYNCJOB_WEB_ENABLE_LIFECYCLE", "false")
+    assert build_parser().parse_args(["run", "--config.file", "c.yaml"]).enable_lifecycle is False

@@ -260,7 +260,8 @@ def leaks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with simulator(tmp, *SIM_KNOBS) as sim:
         v2_org = next(iter(truth(sim)["vocdoni"]))
         config = leak_config(sim, state_dir / "state.db", v2_org)
-        with exporter(tmp, config, "--log.level", "debug", env=ENV) as (url, proc):
+        with exporter(tmp, config, "--log.level", "debug", "--web.enable-lifecycle",
+                      env=ENV) as (url, proc):
             wait_for(lambda: _all_up(url, ("voc-v2", "voc-v1", "ordo")), 20, "good sources up")
             # imports that end with errored member rows, after the first sync so they count
             for mount in ("vocdoni", "vocdoni-v1"):
