@@ -201,12 +201,14 @@ def _read_secret(loc: str, file: str, base: pathlib.Path, errs: ErrorList) -> st
 
 
 def _resolve_auth(
-    loc: str, src: SourceModel, base: pathlib.Path, errs: ErrorList
+    loc: str, src: SourceModel, base: pathlib.Path | None, errs: ErrorList
 ) -> tuple[str | None, str | None]:
-    """Return (token, password) with files read and env already applied."""
+    """Return (token, password) with files read (unless base is None) and env already applied."""
     auth = src.auth
     token = auth.token.get_secret_value() if auth.token is not None else None
     password = auth.password.get_secret_value() if auth.password is not None else None
+    if base is None:  # --syntax-only: secret files are never opened
+        return token, password
     if auth.token_file is not None:
         token = _read_secret(f"{loc}.auth.token_file", auth.token_file, base, errs)
     if auth.password_file is not None:
@@ -285,7 +287,7 @@ def _build_org(org: OrgModel, base: Mapping[str, Any]) -> OrgConfig:
 
 
 def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
-                  base: pathlib.Path, errs: ErrorList) -> SourceConfig:
+                  base: pathlib.Path | None, errs: ErrorList) -> SourceConfig:
     """Check one source and merge defaults -> source -> org."""
     loc = f"sources[{i}]"
     _check_kind_keys(loc, src, errs)
@@ -299,10 +301,11 @@ def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
     )
 
 
-def _build(path: str, model: ConfigModel, lines: Mapping[str, int]) -> Config:
+def _build(path: str, model: ConfigModel, lines: Mapping[str, int],
+           read_secrets: bool = True) -> Config:
     """Apply cross-field rules, read secret files, and freeze the result."""
     errs = ErrorList(lines)
-    base = pathlib.Path(path).resolve().parent
+    base = pathlib.Path(path).resolve().parent if read_secrets else None
     defaults = _merge(BUILTIN_DEFAULTS, _settings(model.defaults, SOURCE_SETTING_KEYS))
     sources: list[SourceConfig] = []
     first_index: dict[str, int] = {}

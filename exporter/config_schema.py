@@ -334,6 +334,14 @@ def _line_of(loc: str, lines: Mapping[str, int]) -> int | None:
     return None
 
 
+class DeferredEnv(dict[str, str]):
+    """An environment never read (`check-config --syntax-only`): ${NAME} stays as written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferred: set[str] = set()  # locations whose value depends on the environment
+
+
 def _interpolate(text: str, env: Mapping[str, str], loc: str, errs: ErrorList) -> str:
     """Replace ${NAME} by the environment value and $$ by $."""
 
@@ -341,6 +349,9 @@ def _interpolate(text: str, env: Mapping[str, str], loc: str, errs: ErrorList) -
         name = match.group(1)
         if name is None:
             return "$"
+        if isinstance(env, DeferredEnv):
+            env.deferred.add(loc)
+            return match.group(0)
         if not _ENV_NAME_RE.fullmatch(name):
             secret = loc.rsplit(".", 1)[-1] in SECRET_KEYS
             errs.add(loc, "invalid variable reference" + ("" if secret else f" ${{{name}}}"))
