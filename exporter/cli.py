@@ -72,18 +72,26 @@ def _once_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from exporter.simulator import SimOptions
 
-    p = sub.add_parser("simulate", help="serve a fake Vocdoni + Ordo API for demos and tests")
-    _add(p, "--listen", dest="listen", default="127.0.0.1:8801", help="HOST:PORT")
+    p = sub.add_parser(
+        "simulate", help="serve a fake Vocdoni + Ordo API for demos and tests",
+        description="Serve fake Vocdoni (new and old API) and Ordo APIs whose jobs start, progress,"
+        " fail and get stuck on a simulated clock. At start it prints its org addresses,"
+        " credentials and the truth endpoint (GET /_sim/truth: what the APIs hold right now).",
+    )
+    _add(p, "--listen", dest="listen", default="127.0.0.1:8801",
+         help="HOST:PORT to serve on; port 0 picks a free one (default 127.0.0.1:8801)")
     for f in dataclasses.fields(SimOptions):
         if f.name in ("listen_host", "listen_port"):
             continue
         default = f.default
         flag = "--" + f.name.replace("_", "-")
+        text = str(f.metadata.get("help", f.name))
         if isinstance(default, bool):
-            _add(p, flag, dest=f.name, action="store_true", default=default, help=f.name)
+            _add(p, flag, dest=f.name, action="store_true", default=default,
+                 help=f"{text} (default off)")
         else:
             _add(p, flag, dest=f.name, type=type(default), default=default,
-                 help=f"{f.name} (default {default})")
+                 help=f"{text} (default {default})")
     _logging_flags(p)
 
 
@@ -106,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(demo, "--web.listen-address", dest="listen", default="127.0.0.1:9877",
          help="HOST:PORT of the exporter")
     _add(demo, "--interval", dest="interval", default="2s", help="poll interval of the demo")
+    demo.add_argument("--print-config", action="store_true",
+                      help="print the exporter config the demo generates (for a default "
+                      "`simulate`) and exit")
     _logging_flags(demo)
     return parser
 

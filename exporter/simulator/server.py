@@ -155,9 +155,27 @@ def start_simulator(opts: SimOptions, clock: SimClock | None = None) -> Simulato
     return SimulatorHandle(server, thread, app)
 
 
+def banner(handle: SimulatorHandle) -> str:
+    """Return what a newcomer needs to point an exporter at the simulator."""
+    world, url, opts = handle.world, handle.url, handle.world.opts
+    with world.lock:
+        new, old = sorted(world.vocdoni.orgs), sorted(world.vocdoni_v1.orgs)
+    return "\n".join([
+        f"asyncjob-exporter simulate: serving on {url} (seed {opts.seed}, speed {opts.speed:g}x)",
+        f"  Vocdoni, new API:  base_url {url}/vocdoni     orgs: {', '.join(new) or 'none'}",
+        f"  Vocdoni, old API:  base_url {url}/vocdoni-v1  orgs: {', '.join(old) or 'none'}",
+        f"  Ordo:              base_url {url}/ordo        organization: any label",
+        f"  credentials: Vocdoni login email {opts.email} password {opts.password}"
+        f" (or bearer token {opts.token}); Ordo bearer token {opts.token}",
+        f"  truth: GET {url}/_sim/truth (what the APIs hold now, to compare with the metrics)",
+        "  a ready exporter config for it: asyncjob-exporter demo --print-config",
+    ])
+
+
 def run_simulator(opts: SimOptions) -> int:
     """Serve in the foreground until SIGINT or SIGTERM; return the exit code."""
     handle = start_simulator(opts)
+    print(banner(handle), flush=True)
     done = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
