@@ -321,3 +321,16 @@ def test_dockerignore_lets_every_copied_path_in() -> None:
         copied.update(p.rstrip("/") for p in line.split()[:-1])
     assert copied and copied <= allowed
     assert all((REPO / p).exists() for p in copied)
+
+
+def test_dockerfile_labels_version_source_and_revision() -> None:
+    """The image names its version, source and revision (OCI labels) from overridable ARGs."""
+    from exporter import __version__
+
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    final = text.split("\nFROM ", 2)[2]  # the runtime stage: ARGs must be declared there
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", final, re.M))
+    assert args["VERSION"] == __version__
+    assert {"REVISION", "SOURCE"} <= args.keys()
+    for label, arg in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
+        assert f'org.opencontainers.image.{label}="${{{arg}}}"' in final
