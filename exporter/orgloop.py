@@ -115,7 +115,7 @@ class OrgLoop:
         """Restart a dead poll task; called by the watchdog."""
         if self._task is not None and self._task.done():
             self._restarts += 1
-            log.error("poll task died, restarting", source=self.target.source,
+            log.error("poll_task_restarted", source=self.target.source,
                       org=self.target.org, restarts=self._restarts)
             self.start()
 
@@ -140,7 +140,8 @@ class OrgLoop:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a source bug must not kill the loop
-            log.exception("poll crashed", source=self.target.source, org=self.target.org)
+            log.exception("poll_crashed", source=self.target.source, org=self.target.org,
+                          host=getattr(self.source, "host", None))
             return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
@@ -151,20 +152,26 @@ class OrgLoop:
                 self.store.save(self.tracker)  # one transaction; on error retried next poll
             self.last_snapshot = self.tracker.snapshot(now)
         except Exception as exc:  # a tracker bug must not kill the loop either
-            log.exception("poll crashed", source=self.target.source, org=self.target.org)
+            log.exception("poll_crashed", source=self.target.source, org=self.target.org,
+                          host=getattr(self.source, "host", None))
             return self._failed("schema", type(exc).__name__, time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
-        log.info("poll", source=self.target.source, org=self.target.org, full=full,
-                 jobs=summary.tracked, seen=summary.seen, new=summary.new,
-                 finished=summary.finished, removed=summary.removed,
-                 requests=_requests(self.source) - before, duration=round(duration, 4))
+        fields = dict(source=self.target.source, org=self.target.org, full=full,
+                      jobs=summary.tracked, seen=summary.seen, new=summary.new,
+                      finished=summary.finished, removed=summary.removed,
+                      requests=_requests(self.source) - before, duration=round(duration, 4))
+        if summary.new or summary.finished or summary.removed:  # info only when something happened
+            log.info("poll_summary", **fields)
+        else:
+            log.debug("poll_summary", **fields)
         return True
 
     def _failed(self, reason: str, message: str, duration: float) -> bool:
         self.errors[reason if reason in POLL_ERROR_REASONS else "schema"] += 1
         self._finish(False, duration)
-        log.warning("poll failed", source=self.target.source, org=self.target.org,
+        log.warning("poll_failed", source=self.target.source, org=self.target.org,
+                    host=getattr(self.source, "host", None),
                     reason=reason, error=message[:200], duration=round(duration, 4))
         return False
 

@@ -108,7 +108,7 @@ class Scheduler:
             try:
                 await source.aclose()
             except Exception as exc:  # closing must not keep the process from exiting
-                log.warning("client close failed", error=type(exc).__name__)
+                log.warning("client_close_failed", error=type(exc).__name__)
 
     async def poll_all_once(self) -> bool:
         """Poll every org once (the `once` command); return True when all succeeded."""
@@ -142,7 +142,7 @@ class Scheduler:
     def _apply(self, config: Config) -> None:
         wanted = self._sources_by_name(config)
         if self._running and config.state_path != self.config.state_path:
-            log.warning("state.path changed; it applies at the next restart",
+            log.warning("state_path_changed", effect="applies at the next restart",
                         path=self.config.state_path)
         for name in list(self.sources):
             if name not in wanted:
@@ -170,7 +170,7 @@ class Scheduler:
         if task is not None:
             task.cancel()
         self._close_later(old)
-        log.info("source settings changed, new client", source=cfg.name)
+        log.info("source_client_replaced", source=cfg.name)
 
     def _close_later(self, source: Source) -> None:
         """Close a replaced client once polls still using it had time to finish."""
@@ -253,17 +253,18 @@ class Scheduler:
         try:
             addresses: list[str] = await discover()
         except Exception as exc:  # keep the orgs we had; the loops report their own health
-            log.warning("org discovery failed", source=cfg.name, error=type(exc).__name__)
+            log.warning("org_discovery_failed", source=cfg.name, host=getattr(source, "host", None),
+                        reason=getattr(exc, "reason", None), error=type(exc).__name__)
             return
         orgs = []
         for address in sorted(set(addresses)):
             try:
                 orgs.append(cfg.discovered_org(address))
             except ValueError:
-                log.warning("discovered org ignored", source=cfg.name, reason="bad address")
+                log.warning("discovered_org_ignored", source=cfg.name, reason="bad address")
         found = tuple(orgs)
         if found != self._discovered.get(cfg.name):
-            log.info("orgs discovered", source=cfg.name, orgs=len(found))
+            log.info("orgs_discovered", source=cfg.name, orgs=len(found))
             self._discovered[cfg.name] = found
             self._sync_orgs(cfg, found)
             self.publish()

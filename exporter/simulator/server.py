@@ -77,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             resp = app.dispatch(self.command, self.path, headers, body)
         except Exception:  # a simulator bug must not kill the connection thread silently
-            log.exception("sim request failed", method=self.command, path=self.path)
+            log.exception("sim_request_failed", method=self.command, path=self.path)
             resp = text_response(500, "simulator error\n")
         self._write(resp)
 
@@ -179,11 +179,11 @@ def run_simulator(opts: SimOptions) -> int:
     done = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("simulator stopping", signal=signum)
+        log.info("simulator_stopping", signal=signum)
         done.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    log.info("simulator started", url=handle.url, seed=opts.seed,
+    log.info("simulator_started", url=handle.url, seed=opts.seed,
              vocdoni=f"{handle.url}/vocdoni", vocdoni_v1=f"{handle.url}/vocdoni-v1",
              ordo=f"{handle.url}/ordo")
     try:

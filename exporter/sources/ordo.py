@@ -57,6 +57,7 @@ class OrdoSource:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
+        self.host = httpx.URL(settings.base_url).host  # for log lines
         self.stats = RequestStats()
         self._token = token
         self._clock = clock  # wall clock: Retry-After dates and poll timing in logs
@@ -90,7 +91,7 @@ class OrdoSource:
             if job.job_id not in gone
         )
         log.debug(
-            "ordo poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
+            "ordo_poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
             detailed=len(batch.found), gone=len(gone),
             seconds=round(self._clock() - started, 3),
         )
@@ -123,7 +124,7 @@ class OrdoSource:
         self._recipes = names
         self._recipes_missing = (self._recipes_missing | unseen) - names.keys()
         still = sorted(unseen - names.keys())
-        log.debug("ordo recipes refreshed", source=self.name, recipes=len(names), unnamed=still)
+        log.debug("ordo_recipes_refreshed", source=self.name, recipes=len(names), unnamed=still)
 
     async def _fetch_details(self, ids: Sequence[int], notes: ParseNotes) -> BatchResult:
         """Detail jobs in chunks of BATCH_MAX, concurrently; the client bounds concurrency."""

@@ -118,12 +118,14 @@ class VocdoniSource:
         if api not in API_MODES:
             raise ValueError(f"api must be one of {API_MODES}")
         self.name = name
+        self.host = httpx.URL(settings.base_url).host  # for log lines
         self.stats = RequestStats()
         self.detected_api: str | None = api if api != "auto" else None
         self._mode = api
         self._limit = max(1, min(page_limit, MAX_PAGE_LIMIT))
         self._workers = max(1, settings.concurrency)
-        self._auth = VocdoniAuth(token=token, email=email, password=password, clock=clock)
+        self._auth = VocdoniAuth(token=token, email=email, password=password, clock=clock,
+                                 source=name)
         self._client = ApiClient(
             settings, self.stats, transport=transport, auth=self._auth.headers,
             sleep=sleep, clock=monotonic, wall_clock=clock,
@@ -142,7 +144,7 @@ class VocdoniSource:
             if not (self._mode == "auto" and api == "v2" and exc.status == 404
                     and not isinstance(exc, NotFound)):
                 raise
-        log.warning("api route missing", source=self.name, api=api)
+        log.warning("api_route_missing", source=self.name, host=self.host, api=api)
         self.detected_api = None
         api = await self._ensure_api(target.address)
         return await self._poll_api(api, target, known, full)
@@ -162,7 +164,7 @@ class VocdoniSource:
         async with self._probe_lock:
             if self.detected_api is None:
                 self.detected_api = await self._probe(address)
-                log.info("api detected", source=self.name, api=self.detected_api)
+                log.info("api_detected", source=self.name, api=self.detected_api)
             return self.detected_api
 
     async def _probe(self, address: str) -> str:
@@ -190,7 +192,7 @@ class VocdoniSource:
             if exc.status != 401 or not self._auth.can_login:
                 raise
             generation = self._auth.generation
-        log.info("vocdoni relogin", source=self.name, endpoint=endpoint)
+        log.info("vocdoni_relogin", source=self.name, host=self.host, endpoint=endpoint)
         await self._auth.relogin(generation)
         return await self._client.get_json(path, endpoint, params=params)
 
@@ -203,11 +205,11 @@ class VocdoniSource:
         reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
         complete = all(r.full and not r.shrank for r in reads.values())
         if not complete and not await self._recheck(ctx, reads) and not full:
-            log.info("vocdoni positions lost", source=self.name, org=target.org)
+            log.info("vocdoni_positions_lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
         self._save_streams(ctx, reads, observed)
-        log.debug("vocdoni poll", source=self.name, org=target.org, api=api, full=full,
+        log.debug("vocdoni_poll", source=self.name, org=target.org, api=api, full=full,
                   jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
         return PollResult(
             jobs=tuple(observed.values()), complete=complete, gone=tuple(sorted(ctx.gone)),

@@ -79,11 +79,11 @@ class StateStore:
                     os.replace(path + suffix, aside + suffix)
             db = self._connect(path)
         except (sqlite3.DatabaseError, OSError) as exc2:
-            log.error("state file unusable and cannot be replaced; state kept in memory only,"
+            log.error("state_file_unusable", effect="cannot be replaced: state in memory only,"
                       " counts will not survive a restart", path=path, error=error,
                       replace_error=str(exc2)[:200])
             return self._connect(":memory:")
-        log.error("state file unusable, moved aside; starting fresh (first-sync rule applies)",
+        log.error("state_file_unusable", effect="moved aside, starting fresh (first-sync rule)",
                   path=path, moved_to=aside, error=error)
         return db
 
@@ -119,7 +119,7 @@ class StateStore:
                 "SELECT job_id, step_id, job_type, step_type, status, attempt, counted,"
                 " last_progress_at FROM steps WHERE source = ? AND org = ?", key).fetchall()
         except sqlite3.Error as exc:
-            log.error("state restore failed; org starts fresh", source=key[0], org=key[1],
+            log.error("state_restore_failed", effect="org starts fresh", source=key[0], org=key[1],
                       error=str(exc)[:200])
             return 0
         for job_id, job_type, status, first_seen, finished_seen, counted, created_at in rows:
@@ -140,7 +140,7 @@ class StateStore:
             tracker.synced = True  # an org that had no job at all is still past its first sync
             self._synced.add(key)
         if rows or synced is not None:
-            log.info("state restored", source=key[0], org=key[1], jobs=len(rows),
+            log.info("state_restored", source=key[0], org=key[1], jobs=len(rows),
                      steps=restored_steps)
         return len(rows)
 
@@ -170,7 +170,7 @@ class StateStore:
                     self.db.execute("INSERT OR REPLACE INTO orgs (source, org, synced_at)"
                                     " VALUES (?, ?, ?)", (*key, time.time()))
         except sqlite3.Error as exc:
-            log.error("state save failed; kept in memory, retried after the next poll",
+            log.error("state_save_failed", effect="kept in memory, retried after the next poll",
                       source=key[0], org=key[1], error=str(exc)[:200])
             return False
         tracker.dirty.clear()
@@ -188,7 +188,7 @@ class StateStore:
                     self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
                                     (source, org))
         except sqlite3.Error as exc:
-            log.error("state forget failed", source=source, org=org, error=str(exc)[:200])
+            log.error("state_forget_failed", source=source, org=org, error=str(exc)[:200])
 
     def _transaction(self) -> _Tx:
         return _Tx(self.db)

@@ -141,7 +141,7 @@ class OrgTracker:
         self._log_unknown(result.unknown_statuses)
         for note, n in result.notes.items():
             self.agg.invalid_items[clean_label(note)] += n
-            log.warning("api data rejected", source=self.source, org=self.org, what=note, count=n)
+            log.warning("api_data_rejected", source=self.source, org=self.org, what=note, count=n)
         self.synced = True
         return ApplySummary(len(result.jobs), new, finished, removed, len(self.jobs))
 
@@ -245,7 +245,7 @@ class OrgTracker:
             value = clean_label(raw)[:40]
             if value not in self._unknown_logged:
                 self._unknown_logged.add(value)
-                log.warning("unknown job status", source=self.source, org=self.org, status=value)
+                log.warning("unknown_job_status", source=self.source, org=self.org, status=value)
 
     def restore(self, job_id: str, rec: JobRecord) -> None:
         """Load one job from the state store (resume after restart)."""

@@ -304,9 +304,9 @@ def test_secrets_appear_in_no_output(leaks: dict[str, Any]) -> None:
     outputs: dict[str, str] = leaks["outputs"]
     log = outputs["exporter log"]
     # the run really exercised logins, failures and exception paths, at debug level
-    assert '"vocdoni login"' in log and '"vocdoni relogin"' in log and '"level": "debug"' in log
-    assert '"poll failed"' in log and '"reason": "auth"' in log
-    assert '"config reload failed"' in log
+    assert '"vocdoni_login"' in log and '"vocdoni_relogin"' in log and '"level": "debug"' in log
+    assert '"poll_failed"' in log and '"reason": "auth"' in log
+    assert '"config_reload_failed"' in log
     assert "asyncjob_up" in outputs["once"] and "OK" in outputs["check-config"]
     assert "sources[2].auth" in outputs["check-config (invalid)"]
     assert outputs["POST /-/reload"].startswith('{"status": "error"')
