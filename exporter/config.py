@@ -38,6 +38,7 @@ from exporter.sources.json_config import (
     JsonOrgModel,
     JsonSourceModel,
 )
+from exporter.state.snapshot import DURATION_BUCKETS
 
 __all__ = ["Config", "ConfigError", "OrgConfig", "SourceConfig", "check_config", "load_config"]
 
@@ -57,6 +58,8 @@ class OrgConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,8 @@ class SourceConfig:
     status_map: tuple[tuple[str, str], ...] = ()
     # kind json: the validated model with its preset applied (requests, paging, mappings)
     json_spec: JsonSourceModel | None = field(default=None, repr=False)
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
 
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
@@ -211,12 +216,14 @@ def _read_secret(loc: str, file: str, base: pathlib.Path, errs: ErrorList) -> st
 
 
 def _resolve_auth(
-    loc: str, src: SourceModel | JsonSourceModel, base: pathlib.Path, errs: ErrorList
+    loc: str, src: SourceModel | JsonSourceModel, base: pathlib.Path | None, errs: ErrorList
 ) -> tuple[str | None, str | None]:
-    """Return (token, password) with files read and env already applied."""
+    """Return (token, password) with files read (unless base is None) and env already applied."""
     auth = src.auth
     token = auth.token.get_secret_value() if auth.token is not None else None
     password = auth.password.get_secret_value() if auth.password is not None else None
+    if base is None:  # --syntax-only: secret files are never opened
+        return token, password
     if auth.token_file is not None:
         token = _read_secret(f"{loc}.auth.token_file", auth.token_file, base, errs)
     if auth.password_file is not None:
@@ -295,7 +302,7 @@ def _build_org(org: OrgModel | JsonOrgModel, base: Mapping[str, Any]) -> OrgConf
 
 
 def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
-                  base: pathlib.Path, errs: ErrorList) -> SourceConfig:
+                  base: pathlib.Path | None, errs: ErrorList) -> SourceConfig:
     """Check one source and merge defaults -> source -> org."""
     loc = f"sources[{i}]"
     _check_kind_keys(loc, src, errs)
@@ -332,10 +339,11 @@ def _build_json_source(i: int, src: JsonSourceModel, defaults: Mapping[str, Any]
     )
 
 
-def _build(path: str, model: ConfigModel, lines: Mapping[str, int]) -> Config:
+def _build(path: str, model: ConfigModel, lines: Mapping[str, int],
+           read_secrets: bool = True) -> Config:
     """Apply cross-field rules, read secret files, and freeze the result."""
     errs = ErrorList(lines)
-    base = pathlib.Path(path).resolve().parent
+    base = pathlib.Path(path).resolve().parent if read_secrets else None
     defaults = _merge(BUILTIN_DEFAULTS, _settings(model.defaults, SOURCE_SETTING_KEYS))
     sources: list[SourceConfig] = []
     first_index: dict[str, int] = {}
