@@ -356,7 +356,7 @@ sources:
             text = run_cli("once", "--config.file", str(cfg), "--log.format", fmt, env=ENV)
             assert 'asyncjob_poll_errors_total{org="0x' in text, text[-2000:]
             assert 'reason="decode",source="voc"} 1.0' in text, text[-2000:]
-            assert "poll crashed" not in text
+            assert "poll_crashed" not in text
             for secret in SECRETS:
                 assert secret not in text, f"{secret!r} leaked into a {fmt} traceback"
 
