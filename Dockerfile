@@ -14,9 +14,18 @@ COPY exporter ./exporter
 RUN /opt/asyncjob-exporter/bin/python3 -m pip install --no-cache-dir .
 
 FROM ${BASE_IMAGE}
+# Provenance labels; a release build passes the real values:
+#   --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" --build-arg SOURCE=<repo URL>
+# VERSION's default follows exporter.__version__ (tests/test_deploy.py checks it).
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
 LABEL org.opencontainers.image.title="asyncjob-exporter" \
       org.opencontainers.image.description="Prometheus exporter for asynchronous job APIs (Vocdoni SaaS, Ordo)" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 ENV PATH=/opt/asyncjob-exporter/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

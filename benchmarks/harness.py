@@ -128,7 +128,7 @@ def ours(tmp: Path, config: str, name: str) -> Iterator[tuple[str, Proc]]:
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(config)
     proc = Proc([PY, "-m", "exporter", "--config.file", str(cfg), "--web.listen-address",
-                 f"127.0.0.1:{port}", "--log.format", "json", "--log.level", "info"],
+                 f"127.0.0.1:{port}", "--log.format", "json", "--log.level", "debug"],
                 tmp / f"{name}.log")
     url = f"http://127.0.0.1:{port}"
     try:

@@ -128,11 +128,12 @@ def measure_ours(tmp: Path, sim: str, org: str, n: int, s: Settings) -> dict[str
         h.wait_for(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200,
                    600, "first sync")
         first_sync = time.monotonic() - proc.started
-        done = len(_wait_events(proc, "poll", 2, 60))
-        _wait_events(proc, "poll", done + 1, 60)  # a poll just ended: start on a boundary
+        done = len(_wait_events(proc, "poll_summary", 2, 60))
+        _wait_events(proc, "poll_summary", done + 1, 60)  # a poll just ended: start on a boundary
         h.sim_post(sim, "requests/reset")
         cpu0 = proc.cpu_seconds()
-        polls = _wait_events(proc, "poll", done + 1 + s.steady_cycles, 60 + 10 * s.steady_cycles)
+        polls = _wait_events(proc, "poll_summary", done + 1 + s.steady_cycles,
+                             60 + 10 * s.steady_cycles)
         cpu = proc.cpu_seconds() - cpu0
         requests = h.sim_requests(sim)
         window = polls[done + 1: done + 1 + s.steady_cycles]
@@ -200,7 +201,7 @@ def _ts(value: str) -> float:
 def first_cycle(proc: h.Proc, orgs: int) -> float:
     """Return first poll start to last first-poll end over all orgs, from the poll log lines."""
     firsts: dict[str, dict[str, Any]] = {}
-    for e in _events(proc, "poll"):
+    for e in _events(proc, "poll_summary"):
         firsts.setdefault(e["org"], e)
     if len(firsts) < orgs:
         raise RuntimeError(f"only {len(firsts)} of {orgs} orgs polled")
@@ -224,7 +225,7 @@ def run_orgs(tmp: Path, s: Settings) -> dict[str, Any]:
                          concurrency=s.org_concurrency)
             h.sim_post(sim, "requests/reset")
             with h.ours(tmp, cfg, f"ours-orgs-{count}") as (_, proc):
-                _wait_events(proc, "poll", count, 600)
+                _wait_events(proc, "poll_summary", count, 600)
                 spawn_to_polled = time.monotonic() - proc.started
                 ours = {"cycle_s": first_cycle(proc, count), "spawn_to_polled_s": spawn_to_polled,
                         "requests": h.sim_requests(sim), "rss_mb": proc.status_kb("VmHWM") / 1024}

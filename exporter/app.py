@@ -35,6 +35,7 @@ class RunOptions:
     listen: str = ":9877"
     web_config_file: str | None = None
     shard: Shard | None = None
+    enable_lifecycle: bool = False  # POST /-/reload allowed (--web.enable-lifecycle)
 
 
 def make_registry(scheduler: Scheduler) -> CollectorRegistry:
@@ -59,7 +60,7 @@ class Daemon:
         self.server = ExporterServer(
             options.listen, self.cache, ready=self.readiness,
             reload=self.reload_from_thread, web_config_file=options.web_config_file,
-            version=__version__,
+            version=__version__, lifecycle=options.enable_lifecycle,
         )
         self._stop = asyncio.Event()
         self._reload_lock = threading.Lock()
@@ -79,16 +80,16 @@ class Daemon:
         self.cache.start()
         self._install_signals()
         await self.scheduler.start()
-        log.info("exporter started", version=__version__, listen=self.options.listen,
+        log.info("exporter_started", version=__version__, listen=self.options.listen,
                  port=self.server.port, orgs=len(self.scheduler.loops))
         watchdog = asyncio.create_task(self._watchdog())
         await self._stop.wait()
         watchdog.cancel()
-        log.info("shutting down")
+        log.info("shutting_down")
         try:
             await asyncio.wait_for(self.scheduler.stop(), SHUTDOWN_GRACE)
         except TimeoutError:
-            log.warning("shutdown timed out; state saved up to the last poll")
+            log.warning("shutdown_timed_out", effect="state saved up to the last poll")
         self.cache.stop()
         self.server.stop()
         return 0
@@ -109,7 +110,7 @@ class Daemon:
             try:
                 stalled = self._watch(stalled)
             except Exception:  # the watchdog itself must never die
-                log.exception("watchdog check failed")
+                log.exception("watchdog_check_failed")
 
     def _watch(self, stalled: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Check every loop once; return the set of stalled orgs."""
@@ -121,9 +122,9 @@ class Daemon:
                 current.add(key)
         if current != stalled:
             for key in current - stalled:
-                log.error("poll stalled", source=key[0], org=key[1])
+                log.error("poll_stalled", source=key[0], org=key[1])
             for key in stalled - current:
-                log.info("poll no longer stalled", source=key[0], org=key[1])
+                log.info("poll_stall_cleared", source=key[0], org=key[1])
             self.scheduler.publish()
         return current
 
@@ -132,16 +133,16 @@ class Daemon:
         try:
             config = load_config(self.options.config_file)
         except ConfigError as exc:
-            log.error("config reload failed", error=str(exc))
+            log.error("config_reload_failed", error=str(exc))
             self.scheduler.reload_failed()
             return False, str(exc)
         try:
             await self.scheduler.reload(config)
         except Exception as exc:  # e.g. a client that cannot be built: keep what runs
-            log.exception("config reload failed while applying")
+            log.exception("config_reload_apply_failed")
             self.scheduler.reload_failed()
             return False, f"cannot apply config: {type(exc).__name__}"
-        log.info("config reloaded", sources=len(config.sources), orgs=len(self.scheduler.loops))
+        log.info("config_reloaded", sources=len(config.sources), orgs=len(self.scheduler.loops))
         return True, "ok"
 
     def reload_from_thread(self) -> tuple[bool, str]:

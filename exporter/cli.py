@@ -39,6 +39,14 @@ def _add(parser: argparse.ArgumentParser, *flags: str, **kwargs: object) -> None
     parser.add_argument(*flags, **kwargs)  # type: ignore[arg-type]
 
 
+def _add_bool(parser: argparse.ArgumentParser, flag: str, *, dest: str, help: str) -> None:
+    """Add an on/off flag; its ASYNCJOB_* variable turns it on with 1/true/yes/on."""
+    value = os.environ.get(_env(flag), "").strip().lower()
+    parser.add_argument(flag, dest=dest, action="store_true",
+                        default=value in ("1", "true", "yes", "on"),
+                        help=f"{help} (env {_env(flag)}=true)")
+
+
 def _logging_flags(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--log.level", dest="log_level", default="info", choices=LEVELS,
          help="log level")
@@ -56,6 +64,8 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
          help="exporter-toolkit web config (TLS, basic auth)")
     _add(p, "--shard", dest="shard", default=None,
          help="INDEX/COUNT: poll only this replica's share of the orgs")
+    _add_bool(p, "--web.enable-lifecycle", dest="enable_lifecycle",
+              help="allow POST /-/reload (as Prometheus); SIGHUP always reloads")
     _logging_flags(p)
 
 
@@ -70,18 +80,26 @@ def _once_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from exporter.simulator import SimOptions
 
-    p = sub.add_parser("simulate", help="serve a fake Vocdoni + Ordo API for demos and tests")
-    _add(p, "--listen", dest="listen", default="127.0.0.1:8801", help="HOST:PORT")
+    p = sub.add_parser(
+        "simulate", help="serve a fake Vocdoni + Ordo API for demos and tests",
+        description="Serve fake Vocdoni (new and old API) and Ordo APIs whose jobs start, progress,"
+        " fail and get stuck on a simulated clock. At start it prints its org addresses,"
+        " credentials and the truth endpoint (GET /_sim/truth: what the APIs hold right now).",
+    )
+    _add(p, "--listen", dest="listen", default="127.0.0.1:8801",
+         help="HOST:PORT to serve on; port 0 picks a free one (default 127.0.0.1:8801)")
     for f in dataclasses.fields(SimOptions):
         if f.name in ("listen_host", "listen_port"):
             continue
         default = f.default
         flag = "--" + f.name.replace("_", "-")
+        text = str(f.metadata.get("help", f.name))
         if isinstance(default, bool):
-            _add(p, flag, dest=f.name, action="store_true", default=default, help=f.name)
+            _add(p, flag, dest=f.name, action="store_true", default=default,
+                 help=f"{text} (default off)")
         else:
             _add(p, flag, dest=f.name, type=type(default), default=default,
-                 help=f"{f.name} (default {default})")
+                 help=f"{text} (default {default})")
     _logging_flags(p)
 
 
@@ -96,12 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     check = sub.add_parser("check-config", help="validate a config file; exit 0 valid, 1 invalid")
     check.add_argument("file")
+    check.add_argument("--syntax-only", action="store_true",
+                       help="check structure only: read no *_file secret, resolve no ${VAR} (CI)")
     _once_parser(sub)
     _simulate_parser(sub)
     demo = sub.add_parser("demo", help="run the simulator and the exporter together")
     _add(demo, "--web.listen-address", dest="listen", default="127.0.0.1:9877",
          help="HOST:PORT of the exporter")
     _add(demo, "--interval", dest="interval", default="2s", help="poll interval of the demo")
+    demo.add_argument("--print-config", action="store_true",
+                      help="print the exporter config the demo generates (for a default "
+                      "`simulate`) and exit")
     _logging_flags(demo)
     return parser
 
@@ -124,8 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         from exporter.config import check_config
+        from exporter.config_syntax import check_syntax
 
-        code, text = check_config(args.file)
+        code, text = (check_syntax if args.syntax_only else check_config)(args.file)
         print(text, file=sys.stdout if code == 0 else sys.stderr)
         return code
     setup_logging(args.log_level, args.log_format)

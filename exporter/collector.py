@@ -31,7 +31,6 @@ from exporter.sources.base import (
     API_LATENCY_BUCKETS,
     FINISHED_JOB_STATUSES,
     FINISHED_STEP_STATUSES,
-    JOB_STATUSES,
     POLL_ERROR_REASONS,
     STEP_STATUSES,
 )
@@ -135,6 +134,11 @@ def _job_keys(org: OrgSnapshot) -> list[Labels]:
     return [(job_type,) for job_type in org.job_types]
 
 
+def _ends(org: OrgSnapshot) -> tuple[str, ...]:
+    """Return the terminal statuses the org's source kind can produce."""
+    return tuple(s for s in FINISHED_JOB_STATUSES if s in org.job_statuses)
+
+
 def _imports(org: OrgSnapshot) -> Iterator[Row]:
     """Yield both import outcomes once an org has seen any import, else nothing."""
     if org.import_items:
@@ -218,11 +222,10 @@ def _job_families() -> list[Family]:
     status = (*JOB, "status")
     return [
         Family("asyncjob_jobs", "gauge", "Jobs the API currently lists, by status." + CACHED,
-               status, _per_org(lambda o, n: _dense(_job_keys(o), JOB_STATUSES, o.jobs))),
+               status, _per_org(lambda o, n: _dense(_job_keys(o), o.job_statuses, o.jobs))),
         Family("asyncjob_finished", "counter",
                "Jobs observed reaching a terminal status, each job counted once." + CACHED,
-               status,
-               _per_org(lambda o, n: _dense(_job_keys(o), FINISHED_JOB_STATUSES, o.finished))),
+               status, _per_org(lambda o, n: _dense(_job_keys(o), _ends(o), o.finished))),
         Family("asyncjob_last_finished_timestamp_seconds", "gauge",
                "Unix time the last job of this kind was seen finishing in this status." + CACHED,
                status, _per_org(lambda o, n: _present(o.last_finished))),

@@ -43,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    options = RunOptions(args.config_file, args.listen, args.web_config_file, shard)
+    options = RunOptions(args.config_file, args.listen, args.web_config_file, shard,
+                         enable_lifecycle=args.enable_lifecycle)
     return run_daemon(config, options)  # OSError (port, state file), ValueError: cli.main
 
 
@@ -157,10 +158,33 @@ def sim_orgs(url: str) -> dict[str, list[str]]:
     return {mount: sorted(truth.get(mount, {})) for mount in ("vocdoni", "vocdoni-v1")}
 
 
+SIM_URL = "http://127.0.0.1:8801"  # where `asyncjob-exporter simulate` listens by default
+
+
+def print_demo_config(interval: str) -> int:
+    """Print the demo's config for a default `simulate` (same seed, same orgs) and exit 0."""
+    from exporter.simulator import SimOptions
+    from exporter.simulator.world import World
+
+    opts = SimOptions()
+    world = World(opts)
+    text = demo_config(SIM_URL, sorted(world.vocdoni.orgs), sorted(world.vocdoni_v1.orgs),
+                       interval)
+    print(f"""\
+# asyncjob-exporter demo config: a working template. To run it yourself:
+#   asyncjob-exporter simulate &      # the fake APIs on {SIM_URL}, these very orgs
+#   ASYNCJOB_DEMO_TOKEN={opts.token} asyncjob-exporter run --config.file demo.yaml
+# Every key is explained in config.example.yaml and docs/configuration.md.
+{text}""", end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the simulator and the exporter in one process and print the URL."""
     from exporter.simulator import SimOptions, start_simulator
 
+    if args.print_config:
+        return print_demo_config(args.interval)
     opts = SimOptions(listen_host="127.0.0.1", listen_port=0)
     sim = start_simulator(opts)
     orgs = sim_orgs(sim.url)

@@ -142,10 +142,11 @@ def _validation_details(exc: ValidationError) -> list[tuple[str, str]]:
     return [(format_location(tuple(e["loc"])), _expected_text(e)) for e in exc.errors()]
 
 
-def _build(path: str, model: ConfigModel, lines: Mapping[str, int]) -> Config:
+def _build(path: str, model: ConfigModel, lines: Mapping[str, int],
+           read_secrets: bool = True) -> Config:
     """Apply cross-field rules, read secret files, and freeze the result."""
     errs = ErrorList(lines)
-    base = pathlib.Path(path).resolve().parent
+    base = pathlib.Path(path).resolve().parent if read_secrets else None
     defaults = merge(BUILTIN_DEFAULTS, settings_of(model.defaults, SOURCE_SETTING_KEYS))
     sources: list[SourceConfig] = []
     first_index: dict[str, int] = {}

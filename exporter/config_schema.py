@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from pydantic import (
     Tag,
     model_validator,
 )
+
+from exporter.state.snapshot import DURATION_BUCKETS
 
 SOURCE_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
 _ADDRESS_RE = re.compile(r"^(?:0[xX])?([0-9a-fA-F]{40})$")
@@ -42,12 +46,15 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "max_job_series_per_org": 500,
     "max_response_bytes": 64 * 1024 * 1024,
     "max_retry_after": 600.0,
+    "duration_buckets": DURATION_BUCKETS,
+    "step_duration_buckets": DURATION_BUCKETS,
 }
 # Settings that make sense per organization; the rest are per HTTP client (source).
 ORG_SETTING_KEYS: frozenset[str] = frozenset(
     {
         "interval", "timeout", "full_resync_interval", "failed_job_retention", "jitter",
         "max_job_types_per_org", "max_step_types_per_org", "max_job_series_per_org",
+        "duration_buckets", "step_duration_buckets",
     }
 )
 SOURCE_SETTING_KEYS: frozenset[str] = frozenset(BUILTIN_DEFAULTS)
@@ -183,6 +190,21 @@ def _reject_bool(value: object) -> object:
 _NOT_BOOL = BeforeValidator(_reject_bool)
 PositiveDuration = Annotated[float, BeforeValidator(_positive_duration)]
 NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
+
+
+def _check_buckets(value: tuple[float, ...]) -> tuple[float, ...]:
+    """Require finite, strictly ascending upper bounds (+Inf is always added)."""
+    if not all(math.isfinite(b) for b in value):
+        raise ValueError("expected finite bucket bounds (+Inf is added by the exporter)")
+    if any(b >= c for b, c in itertools.pairwise(value)):
+        raise ValueError(f"expected strictly ascending bucket bounds, got {list(value)}")
+    return value
+
+
+# Histogram upper bounds in seconds (numbers or durations such as "5m"), ascending, positive.
+Buckets = Annotated[
+    tuple[PositiveDuration, ...], Field(min_length=1, max_length=60), AfterValidator(_check_buckets)
+]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 Address = Annotated[str, AfterValidator(normalize_address)]
 
@@ -204,6 +226,8 @@ class OrgSettings(_Strict):
     max_job_types_per_org: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
     max_step_types_per_org: Annotated[int, _NOT_BOOL, Field(ge=1)] | None = None
     max_job_series_per_org: Annotated[int, _NOT_BOOL, Field(ge=0)] | None = None
+    duration_buckets: Buckets | None = None
+    step_duration_buckets: Buckets | None = None
 
 
 class SourceSettings(OrgSettings):
@@ -362,6 +386,14 @@ def _line_of(loc: str, lines: Mapping[str, int]) -> int | None:
     return None
 
 
+class DeferredEnv(dict[str, str]):
+    """An environment never read (`check-config --syntax-only`): ${NAME} stays as written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferred: set[str] = set()  # locations whose value depends on the environment
+
+
 def _interpolate(text: str, env: Mapping[str, str], loc: str, errs: ErrorList) -> str:
     """Replace ${NAME} by the environment value and $$ by $."""
 
@@ -369,6 +401,9 @@ def _interpolate(text: str, env: Mapping[str, str], loc: str, errs: ErrorList) -
         name = match.group(1)
         if name is None:
             return "$"
+        if isinstance(env, DeferredEnv):
+            env.deferred.add(loc)
+            return match.group(0)
         if not _ENV_NAME_RE.fullmatch(name):
             secret = loc.rsplit(".", 1)[-1] in SECRET_KEYS
             errs.add(loc, "invalid variable reference" + ("" if secret else f" ${{{name}}}"))

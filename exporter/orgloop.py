@@ -42,6 +42,8 @@ def tracker_settings(org: OrgConfig) -> TrackerSettings:
         max_job_types_per_org=org.max_job_types_per_org,
         max_step_types_per_org=org.max_step_types_per_org,
         max_job_series_per_org=org.max_job_series_per_org,
+        duration_buckets=org.duration_buckets,
+        step_duration_buckets=org.step_duration_buckets,
     )
 
 
@@ -68,6 +70,7 @@ class OrgLoop:
         self.clock = clock
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
+        self.tracker.statuses = getattr(source, "job_statuses", self.tracker.statuses)
         self.last_snapshot: OrgSnapshot | None = None
         # The tracker's finish counters as of its last committed save (a kept tracker brings
         # its old loop's); what /metrics shows while the state file cannot be written.
@@ -134,7 +137,7 @@ class OrgLoop:
             poll.cancel()
         if self._task is not None and self._task.done():
             self._restarts += 1
-            log.error("poll task died, restarting", source=self.target.source,
+            log.error("poll_task_restarted", source=self.target.source,
                       org=self.target.org, restarts=self._restarts)
             self.start()
 
@@ -180,7 +183,8 @@ class OrgLoop:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a source bug must not kill the loop
-            log.exception("poll crashed", source=self.target.source, org=self.target.org)
+            log.exception("poll_crashed", source=self.target.source, org=self.target.org,
+                          host=getattr(self.source, "host", None))
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
@@ -190,14 +194,19 @@ class OrgLoop:
             saved = self.save()  # one transaction; on error retried after the next poll
             self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
         except Exception as exc:  # a tracker bug must not kill the loop either
-            log.exception("poll crashed", source=self.target.source, org=self.target.org)
+            log.exception("poll_crashed", source=self.target.source, org=self.target.org,
+                          host=getattr(self.source, "host", None))
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
-        log.info("poll", source=self.target.source, org=self.target.org, full=full,
-                 jobs=summary.tracked, seen=summary.seen, new=summary.new,
-                 finished=summary.finished, removed=summary.removed,
-                 requests=_requests(self.source) - before, duration=round(duration, 4))
+        fields = dict(source=self.target.source, org=self.target.org, full=full,
+                      jobs=summary.tracked, seen=summary.seen, new=summary.new,
+                      finished=summary.finished, removed=summary.removed,
+                      requests=_requests(self.source) - before, duration=round(duration, 4))
+        if summary.new or summary.finished or summary.removed:  # info only when something happened
+            log.info("poll_summary", **fields)
+        else:
+            log.debug("poll_summary", **fields)
         return True
 
     def save(self) -> bool:
@@ -224,7 +233,8 @@ class OrgLoop:
         self.errors[reason if reason in POLL_ERROR_REASONS else "internal"] += 1
         self._retry_held()
         self._finish(False, duration)
-        log.warning("poll failed", source=self.target.source, org=self.target.org,
+        log.warning("poll_failed", source=self.target.source, org=self.target.org,
+                    host=getattr(self.source, "host", None),
                     reason=reason, error=message[:200], duration=round(duration, 4))
         return False
 

@@ -104,13 +104,14 @@ class Scheduler:
             try:
                 await source.aclose()
             except Exception as exc:  # closing must not keep the process from exiting
-                log.warning("client close failed", error=type(exc).__name__)
+                log.warning("client_close_failed", error=type(exc).__name__)
 
     def _final_save(self) -> None:
         """Retry every org's last save (a failing disk may have freed up) before closing."""
         held = [loop for loop in self.loops.values() if not loop.save()]
         if held:
-            log.error("state not saved at shutdown; finishes not on file are counted after"
+            log.error("state_not_saved_at_shutdown",
+                      effect="finishes not on file are counted after"
                       " the restart, none twice", orgs=len(held))
 
     async def poll_all_once(self) -> bool:
@@ -143,7 +144,7 @@ class Scheduler:
     def _apply(self, config: Config) -> None:
         wanted = self._sources_by_name(config)
         if self._running and config.state_path != self.config.state_path:
-            log.warning("state.path changed; it applies at the next restart",
+            log.warning("state_path_changed", effect="applies at the next restart",
                         path=self.config.state_path)
         for name in list(self.sources):
             if name not in wanted:
@@ -173,7 +174,7 @@ class Scheduler:
         if task is not None:
             task.cancel()
         self._close_later(old)
-        log.info("source settings changed, new client", source=cfg.name)
+        log.info("source_client_replaced", source=cfg.name)
 
     def _close_later(self, source: Source) -> None:
         """Close a replaced client once polls still using it had time to finish."""
@@ -250,7 +251,7 @@ class Scheduler:
         loop = self.loops[key]
         self._drop_loop(key, keep_state=True)
         self._parked[key] = (loop, self.clock() + keep_for)
-        log.info("discovered org parked", source=key[0], org=key[1], keep_for=keep_for)
+        log.info("discovered_org_parked", source=key[0], org=key[1], keep_for=keep_for)
 
     def _expire_parked(self, source: str, everything: bool = False) -> None:
         """Forget parked orgs whose grace is over (or all of a source being dropped)."""
@@ -308,8 +309,9 @@ class Scheduler:
             raise
         except Exception as exc:  # keep the orgs we had; the loops report their own health
             state.failed(error_reason(exc))
-            log.warning("org discovery failed", source=cfg.name, reason=error_reason(exc),
-                        error=type(exc).__name__, failures=state.failures)
+            log.warning("org_discovery_failed", source=cfg.name, host=getattr(source, "host", None),
+                        reason=error_reason(exc), error=type(exc).__name__,
+                        failures=state.failures)
             self.publish()
             return False
         first = not state.succeeded_once
@@ -318,11 +320,11 @@ class Scheduler:
             try:
                 orgs.append(cfg.discovered_org(address))
             except ValueError:
-                log.warning("discovered org ignored", source=cfg.name, reason="bad address")
+                log.warning("discovered_org_ignored", source=cfg.name, reason="bad address")
         self._expire_parked(cfg.name)
         found = tuple(orgs)
         if found != self._discovered.get(cfg.name):
-            log.info("orgs discovered", source=cfg.name, orgs=len(found))
+            log.info("orgs_discovered", source=cfg.name, orgs=len(found))
             self._discovered[cfg.name] = found
             self._sync_orgs(cfg, found, park=True)
         self.publish(synced=first)

@@ -223,6 +223,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Send stdlib protocol errors (timeouts, bad requests) to debug logs."""
         log.debug("http_protocol_error", detail=format % args)
 
+# Prometheus' wording, plus how to turn it on
+LIFECYCLE_DISABLED = (
+    "Lifecycle API is not enabled: start with --web.enable-lifecycle"
+    " (ASYNCJOB_WEB_ENABLE_LIFECYCLE=true) to allow POST /-/reload; SIGHUP always reloads."
+)
+
 
 class ExporterServer:
     """The exporter's HTTP server; routes know only the render cache and two callbacks."""
@@ -237,8 +243,10 @@ class ExporterServer:
         web_config_file: str | None = None,
         version: str,
         idle_timeout: float = IDLE_TIMEOUT,
+        lifecycle: bool = False,
     ) -> None:
         self.listen = listen
+        self._lifecycle = lifecycle  # POST /-/reload only with --web.enable-lifecycle
         self.idle_timeout = idle_timeout
         self._host, self._port = parse_listen(listen)
         self._cache = cache
@@ -360,6 +368,8 @@ class ExporterServer:
         """Run the reload callback and report its outcome."""
         if self._reload is None:
             return _plain(404, "Not Found")
+        if not self._lifecycle:
+            return _plain(403, LIFECYCLE_DISABLED)
         try:
             ok, message = self._reload()
         except Exception as exc:  # a crashing reload must not kill the connection thread

@@ -111,3 +111,13 @@ def test_once_with_shard_out_of_range_exits_1_with_one_line(
     assert main(["once", "--config.file", str(good), "--shard", "3/3"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--shard" in err and "Traceback" not in err
+def test_enable_lifecycle_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /-/reload is off unless --web.enable-lifecycle or its variable turns it on."""
+    args = build_parser().parse_args(["run", "--config.file", "c.yaml"])
+    assert args.enable_lifecycle is False
+    args = build_parser().parse_args(["run", "--config.file", "c.yaml", "--web.enable-lifecycle"])
+    assert args.enable_lifecycle is True
+    monkeypatch.setenv("ASYNCJOB_WEB_ENABLE_LIFECYCLE", "true")
+    assert build_parser().parse_args(["run", "--config.file", "c.yaml"]).enable_lifecycle is True
+    monkeypatch.setenv("ASYNCJOB_WEB_ENABLE_LIFECYCLE", "false")
+    assert build_parser().parse_args(["run", "--config.file", "c.yaml"]).enable_lifecycle is False

@@ -387,6 +387,7 @@ def test_unreadable_secret_file_does_not_leak_content(write_config: WriteConfig,
 def test_example_config_loads(tmp_path: pathlib.Path) -> None:
     (tmp_path / "vocdoni-token").write_text("voc-token\n")
     (tmp_path / "vocdoni-password").write_text("voc-password\n")
+    (tmp_path / "ordo-token").write_text("ordo-token\n")
     env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "VOCDONI_STAGING_TOKEN": "stg-token",
            "ORDO_TOKEN": "ordo-token", "GITHUB_TOKEN": "gh-token",
            "AIRFLOW_PASSWORD": "af-password", "GITLAB_TOKEN": "gl-token"}

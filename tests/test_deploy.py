@@ -167,15 +167,19 @@ def test_configmap_config_is_valid(tmp_path: Path) -> None:
     assert [s.name for s in cfg.sources] == ["vocdoni-prod", "ordo-lidar"]
 
 
-def test_image_default_config_is_valid_and_env_driven() -> None:
-    path = REPO / "deploy" / "docker" / "config.yaml"
-    env = {"VOCDONI_BASE_URL": "https://saas.example.org", "VOCDONI_TOKEN": "t",
+def test_image_default_config_is_valid_and_env_driven(tmp_path: Path) -> None:
+    text = (REPO / "deploy" / "docker" / "config.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace("/run/secrets/asyncjob-exporter/", f"{tmp_path}/"))
+    (tmp_path / "vocdoni-password").write_text("s3cret\n", encoding="utf-8")
+    env = {"VOCDONI_BASE_URL": "https://saas.example.org", "VOCDONI_EMAIL": "exp@example.org",
            "VOCDONI_ORG": "0x" + "ab" * 20}
     cfg = load_config(path, env=env)
     assert cfg.state_path == "/data/asyncjob-state.db"
     assert cfg.sources[0].orgs[0].address == env["VOCDONI_ORG"]
-    with pytest.raises(Exception, match="VOCDONI_TOKEN"):
-        load_config(path, env={k: v for k, v in env.items() if k != "VOCDONI_TOKEN"})
+    assert (cfg.sources[0].email, cfg.sources[0].password) == ("exp@example.org", "s3cret")
+    with pytest.raises(Exception, match="VOCDONI_EMAIL"):
+        load_config(path, env={k: v for k, v in env.items() if k != "VOCDONI_EMAIL"})
 
 
 def test_container_command_line_uses_only_spec_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,3 +332,16 @@ def test_dockerignore_lets_every_copied_path_in() -> None:
         copied.update(p.rstrip("/") for p in line.split()[:-1])
     assert copied and copied <= allowed
     assert all((REPO / p).exists() for p in copied)
+
+
+def test_dockerfile_labels_version_source_and_revision() -> None:
+    """The image names its version, source and revision (OCI labels) from overridable ARGs."""
+    from exporter import __version__
+
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    final = text.split("\nFROM ", 2)[2]  # the runtime stage: ARGs must be declared there
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", final, re.M))
+    assert args["VERSION"] == __version__
+    assert {"REVISION", "SOURCE"} <= args.keys()
+    for label, arg in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
+        assert f'org.opencontainers.image.{label}="${{{arg}}}"' in final

@@ -128,7 +128,22 @@ def test_readyz(harness: Harness) -> None:
     assert resp.status == 200 and json.loads(body) == {"ready": True}
 
 
-def test_reload(harness: Harness) -> None:
+@pytest.fixture
+def lifecycle() -> Iterator[Harness]:
+    h = Harness(lifecycle=True)
+    yield h
+    h.server.stop()
+
+
+def test_reload_refused_without_lifecycle_flag(harness: Harness) -> None:
+    resp, body = harness.request("POST", "/-/reload", body=b"")
+    assert resp.status == 403
+    assert b"--web.enable-lifecycle" in body and b"SIGHUP" in body
+    assert harness.reloads == 0
+
+
+def test_reload(lifecycle: Harness) -> None:
+    harness = lifecycle
     resp, body = harness.request("POST", "/-/reload", body=b"")
     assert resp.status == 200 and json.loads(body) == {"status": "ok"}
     harness.reload_result = (False, "config.yaml: sources[0].kind: unknown")

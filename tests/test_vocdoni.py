@@ -245,7 +245,7 @@ def test_probe_detects_generation(api: str, answer: httpx.Response | None, expec
         run(src.poll(TARGET, Known(), True))
         run(src.poll(TARGET, Known(), True))
     assert src.detected_api == expected
-    detected = [e for e in logs if e["event"] == "api detected"]
+    detected = [e for e in logs if e["event"] == "api_detected"]
     assert len(detected) == 1 and detected[0]["api"] == expected
 
 

@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             resp = app.dispatch(self.command, self.path, headers, body)
         except Exception:  # a simulator bug must not kill the connection thread silently
-            log.exception("sim request failed", method=self.command, path=self.path)
+            log.exception("sim_request_failed", method=self.command, path=self.path)
             resp = text_response(500, "simulator error\n")
         self._write(resp)
 
@@ -162,17 +162,35 @@ def start_simulator(opts: SimOptions, clock: SimClock | None = None) -> Simulato
     return SimulatorHandle(server, thread, app)
 
 
+def banner(handle: SimulatorHandle) -> str:
+    """Return what a newcomer needs to point an exporter at the simulator."""
+    world, url, opts = handle.world, handle.url, handle.world.opts
+    with world.lock:
+        new, old = sorted(world.vocdoni.orgs), sorted(world.vocdoni_v1.orgs)
+    return "\n".join([
+        f"asyncjob-exporter simulate: serving on {url} (seed {opts.seed}, speed {opts.speed:g}x)",
+        f"  Vocdoni, new API:  base_url {url}/vocdoni     orgs: {', '.join(new) or 'none'}",
+        f"  Vocdoni, old API:  base_url {url}/vocdoni-v1  orgs: {', '.join(old) or 'none'}",
+        f"  Ordo:              base_url {url}/ordo        organization: any label",
+        f"  credentials: Vocdoni login email {opts.email} password {opts.password}"
+        f" (or bearer token {opts.token}); Ordo bearer token {opts.token}",
+        f"  truth: GET {url}/_sim/truth (what the APIs hold now, to compare with the metrics)",
+        "  a ready exporter config for it: asyncjob-exporter demo --print-config",
+    ])
+
+
 def run_simulator(opts: SimOptions) -> int:
     """Serve in the foreground until SIGINT or SIGTERM; return the exit code."""
     handle = start_simulator(opts)
+    print(banner(handle), flush=True)
     done = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("simulator stopping", signal=signum)
+        log.info("simulator_stopping", signal=signum)
         done.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    log.info("simulator started", url=handle.url, seed=opts.seed,
+    log.info("simulator_started", url=handle.url, seed=opts.seed,
              vocdoni=f"{handle.url}/vocdoni", vocdoni_v1=f"{handle.url}/vocdoni-v1",
              ordo=f"{handle.url}/ordo")
     try:

@@ -21,11 +21,11 @@ Targets = Callable[[str, Any, Mapping[str, Any], ErrorList], tuple[OrgConfig, ..
 def configurer(
     check: Callable[[str, Any, ErrorList], None], targets: Targets,
     address_of: Callable[[str], str], *, api: Callable[[Any], str], auto: Callable[[Any], bool],
-) -> Callable[[str, Any, Mapping[str, Any], pathlib.Path, ErrorList], SourceConfig]:
+) -> Callable[[str, Any, Mapping[str, Any], pathlib.Path | None, ErrorList], SourceConfig]:
     """Return the `configure` of a kind whose model subclasses SourceModel."""
 
     def configure(loc: str, src: Any, defaults: Mapping[str, Any],
-                  base: pathlib.Path, errs: ErrorList) -> SourceConfig:
+                  base: pathlib.Path | None, errs: ErrorList) -> SourceConfig:
         """Check one source and merge defaults -> source -> org."""
         check(loc, src, errs)
         token, password = resolve_auth(loc, src, base, errs)

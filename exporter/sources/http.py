@@ -237,7 +237,8 @@ class ApiClient:
                 raise outcome
             delay = self.backoff(retries)
             retries += 1
-            log.debug("api retry", endpoint=endpoint, attempt=retries, delay=round(delay, 3))
+            log.debug("api_retry", host=self._client.base_url.host, endpoint=endpoint,
+                      attempt=retries, delay=round(delay, 3))
             await self._sleep(delay)
 
     async def get_json(
@@ -267,7 +268,8 @@ class ApiClient:
             self.settings.max_retry_after,
         )
         self._limiter.block(delay)
-        log.warning("api rate limited", endpoint=endpoint, retry_after=round(delay, 3))
+        log.warning("api_rate_limited", host=self._client.base_url.host, endpoint=endpoint,
+                    retry_after=round(delay, 3))
 
     async def _attempt(
         self,

@@ -237,7 +237,7 @@ JSON_MODELS: tuple[type[BaseModel], ...] = (
 
 
 def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
-              base: pathlib.Path, errs: ErrorList) -> SourceConfig:
+              base: pathlib.Path | None, errs: ErrorList) -> SourceConfig:
     """Check a kind json source and merge defaults -> source -> org."""
     token, password = resolve_auth(loc, src, base, errs)
     eff = effective(src, defaults)

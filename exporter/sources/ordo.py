@@ -23,6 +23,7 @@ from exporter.sources.base import (
 )
 from exporter.sources.http import ApiClient, NotFound
 from exporter.sources.ordo_parse import (
+    JOB_STATUS_MAP,
     BatchResult,
     ListedJob,
     parse_batch,
@@ -39,11 +40,16 @@ log = structlog.get_logger()
 
 # Ordo's batch route accepts 2..100 ids; a single id only matches GET /jobs/{id}.
 BATCH_MAX = 100
+# What Ordo's status vocabulary normalizes to (ordo_parse.JOB_STATUS_MAP); anything else, or a
+# status_map target outside this set, joins the dense series once seen.
+ORDO_JOB_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(JOB_STATUS_MAP.values()))
 UNNAMED_JOB_TYPE = "unknown"  # jobs without a recipe_id
 
 
 class OrdoSource:
     """Poll one Ordo deployment; Ordo has no tenants, so each target is a whole deployment."""
+
+    job_statuses: tuple[str, ...] = ORDO_JOB_STATUSES
 
     def __init__(
         self,
@@ -58,6 +64,7 @@ class OrdoSource:
     ) -> None:
         self.name = name
         self._status_map = dict(status_map or {})
+        self.host = httpx.URL(settings.base_url).host  # for log lines
         self.stats = RequestStats()
         self._token = token
         self._clock = clock  # wall clock: Retry-After dates and poll timing in logs
@@ -79,7 +86,7 @@ class OrdoSource:
         listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
         if any(reused(job, known.get(str(job.job_id))) for job in listed):
             # Ids restart after a database reset, and recipe ids with them: rename recipes.
-            log.info("ordo job ids reused", source=self.name, org=target.org)
+            log.info("ordo_job_ids_reused", source=self.name, org=target.org)
             self._recipes, self._recipes_missing = {}, set()
         await self._refresh_recipes(listed)
         typed = [(job, self.job_type(job.recipe_id)) for job in listed]
@@ -98,7 +105,7 @@ class OrdoSource:
             if job.job_id not in gone
         ) + _resolved(unlisted, known, batch)
         log.debug(
-            "ordo poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
+            "ordo_poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
             detailed=len(batch.found), gone=len(gone),
             seconds=round(self._clock() - started, 3),
         )
@@ -134,7 +141,7 @@ class OrdoSource:
         self._recipes = names
         self._recipes_missing = (self._recipes_missing | unseen) - names.keys()
         still = sorted(unseen - names.keys())
-        log.debug("ordo recipes refreshed", source=self.name, recipes=len(names), unnamed=still)
+        log.debug("ordo_recipes_refreshed", source=self.name, recipes=len(names), unnamed=still)
 
     async def _fetch_details(self, ids: Sequence[int], notes: ParseNotes) -> BatchResult:
         """Detail jobs in chunks of BATCH_MAX, concurrently; the client bounds concurrency."""

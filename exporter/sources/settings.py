@@ -35,6 +35,8 @@ class OrgConfig:
     max_job_types_per_org: int
     max_step_types_per_org: int
     max_job_series_per_org: int
+    duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["duration_buckets"]
+    step_duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["step_duration_buckets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,8 @@ class SourceConfig:
     status_map: tuple[tuple[str, str], ...] = ()
     # kind json: the validated model with its preset applied (requests, paging, mappings)
     json_spec: Any = field(default=None, repr=False)
+    duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["duration_buckets"]
+    step_duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["step_duration_buckets"]
     # how the kind checks and spells a discovered org's address (default: the 0x form)
     address_of: Callable[[str], str] = field(default=normalize_address, repr=False,
                                              compare=False)
@@ -141,12 +145,14 @@ def _read_secret(loc: str, file: str, base: pathlib.Path, errs: ErrorList) -> st
 
 
 def resolve_auth(
-    loc: str, src: Any, base: pathlib.Path, errs: ErrorList
+    loc: str, src: Any, base: pathlib.Path | None, errs: ErrorList
 ) -> tuple[str | None, str | None]:
-    """Return (token, password) with files read and env already applied."""
+    """Return (token, password) with files read (unless base is None) and env already applied."""
     auth = src.auth
     token = auth.token.get_secret_value() if auth.token is not None else None
     password = auth.password.get_secret_value() if auth.password is not None else None
+    if base is None:  # --syntax-only: secret files are never opened
+        return token, password
     if auth.token_file is not None:
         token = _read_secret(f"{loc}.auth.token_file", auth.token_file, base, errs)
     if auth.password_file is not None:

@@ -14,7 +14,7 @@ from exporter.sources.base import Source
 from exporter.sources.settings import SourceConfig, auth_text, no_api_text
 
 # (loc "sources[i]", validated model, merged defaults, config directory, errors) -> settings
-Configure = Callable[[str, Any, Mapping[str, Any], pathlib.Path, ErrorList], SourceConfig]
+Configure = Callable[[str, Any, Mapping[str, Any], pathlib.Path | None, ErrorList], SourceConfig]
 
 
 @dataclass(frozen=True, slots=True)

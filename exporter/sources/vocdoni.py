@@ -54,6 +54,8 @@ T = TypeVar("T")
 StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
 
 API_MODES = ("auto", "v1", "v2")
+# Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
+VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
 # v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
 MAX_RESOLVED = 200_000
@@ -75,6 +77,9 @@ class _Poll:
 class VocdoniSource:
     """Poll Vocdoni SaaS orgs; owns the HTTP client, credentials and paging memory."""
 
+    # Vocdoni jobs are pending, completed or failed: never running or partial
+    job_statuses: tuple[str, ...] = VOCDONI_JOB_STATUSES
+
     def __init__(
         self,
         name: str,
@@ -95,12 +100,14 @@ class VocdoniSource:
             raise ValueError(f"api must be one of {API_MODES}")
         self.name = name
         self._status_map = dict(status_map or {})
+        self.host = httpx.URL(settings.base_url).host  # for log lines
         self.stats = RequestStats()
         self.detected_api: str | None = api if api != "auto" else None
         self._mode = api
         self._limit = max(1, min(page_limit, MAX_PAGE_LIMIT))
         self._workers = max(1, settings.concurrency)
-        self._auth = VocdoniAuth(token=token, email=email, password=password, clock=clock)
+        self._auth = VocdoniAuth(token=token, email=email, password=password, clock=clock,
+                                 source=name)
         self._client = ApiClient(
             settings, self.stats, transport=transport, auth=self._auth.headers,
             sleep=sleep, clock=monotonic, wall_clock=clock,
@@ -120,7 +127,7 @@ class VocdoniSource:
             # transient HTML page; with api: auto never stick to the choice, detect again
             if not (self._mode == "auto" and exc.status == 404 and not isinstance(exc, NotFound)):
                 raise
-        log.warning("api route missing", source=self.name, api=api)
+        log.warning("api_route_missing", source=self.name, host=self.host, api=api)
         self.detected_api = None
         api = await self._ensure_api(target.address)
         return await self._poll_api(api, target, known, full)
@@ -140,7 +147,7 @@ class VocdoniSource:
         async with self._probe_lock:
             if self.detected_api is None:
                 self.detected_api = await self._probe(address)
-                log.info("api detected", source=self.name, api=self.detected_api)
+                log.info("api_detected", source=self.name, api=self.detected_api)
             return self.detected_api
 
     async def _probe(self, address: str) -> str:
@@ -178,7 +185,7 @@ class VocdoniSource:
             if exc.status != 401 or not self._auth.can_login:
                 raise
             generation = self._auth.generation
-        log.info("vocdoni relogin", source=self.name, endpoint=endpoint)
+        log.info("vocdoni_relogin", source=self.name, host=self.host, endpoint=endpoint)
         await self._auth.relogin(generation)
         return await self._client.get_json(path, endpoint, params=params)
 
@@ -197,12 +204,12 @@ class VocdoniSource:
         if complete and not any(r.items for r in reads.values()):
             complete = await self._confirm_empty(ctx)
         if not complete and not rechecked and not full:
-            log.info("vocdoni positions lost", source=self.name, org=target.org)
+            log.info("vocdoni_positions_lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
         complete = complete and not ctx.notes.dropped  # a left-out item is not a vanished job
         self._save_streams(ctx, reads, observed)
-        log.debug("vocdoni poll", source=self.name, org=target.org, api=api, full=full,
+        log.debug("vocdoni_poll", source=self.name, org=target.org, api=api, full=full,
                   jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
         return PollResult(
             jobs=tuple(observed.values()), complete=complete, gone=tuple(sorted(ctx.gone)),
@@ -342,7 +349,7 @@ class VocdoniSource:
             return True
         fetch = self._fetch_v2_job if ctx.api == "v2" else self._fetch_v1_job
         if await fetch(ctx, sample) is not None:
-            log.warning("empty job list ignored", source=self.name, org=ctx.target.org)
+            log.warning("empty_job_list_ignored", source=self.name, org=ctx.target.org)
             return False
         ctx.gone.add(sample)
         return True

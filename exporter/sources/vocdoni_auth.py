@@ -35,7 +35,9 @@ class VocdoniAuth:
         email: str | None = None,
         password: str | None = None,
         clock: Callable[[], float],
+        source: str = "",
     ) -> None:
+        self.source = source  # the source's config name, for log lines
         self._static = token
         self._email = email
         self._password = password
@@ -106,7 +108,7 @@ class VocdoniAuth:
             "POST", "/auth/login", "/auth/login", json_body=body, auth=False
         )
         self._store(resp.json())
-        log.info("vocdoni login", expires_in=self._expires_in())
+        log.info("vocdoni_login", source=self.source, expires_in=self._expires_in())
 
     async def _refresh(self) -> None:
         """POST /auth/refresh with the current token; fall back to a login if refused."""
@@ -122,11 +124,11 @@ class VocdoniAuth:
             if self._expires is not None and self._expires <= self._clock():
                 raise
             self._retry_refresh_at = self._clock() + REFRESH_RETRY_SHARE * self._margin()
-            log.warning("vocdoni token refresh failed; current token still valid",
+            log.warning("vocdoni_token_refresh_failed", source=self.source, token_still_valid=True,
                         expires_in=self._expires_in())
             return
         self._store(resp.json())
-        log.debug("vocdoni token refreshed", expires_in=self._expires_in())
+        log.debug("vocdoni_token_refreshed", source=self.source, expires_in=self._expires_in())
 
     def _store(self, body: Any) -> None:
         """Keep the token of a login/refresh answer and when it expires."""

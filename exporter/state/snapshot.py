@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter.sources.base import RequestStatsView
+from exporter.sources.base import JOB_STATUSES, RequestStatsView
 
 # Job and step run times span seconds (vote relays) to hours (LiDAR pipelines, big imports).
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -54,6 +54,9 @@ class OrgSnapshot:
     source: str
     org: str
     job_types: tuple[str, ...] = ()  # every job_type known: status series are dense over these
+    # statuses the source kind can produce (+ `unknown` once seen): status series are dense
+    # over these only; the default (every status) suits a source that declares none
+    job_statuses: tuple[str, ...] = JOB_STATUSES
     jobs: Mapping[JobKey, int] = field(default_factory=dict)
     finished: Mapping[JobKey, int] = field(default_factory=dict)
     last_finished: Mapping[JobKey, float] = field(default_factory=dict)  # unix time

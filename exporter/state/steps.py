@@ -35,7 +35,11 @@ class StepsView:
 class StepBook:
     """Keep the steps of non-terminal jobs and the step counters of one org."""
 
-    def __init__(self, max_step_types: int, dropped: Counter[str]) -> None:
+    def __init__(
+        self, max_step_types: int, dropped: Counter[str],
+        buckets: tuple[float, ...] = DURATION_BUCKETS,
+    ) -> None:
+        self.buckets = buckets
         self._types = CappedLabels(max_step_types)
         self._dropped = dropped
         self._jobs: dict[str, tuple[str, dict[str, _StepRecord]]] = {}
@@ -108,7 +112,7 @@ class StepBook:
         key = (job_type, rec.step_type, obs.status)
         self.finished[key] += 1
         if obs.started_at is not None and obs.finished_at is not None:
-            hist = self.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
+            hist = self.durations.setdefault(key, HistogramAccumulator(self.buckets))
             hist.observe(max(0.0, obs.finished_at - obs.started_at), job_id, now)
 
     def forget(self, job_id: str) -> None:

@@ -93,7 +93,8 @@ class StateStore:
                 "SELECT job_id, step_id, job_type, step_type, status, attempt, counted,"
                 " last_progress_at FROM steps WHERE source = ? AND org = ?", found).fetchall()
         except sqlite3.Error as exc:
-            log.error("state restore failed; org starts fresh", source=key[0], org=tracker.org,
+            log.error("state_restore_failed", effect="org starts fresh", source=key[0],
+                      org=tracker.org,
                       error=str(exc)[:200])
             return 0
         for job_id, job_type, status, first_seen, finished_seen, counted, created_at in rows:
@@ -118,7 +119,7 @@ class StateStore:
         if synced is not None:
             tracker.synced = True  # an org that had no job at all is still past its first sync
         if rows or synced is not None:
-            log.info("state restored", source=key[0], org=tracker.org, jobs=len(rows),
+            log.info("state_restored", source=key[0], org=tracker.org, jobs=len(rows),
                      steps=restored_steps)
         return len(rows)
 
@@ -150,7 +151,7 @@ class StateStore:
                                     " VALUES (?, ?, ?)", (*key, time.time()))
         except sqlite3.Error as exc:
             self._wrote(False)
-            log.error("state save failed; finishes held until a write succeeds",
+            log.error("state_save_failed", effect="finishes held until a write succeeds",
                       source=key[0], org=tracker.org, error=str(exc)[:200],
                       write_errors=self.write_errors)
             return False
@@ -172,7 +173,7 @@ class StateStore:
                                     (source, address))
         except sqlite3.Error as exc:
             self._wrote(False)
-            log.error("state forget failed", source=source, error=str(exc)[:200])
+            log.error("state_forget_failed", source=source, error=str(exc)[:200])
             return
         self._wrote(True)
 
@@ -199,11 +200,11 @@ class StateStore:
                                         " AND org = ?", (key[1], *legacy))
         except sqlite3.Error as exc:
             self._wrote(False)
-            log.error("state migration to address key failed; retried at the next save",
+            log.error("state_migration_failed", effect="retried at the next save",
                       source=key[0], org=label, error=str(exc)[:200])
             return legacy if mine is None else key
         self._wrote(True)
-        log.info("state migrated to address key", source=key[0], org=label)
+        log.info("state_migrated", source=key[0], org=label)
         return key
 
     def _transaction(self) -> _Tx:
@@ -313,7 +314,7 @@ def _load_scope(db: sqlite3.Connection, key: tuple[str, str]) -> frozenset[str] 
                          key).fetchone()
         types = json.loads(row[0]) if row is not None else None
     except (sqlite3.Error, ValueError) as exc:
-        log.error("state read-scope unreadable", source=key[0], org=key[1], error=str(exc)[:200])
+        log.error("state_read_scope_unreadable", source=key[0], org=key[1], error=str(exc)[:200])
         return None
     if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
         return None

@@ -10,6 +10,7 @@ import structlog
 
 from exporter.sources.base import (
     ACTIVE_JOB_STATUSES,
+    JOB_STATUSES,
     TERMINAL_JOB_STATUSES,
     JobObservation,
     KnownJob,
@@ -31,6 +32,8 @@ class TrackerSettings:
     max_job_types_per_org: int = 50
     max_step_types_per_org: int = 100
     max_job_series_per_org: int = 500
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS  # job run time and queue wait
+    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
 
 
 @dataclass(slots=True)
@@ -95,10 +98,13 @@ class OrgTracker:
         self._raw_types: dict[str, str] = {}  # raw API type -> its label
         self.counts: Counter[tuple[str, str]] = Counter()
         self.agg = _Aggregates()
-        self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped)
+        self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped,
+                              settings.step_duration_buckets)
         self._types = CappedLabels(settings.max_job_types_per_org)
         self._known_types: dict[str, str] = {}
         self._unknown_logged: set[str] = set()
+        # statuses the source kind can produce (set by the org loop); `unknown` joins once seen
+        self.statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
         self.dirty: set[str] = set()  # job ids changed since the store last saved
         self.removed: set[str] = set()
 
@@ -164,7 +170,7 @@ class OrgTracker:
         self._log_unknown(result.unknown_statuses)
         for note, n in result.notes.items():
             self.agg.invalid_items[clean_label(note)] += n
-            log.warning("api data rejected", source=self.source, org=self.org, what=note, count=n)
+            log.warning("api_data_rejected", source=self.source, org=self.org, what=note, count=n)
         self.synced = True
         if self.read_scope != scope_set:
             self.read_scope = scope_set
@@ -200,7 +206,7 @@ class OrgTracker:
         rec = self.jobs.get(job_id)
         if rec is not None and _other_job(rec, obs):
             # Same id, another creation time: the API's ids restarted (database reset).
-            log.info("job id reused", source=self.source, org=self.org)
+            log.info("job_id_reused", source=self.source, org=self.org)
             self._drop(job_id, vanished=rec.status not in TERMINAL_JOB_STATUSES)
             rec = None
         is_new = rec is None
@@ -254,7 +260,8 @@ class OrgTracker:
         if rec.counted:  # history: started long before we looked
             return
         wait = max(0.0, obs.started_at - obs.created_at)
-        hist = self.agg.queue_wait.setdefault(rec.job_type, HistogramAccumulator(DURATION_BUCKETS))
+        hist = self.agg.queue_wait.get(rec.job_type) or self.agg.queue_wait.setdefault(
+            rec.job_type, HistogramAccumulator(self.settings.duration_buckets))
         hist.observe(wait, clean_label(job_id), now)
         rec.queue_observed = True
 
@@ -266,7 +273,8 @@ class OrgTracker:
         self.agg.last_finished[key] = now
         duration = _duration(obs, rec, now)
         if duration is not None:
-            hist = self.agg.durations.setdefault(key, HistogramAccumulator(DURATION_BUCKETS))
+            hist = self.agg.durations.get(key) or self.agg.durations.setdefault(
+                key, HistogramAccumulator(self.settings.duration_buckets))
             hist.observe(duration, clean_label(job_id), now)
         if rec.status == "failed":
             self.agg.failed_at[job_id] = (rec.job_type, now)
@@ -300,7 +308,7 @@ class OrgTracker:
         rec = self.jobs.pop(job_id)
         if vanished:
             self.agg.vanished[rec.job_type] += 1
-            log.info("job vanished", source=self.source, org=self.org, job_type=rec.job_type)
+            log.info("job_vanished", source=self.source, org=self.org, job_type=rec.job_type)
         self._active.pop(job_id, None)
         self._missing.pop(job_id, None)
         self.counts[(rec.job_type, rec.status)] -= 1
@@ -314,7 +322,7 @@ class OrgTracker:
             value = clean_label(raw)[:40]
             if value not in self._unknown_logged:
                 self._unknown_logged.add(value)
-                log.warning("unknown job status", source=self.source, org=self.org, status=value)
+                log.warning("unknown_job_status", source=self.source, org=self.org, status=value)
 
     def restore(self, job_id: str, rec: JobRecord) -> None:
         """Load one job from the state store (resume after restart)."""
@@ -339,6 +347,7 @@ class OrgTracker:
             source=self.source,
             org=self.org,
             job_types=tuple(self._known_types),
+            job_statuses=self._statuses_view(),
             jobs={k: v for k, v in self.counts.items() if v > 0},
             finished=dict(agg.finished),
             last_finished=dict(agg.last_finished),
@@ -379,6 +388,14 @@ class OrgTracker:
                 else:
                     self._drop_series("asyncjob_progress_ratio", job_id)
         return oldest, progress
+
+    def _statuses_view(self) -> tuple[str, ...]:
+        """Return the kind's statuses plus any other seen (`unknown`, a status_map target)."""
+        seen = dict.fromkeys(s for (_, s), n in self.counts.items() if n > 0)
+        extra = [s for s in seen if s not in self.statuses]
+        if extra:
+            self.statuses = (*self.statuses, *extra)
+        return self.statuses
 
     def _active_starts_view(self) -> dict[tuple[str, str, str], float]:
         """Return the start (created_at, else first seen) of the oldest active jobs, capped."""

@@ -131,7 +131,7 @@ def test_promtool_check_metrics_passes(stack: dict[str, Any]) -> None:
 
 def test_log_has_one_summary_line_per_poll(stack: dict[str, Any]) -> None:
     out = stack["proc"].output()
-    polls = [line for line in out.splitlines() if '"event": "poll"' in line]
+    polls = [line for line in out.splitlines() if '"event": "poll_summary"' in line]
     assert polls, out[-2000:]
     for field in ('"source"', '"org"', '"jobs"', '"new"', '"finished"', '"requests"',
                   '"duration"'):

@@ -114,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             first = truth(sim)
             orgs = "\n".join(f'      - address: "{a}"' for a in sorted(first["vocdoni"]))
             cfg = config_for(sim, html_url, dead_url).replace("{orgs}", orgs)
-            with exporter(tmp, cfg) as (url, proc):
+            with exporter(tmp, cfg, "--web.enable-lifecycle") as (url, proc):
                 stack = {"sim": sim, "url": url, "proc": proc, "first": first, "tmp": tmp,
                          "html": html_url, "dead": dead_url, "orgs": orgs}
                 wait_for(lambda: len(ups(stack, *CHECKED)) == 6
@@ -365,5 +365,5 @@ def test_soak_with_random_faults(stack: dict[str, Any]) -> None:
     wait_for(lambda: all(v == 1 for v in ups(stack, *CHECKED).values()), 20, "all up")
     check_counters(stack)
     out = proc.output()
-    assert "poll crashed" not in out and "Traceback" not in out
-    assert "poll task died" not in out
+    assert "poll_crashed" not in out and "Traceback" not in out
+    assert "poll_task_restarted" not in out

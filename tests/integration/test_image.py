@@ -150,6 +150,15 @@ def test_image_config_runs_console_script_as_non_root(image: str) -> None:
     assert "/data" in config["Volumes"]
 
 
+def test_image_carries_oci_labels(image: str) -> None:
+    done = _tool("inspect", image)
+    assert done.returncode == 0, done.stderr
+    labels = json.loads(done.stdout)["Labels"]
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.revision"]
+    assert labels["org.opencontainers.image.source"]
+
+
 def test_image_prints_version(image: str) -> None:
     done = _tool("run", image, "--version")
     assert done.returncode == 0, done.stderr[-2000:]

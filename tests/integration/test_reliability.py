@@ -100,7 +100,7 @@ def test_kill_9_and_restart_counts_every_finish_exactly_once(
         time.sleep(INTERVAL * 3)
         run2 = finished(scrape(url))
         expected = truth_delta(first, truth(sim))
-        assert '"state restored"' in proc.output()
+        assert '"state_restored"' in proc.output()
     total = {k: run1.get(k, 0.0) + run2.get(k, 0.0) for k in run1.keys() | run2.keys()}
     assert total == expected
     sim_post(sim, "resume")

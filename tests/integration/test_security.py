@@ -260,7 +260,8 @@ def leaks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with simulator(tmp, *SIM_KNOBS) as sim:
         v2_org = next(iter(truth(sim)["vocdoni"]))
         config = leak_config(sim, state_dir / "state.db", v2_org)
-        with exporter(tmp, config, "--log.level", "debug", env=ENV) as (url, proc):
+        with exporter(tmp, config, "--log.level", "debug", "--web.enable-lifecycle",
+                      env=ENV) as (url, proc):
             wait_for(lambda: _all_up(url, ("voc-v2", "voc-v1", "ordo")), 20, "good sources up")
             # imports that end with errored member rows, after the first sync so they count
             for mount in ("vocdoni", "vocdoni-v1"):
@@ -303,9 +304,9 @@ def test_secrets_appear_in_no_output(leaks: dict[str, Any]) -> None:
     outputs: dict[str, str] = leaks["outputs"]
     log = outputs["exporter log"]
     # the run really exercised logins, failures and exception paths, at debug level
-    assert '"vocdoni login"' in log and '"vocdoni relogin"' in log and '"level": "debug"' in log
-    assert '"poll failed"' in log and '"reason": "auth"' in log
-    assert '"config reload failed"' in log
+    assert '"vocdoni_login"' in log and '"vocdoni_relogin"' in log and '"level": "debug"' in log
+    assert '"poll_failed"' in log and '"reason": "auth"' in log
+    assert '"config_reload_failed"' in log
     assert "asyncjob_up" in outputs["once"] and "OK" in outputs["check-config"]
     assert "sources[2].auth" in outputs["check-config (invalid)"]
     assert outputs["POST /-/reload"].startswith('{"status": "error"')
@@ -355,7 +356,7 @@ sources:
             text = run_cli("once", "--config.file", str(cfg), "--log.format", fmt, env=ENV)
             assert 'asyncjob_poll_errors_total{org="0x' in text, text[-2000:]
             assert 'reason="decode",source="voc"} 1.0' in text, text[-2000:]
-            assert "poll crashed" not in text
+            assert "poll_crashed" not in text
             for secret in SECRETS:
                 assert secret not in text, f"{secret!r} leaked into a {fmt} traceback"
 
