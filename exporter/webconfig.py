@@ -211,11 +211,6 @@ def _read(file: Path) -> tuple[WebConfig, ssl.SSLContext | None]:
     return config, ctx
 
 
-def load_web_config(path: str | Path) -> WebConfig:
-    """Read and validate the file, certificates included (for the CLI's start-up check)."""
-    return _read(Path(path))[0]
-
-
 def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     """Return a server SSLContext for `tls`; WebConfigError when files do not load."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.render import MetricsCache
 from exporter.server import ExporterServer
-from exporter.webconfig import WebConfigError, WebConfigWatcher, load_web_config
+from exporter.webconfig import WebConfigError, WebConfigWatcher
 
 PASSWORD = "s3cret"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -180,14 +180,14 @@ def test_file_reread_on_change(served: tuple[Served, Path]) -> None:
 def test_invalid_files(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path / "web.yml", text)
     with pytest.raises(WebConfigError) as err:
-        load_web_config(path)
+        WebConfigWatcher(path).current()
     assert message in str(err.value)
     assert str(path) in str(err.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError, match="cannot read web config"):
-        load_web_config(tmp_path / "absent.yml")
+        WebConfigWatcher(tmp_path / "absent.yml").current()
 
 
 def test_invalid_file_fails_server_construction(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_invalid_file_fails_server_construction(tmp_path: Path) -> None:
 
 
 def test_empty_file_means_no_auth_no_tls(tmp_path: Path) -> None:
-    config = load_web_config(write(tmp_path / "web.yml", ""))
+    config = WebConfigWatcher(write(tmp_path / "web.yml", "")).current()
     assert config.tls is None and not config.users and not config.headers
 
 
