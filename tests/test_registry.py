@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import exporter.sources as package
+from exporter.cli import main
 from exporter.config import ConfigError, load_config
 from exporter.config_schema import SourceModel
 from exporter.sources import registry
@@ -21,6 +22,7 @@ from exporter.sources.vocdoni import VocdoniSource
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 DEMO_KIND = '''
+from exporter.cli import main
 from exporter.config import ConfigError, load_config
 from exporter.config_schema import SourceModel
 from exporter.sources.spec import SourceSpec
@@ -88,3 +90,14 @@ def test_an_unknown_kind_reports_the_kind_and_common_keys_only(tmp_path: pathlib
         load_config(path, env={})
     assert [loc for loc, _ in info.value.details] == ["sources[0].kind", "sources[0].base_url"]
     assert "expected 'vocdoni', 'ordo' or 'json', got 'jenkins'" in info.value.details[0][1]
+
+
+def test_syntax_only_check_knows_every_kind(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("sources:\n  - name: gh\n    kind: json\n    preset: github-actions\n"
+                    "    base_url: https://api.github.com\n    auth: {token: '${GH_TOKEN}'}\n"
+                    "    organizations: [{address: octo/repo}]\n", encoding="utf-8")
+    assert main(["check-config", "--syntax-only", str(path)]) == 0, capsys.readouterr().out
+    assert "SYNTAX OK: 1 source(s)" in capsys.readouterr().out
