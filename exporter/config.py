@@ -80,6 +80,7 @@ class SourceConfig:
     max_retry_after: float = BUILTIN_DEFAULTS["max_retry_after"]
     # raw API status (lowercased) -> normalized status, as the operator configured it
     status_map: tuple[tuple[str, str], ...] = ()
+    id_window: int = 25  # Ordo: ids probed past the highest known
 
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
@@ -296,6 +297,7 @@ def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
         organizations_auto=src.organizations == "auto",
         orgs=_build_orgs(loc, src, eff, errs),
         status_map=tuple(sorted((src.status_map or {}).items())), **eff,
+        **({"id_window": src.id_window} if src.id_window is not None else {}),
     )
 
 
