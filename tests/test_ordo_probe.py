@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.sources.base import OrgTarget
+from exporter.sources.base import KnownJob, OrgTarget
 from tests.test_ordo import TARGET, FakeOrdo, Known, iso, make_source, poll
 
 
@@ -119,3 +119,18 @@ def test_full_poll_still_lists() -> None:
     assert fake.count("/jobs") == 1
 
 
+
+
+def test_unknown_status_is_not_probed_every_poll() -> None:
+    """A job in a status nobody maps is detailed on full polls only, with probing too."""
+    fake = FakeOrdo()
+    fake.add(1, "cancelled")
+    fake.add(2, "running")
+    source = make_source(fake)
+    poll(source, Known(), full=True)
+    known = Known([KnownJob("1", "lidar-dem", "unknown", False),
+                   KnownJob("2", "lidar-dem", "running", False)])
+    fake.paths.clear()
+    result = poll(source, known)
+    assert [job.job_id for job in result.jobs] == ["2"]
+    assert fake.batches() == [[2, *range(3, 28)]]  # the running job, sentinel 2, the window

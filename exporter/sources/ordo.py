@@ -96,7 +96,8 @@ class OrdoSource:
     async def _poll_ids(self, target: OrgTarget, known: KnownJobs,
                         high: tuple[int, float | None], notes: ParseNotes) -> PollResult | None:
         """Detail active jobs and probe ids past the highest; None asks for a full list."""
-        active = sorted(int(j) for j in known.active_ids() if j.isdigit())
+        active = sorted(int(j) for j in known.active_ids() if j.isdigit()
+                        and _status(known, j) != "unknown")  # re-detailed on full polls only
         window = list(range(high[0] + 1, high[0] + 1 + self._id_window))
         batch = await self._fetch_details(list(dict.fromkeys([*active, high[0], *window])), notes)
         sentinel = batch.found.get(high[0])
@@ -270,6 +271,12 @@ def _created(known: KnownJobs, job_id: int) -> float | None:
     """Return when a known job was created, its identity with the id."""
     seen = known.get(str(job_id))
     return seen.created_at if seen is not None else None
+
+
+def _status(known: KnownJobs, job_id: str) -> str | None:
+    """Return the status the tracker knows a job in."""
+    seen = known.get(job_id)
+    return seen.status if seen is not None else None
 
 
 def _known_type(known: KnownJobs, job_id: int) -> str:
