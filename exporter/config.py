@@ -94,6 +94,7 @@ class SourceConfig:
     json_spec: JsonSourceModel | None = field(default=None, repr=False)
     duration_buckets: tuple[float, ...] = DURATION_BUCKETS
     step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    id_window: int = 25  # Ordo: ids probed past the highest known
 
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
@@ -314,7 +315,13 @@ def _build_source(i: int, src: SourceModel, defaults: Mapping[str, Any],
         organizations_auto=src.organizations == "auto",
         orgs=_build_orgs(loc, src, eff, errs),
         status_map=tuple(sorted((src.status_map or {}).items())), **eff,
+        **_ordo_keys(src),
     )
+
+
+def _ordo_keys(src: SourceModel) -> dict[str, Any]:
+    """Return the Ordo-only settings given (the dataclass defaults cover the rest)."""
+    return {} if src.id_window is None else {"id_window": src.id_window}
 
 
 def _build_json_source(i: int, src: JsonSourceModel, defaults: Mapping[str, Any],

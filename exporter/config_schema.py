@@ -59,7 +59,7 @@ ORG_SETTING_KEYS: frozenset[str] = frozenset(
 )
 SOURCE_SETTING_KEYS: frozenset[str] = frozenset(BUILTIN_DEFAULTS)
 VOCDONI_ONLY_KEYS: tuple[str, ...] = ("api", "organizations")
-ORDO_ONLY_KEYS: tuple[str, ...] = ("organization",)
+ORDO_ONLY_KEYS: tuple[str, ...] = ("organization", "id_window")
 # Normalized job statuses a status_map may name (base.JOB_STATUSES).
 MAPPABLE_STATUSES: tuple[str, ...] = (
     "pending", "running", "completed", "failed", "partial", "cancelled", "unknown",
@@ -303,6 +303,8 @@ class SourceModel(SourceSettings):
     api: Literal["auto", "v2", "v1"] | None = None
     organizations: Organizations | None = None
     organization: NonEmptyStr | None = None
+    # Ordo: ids probed past the highest known each poll (burned ids tolerated in a row)
+    id_window: Annotated[int, Field(ge=1, le=99)] | None = None
     status_map: Annotated[dict[NonEmptyStr, str], BeforeValidator(_status_map)] | None = None
 
 

@@ -41,7 +41,7 @@ def build_source(cfg: SourceConfig) -> Source:
         from exporter.sources.ordo import OrdoSource
 
         return OrdoSource(cfg.name, settings, token=cfg.token or "",
-                          status_map=dict(cfg.status_map))
+                          status_map=dict(cfg.status_map), id_window=cfg.id_window)
     from exporter.sources.vocdoni import VocdoniSource
 
     return VocdoniSource(
