@@ -63,6 +63,14 @@ def test_minimal_ordo_gets_builtin_defaults(write_config: WriteConfig) -> None:
     assert src.client_settings().base_url == "https://ordo.example.org/ordo"
 
 
+def test_ordo_id_window(write_config: WriteConfig) -> None:
+    assert _load(write_config(ORDO), ORDO_TOKEN=SECRET).sources[0].id_window == 25
+    cfg = _load(write_config(ORDO + "    id_window: 60\n"), ORDO_TOKEN=SECRET)
+    assert cfg.sources[0].id_window == 60
+    with pytest.raises(ConfigError, match="id_window"):
+        _load(write_config(ORDO + "    id_window: 0\n"), ORDO_TOKEN=SECRET)
+
+
 def test_defaults_merge_at_three_levels(write_config: WriteConfig, tmp_path: pathlib.Path) -> None:
     (tmp_path / "tok").write_text("tok-from-file\n")
     path = write_config(f"""

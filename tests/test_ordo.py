@@ -190,12 +190,13 @@ async def _no_sleep(_: float) -> None:
 
 
 def make_source(fake: FakeOrdo, base_url: str = "http://ordo.test", token: str = TOKEN,
-                **settings: Any) -> OrdoSource:
-    """Build a source wired to the fake through MockTransport."""
+                id_window: int = 25, **settings: Any) -> OrdoSource:
+    """Build a source wired to the fake through MockTransport (id_window=0: list every poll)."""
     options: dict[str, Any] = {"max_requests_per_second": 10000.0, "retries": 1}
     options.update(settings)
     return OrdoSource("ordo-lidar", ClientSettings(base_url=base_url, **options), token=token,
-                      transport=httpx.MockTransport(fake.handle), sleep=_no_sleep)
+                      transport=httpx.MockTransport(fake.handle), sleep=_no_sleep,
+                      id_window=id_window)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -243,7 +244,7 @@ def test_job_turning_terminal_is_detailed_once() -> None:
     fake = FakeOrdo()
     fake.add(1, "running")
     fake.add(2, "running")
-    source = make_source(fake)
+    source = make_source(fake, id_window=0)  # the list path
     known = Known()
     known.learn(poll(source, known, full=True))
     fake.add(1, "success")
@@ -264,7 +265,7 @@ def test_job_turning_terminal_is_detailed_once() -> None:
 def test_new_job_already_finished_between_polls_is_detailed() -> None:
     fake = FakeOrdo()
     fake.add(1, "success")
-    source = make_source(fake)
+    source = make_source(fake, id_window=0)  # the list path
     known = Known()
     known.learn(poll(source, known, full=True))
     fake.add(2, "failed")
@@ -288,7 +289,7 @@ def test_steady_state_request_count_with_10000_finished_jobs() -> None:
         fake.add(job_id, "success" if job_id % 3 else "failed")
     for job_id in range(10_001, 10_151):
         fake.add(job_id, "running")
-    source = make_source(fake)
+    source = make_source(fake, id_window=0)  # the list path
     known = Known()
     known.learn(poll(source, known, full=True))
     for active in (50, 150, 101):
@@ -486,7 +487,7 @@ def test_unknown_status_is_not_re_detailed_every_poll() -> None:
     fake = FakeOrdo()
     fake.add(1, "cancelled")
     fake.add(2, "running")
-    source = make_source(fake)
+    source = make_source(fake, id_window=0)  # the list path
     first = poll(source, Known(), full=True)
     assert by_id(first)["1"].status == "unknown" and "cancelled" in first.unknown_statuses
     known = Known([KnownJob("1", "lidar-dem", "unknown", False),

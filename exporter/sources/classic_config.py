@@ -21,6 +21,7 @@ Targets = Callable[[str, Any, Mapping[str, Any], ErrorList], tuple[OrgConfig, ..
 def configurer(
     check: Callable[[str, Any, ErrorList], None], targets: Targets,
     address_of: Callable[[str], str], *, api: Callable[[Any], str], auto: Callable[[Any], bool],
+    extra: Callable[[Any], dict[str, Any]] = lambda src: {},
 ) -> Callable[[str, Any, Mapping[str, Any], pathlib.Path | None, ErrorList], SourceConfig]:
     """Return the `configure` of a kind whose model subclasses SourceModel."""
 
@@ -36,7 +37,7 @@ def configurer(
             organizations_auto=auto(src),
             orgs=targets(loc, src, org_base(eff), errs),
             status_map=tuple(sorted((src.status_map or {}).items())),
-            address_of=address_of, **eff,
+            address_of=address_of, **eff, **extra(src),
         )
 
     return configure

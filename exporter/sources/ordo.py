@@ -1,4 +1,10 @@
-"""Ordo source: one list call per poll, batch details only for jobs that are or just were active."""
+"""Ordo source: list jobs at a full poll; in between, one batch call for new and active ids.
+
+Ordo job ids come from a SERIAL sequence, so new jobs are the ids past the highest one seen:
+a steady-state poll asks the batch route for the active jobs, the highest known job (a
+sentinel: its loss or change means deletions or a database reset, answered with a list) and
+a window of ids past it, so its cost does not grow with the history.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from exporter.sources.ordo_parse import (
     JOB_STATUS_MAP,
     BatchResult,
     ListedJob,
+    detail_recipe_id,
     parse_batch,
     parse_detail,
     parse_job_list,
@@ -43,6 +50,8 @@ BATCH_MAX = 100
 # What Ordo's status vocabulary normalizes to (ordo_parse.JOB_STATUS_MAP); anything else, or a
 # status_map target outside this set, joins the dense series once seen.
 ORDO_JOB_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(JOB_STATUS_MAP.values()))
+ID_WINDOW = 25  # ids probed past the highest known: tolerates this many burned ids in a row
+PROBE_ROUNDS = 20  # windows probed per poll at most; a burst beyond continues next poll
 UNNAMED_JOB_TYPE = "unknown"  # jobs without a recipe_id
 
 
@@ -61,6 +70,7 @@ class OrdoSource:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         status_map: Mapping[str, str] | None = None,
+        id_window: int = ID_WINDOW,
     ) -> None:
         self.name = name
         self._status_map = dict(status_map or {})
@@ -74,16 +84,65 @@ class OrdoSource:
         )
         self._recipes: dict[int, str] = {}
         self._recipes_missing: set[int] = set()  # absent after a refresh: do not refetch
+        self._id_window = max(0, min(id_window, BATCH_MAX - 1))  # 0: list every poll
+        # org -> (highest job id Ordo showed, its created_at): where new ids start
+        self._high: dict[str, tuple[int, float | None]] = {}
 
     async def _auth_headers(self) -> dict[str, str]:
         """Send Ordo's single static deployment token."""
         return {"Authorization": f"Bearer {self._token}"}
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        """Probe new and active ids; list every job on full polls or on doubt; raises PollError."""
+        high = self._high.get(target.org)
+        if not full and high is not None and self._id_window:
+            notes = ParseNotes(status_map=self._status_map)
+            result = await self._poll_ids(target, known, high, notes)
+            if result is not None:
+                return result
+            log.info("ordo_top_job_changed", source=self.name, org=target.org)
+        return await self._poll_list(target, known, full)
+
+    async def _poll_ids(self, target: OrgTarget, known: KnownJobs,
+                        high: tuple[int, float | None], notes: ParseNotes) -> PollResult | None:
+        """Detail active jobs and probe ids past the highest; None asks for a full list."""
+        active = sorted(int(j) for j in known.active_ids() if j.isdigit()
+                        and _status(known, j) != "unknown")  # re-detailed on full polls only
+        window = list(range(high[0] + 1, high[0] + 1 + self._id_window))
+        batch = await self._fetch_details(list(dict.fromkeys([*active, high[0], *window])), notes)
+        sentinel = batch.found.get(high[0])
+        if sentinel is None or _moved(sentinel, high[1]) or any(
+            _moved(batch.found[i], _created(known, i)) for i in active if i in batch.found
+        ):
+            return None  # the highest job was deleted, or ids were reused: a reset
+        new = _merge_new({}, batch, window)
+        for _ in range(PROBE_ROUNDS):
+            if not new or max(new) < window[0]:
+                break
+            window = list(range(max(new) + 1, max(new) + 1 + self._id_window))
+            new = _merge_new(new, await self._fetch_details(window, notes), window)
+        await self._name_recipes({recipe_id for _, recipe_id in new.values()})
+        jobs = [replace(batch.found[i], job_type=_known_type(known, i))
+                for i in active if i in batch.found]
+        for job_id in sorted(new):
+            job_type = self.job_type(new[job_id][1])
+            if not target.job_types or job_type in target.job_types:
+                jobs.append(replace(new[job_id][0], job_type=job_type))
+        if new:
+            top = max(new)
+            self._high[target.org] = (top, new[top][0].created_at)
+        return PollResult(
+            jobs=tuple(jobs), complete=False,
+            gone=tuple(str(i) for i in batch.missing if i in set(active)),
+            unknown_statuses=tuple(notes.unknown_statuses), notes=dict(notes.counts),
+        )
+
+    async def _poll_list(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """List every job, name recipes, detail only what can still change; raises PollError."""
         started = self._clock()
         notes = ParseNotes(status_map=self._status_map)
         listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
+        self._note_high(target.org, listed)
         if any(reused(job, known.get(str(job.job_id))) for job in listed):
             # Ids restart after a database reset, and recipe ids with them: rename recipes.
             log.info("ordo_job_ids_reused", source=self.name, org=target.org)
@@ -126,14 +185,26 @@ class OrdoSource:
             return UNNAMED_JOB_TYPE
         return self._recipes.get(recipe_id) or f"recipe-{recipe_id}"
 
+    def _note_high(self, org: str, listed: Sequence[ListedJob]) -> None:
+        """Remember the highest listed id: steady-state polls probe the ids past it."""
+        if not listed:
+            self._high.pop(org, None)
+            return
+        top = max(listed, key=lambda job: job.job_id)
+        self._high[org] = (top.job_id, top.created_at)
+
     async def _refresh_recipes(self, listed: Sequence[ListedJob]) -> None:
         """Fetch /recipes only when a recipe id never seen before shows up."""
+        await self._name_recipes({job.recipe_id for job in listed})
+
+    async def _name_recipes(self, recipe_ids: set[int | None]) -> None:
+        """Fetch /recipes only when a recipe id never seen before shows up."""
         unseen = {
-            job.recipe_id
-            for job in listed
-            if job.recipe_id is not None
-            and job.recipe_id not in self._recipes
-            and job.recipe_id not in self._recipes_missing
+            recipe_id
+            for recipe_id in recipe_ids
+            if recipe_id is not None
+            and recipe_id not in self._recipes
+            and recipe_id not in self._recipes_missing
         }
         if not unseen:
             return
@@ -151,12 +222,14 @@ class OrdoSource:
         )
         found: dict[int, JobObservation] = {}
         missing: list[int] = []
+        recipe_ids: dict[int, int | None] = {}
         for result in results:
             if isinstance(result, BaseException):
                 raise result
             found.update(result.found)
             missing.extend(result.missing)
-        return BatchResult(found=found, missing=tuple(missing))
+            recipe_ids.update(result.recipe_ids)
+        return BatchResult(found=found, missing=tuple(missing), recipe_ids=recipe_ids)
 
     async def _fetch_chunk(self, chunk: Sequence[int], notes: ParseNotes) -> BatchResult:
         """Use the batch route for 2+ ids and the single route for one."""
@@ -174,7 +247,8 @@ class OrdoSource:
         detail = parse_detail(body, notes)
         if detail.job_id != str(job_id):
             raise schema_error("/jobs/{id} answered another job")
-        return BatchResult(found={job_id: detail}, missing=())
+        return BatchResult(found={job_id: detail}, missing=(),
+                           recipe_ids={job_id: detail_recipe_id(body)})
 
     async def aclose(self) -> None:
         """Release the HTTP client."""
@@ -201,6 +275,40 @@ def reused(job: ListedJob, seen: KnownJob | None) -> bool:
     """Return True when a known id now names another job (created at another time)."""
     return (seen is not None and seen.created_at is not None and job.created_at is not None
             and abs(seen.created_at - job.created_at) > 0.001)
+
+
+def _created(known: KnownJobs, job_id: int) -> float | None:
+    """Return when a known job was created, its identity with the id."""
+    seen = known.get(str(job_id))
+    return seen.created_at if seen is not None else None
+
+
+def _status(known: KnownJobs, job_id: str) -> str | None:
+    """Return the status the tracker knows a job in."""
+    seen = known.get(job_id)
+    return seen.status if seen is not None else None
+
+
+def _known_type(known: KnownJobs, job_id: int) -> str:
+    """Return the job type the tracker knows a job under."""
+    seen = known.get(str(job_id))
+    return seen.job_type if seen is not None else UNNAMED_JOB_TYPE
+
+
+def _moved(detail: JobObservation, created_at: float | None) -> bool:
+    """Return True when a job's detail was created at another time than remembered."""
+    return (created_at is not None and detail.created_at is not None
+            and abs(created_at - detail.created_at) > 0.001)
+
+
+def _merge_new(new: dict[int, tuple[JobObservation, int | None]], batch: BatchResult,
+               window: Sequence[int]) -> dict[int, tuple[JobObservation, int | None]]:
+    """Add the window's found ids (new jobs) with their recipe ids."""
+    for job_id in window:
+        detail = batch.found.get(job_id)
+        if detail is not None:
+            new[job_id] = (detail, batch.recipe_ids.get(job_id))
+    return new
 
 
 def _unlisted_active(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
@@ -237,7 +345,7 @@ def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservatio
 def build(cfg: SourceConfig) -> OrdoSource:
     """Create the API client of one configured ordo source."""
     return OrdoSource(cfg.name, cfg.client_settings(), token=cfg.token or "",
-                      status_map=dict(cfg.status_map))
+                      status_map=dict(cfg.status_map), id_window=cfg.id_window)
 
 
 SPEC = SourceSpec(kind="ordo", rank=1, model=ordo_config.OrdoSourceModel, build=build,

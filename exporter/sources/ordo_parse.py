@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard, TypeVar
 
 from exporter.sources import parse
@@ -287,6 +287,8 @@ class BatchResult:
 
     found: dict[int, JobObservation]
     missing: tuple[int, ...]
+    # job id -> its recipe id, for jobs found without a list item (new ids past the highest)
+    recipe_ids: dict[int, int | None] = field(default_factory=dict)
 
 
 def parse_batch(body: Any, requested: Iterable[int], notes: ParseNotes) -> BatchResult:
@@ -294,16 +296,25 @@ def parse_batch(body: Any, requested: Iterable[int], notes: ParseNotes) -> Batch
     wanted = set(requested)
     found: dict[int, JobObservation] = {}
     missing: list[int] = []
+    recipe_ids: dict[int, int | None] = {}
     items = parse_items(notes, _require_list(body, "/jobs/{ids}"),
-                        lambda raw: _batch_item(raw, notes), "/jobs/{ids}")
-    for job_id, detail in items:
+                        lambda raw: (*_batch_item(raw, notes), detail_recipe_id(raw)),
+                        "/jobs/{ids}")
+    for job_id, detail, recipe_id in items:
         if job_id not in wanted:
             continue
         if detail is None:
             missing.append(job_id)
         else:
             found[job_id] = detail
-    return BatchResult(found=found, missing=tuple(missing))
+            recipe_ids[job_id] = recipe_id
+    return BatchResult(found=found, missing=tuple(missing), recipe_ids=recipe_ids)
+
+
+def detail_recipe_id(body: Any) -> int | None:
+    """Return the recipe id of a job detail (single route or batch item), None if absent."""
+    job = body.get("job") if isinstance(body, dict) else None
+    return _recipe_id(job.get("recipe_id")) if isinstance(job, dict) else None
 
 
 def _batch_item(raw: Any, notes: ParseNotes) -> tuple[int, JobObservation | None]:

@@ -71,6 +71,7 @@ class SourceConfig:
     json_spec: Any = field(default=None, repr=False)
     duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["duration_buckets"]
     step_duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["step_duration_buckets"]
+    id_window: int = 25  # kind ordo: ids probed past the highest known
     # how the kind checks and spells a discovered org's address (default: the 0x form)
     address_of: Callable[[str], str] = field(default=normalize_address, repr=False,
                                              compare=False)

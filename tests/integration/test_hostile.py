@@ -268,7 +268,7 @@ def test_api_auto_does_not_stick_to_v1_after_a_proxy_404(world: tuple[World, str
             assert up(url, "voc", ORG_A) == 0.0
             state.modes["voc"] = "ok"
             recovers(url, "voc", ORG_A, 2 * INTERVAL + 1)
-            detected = [e for e in proc.json_lines() if e.get("event") == "api detected"]
+            detected = [e for e in proc.json_lines() if e.get("event") == "api_detected"]
             assert [e["api"] for e in detected] == ["v2"]
     finally:
         state.modes["voc"] = "ok"

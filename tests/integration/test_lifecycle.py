@@ -18,7 +18,7 @@ sources:
     auth: {token: t}
     organization: lidar
 """
-RELOADED = "asyncjob_config_last_reload_timestamp_seconds"
+RELOADED = "asyncjob_config_last_reload_success_timestamp_seconds"
 
 
 def test_reload_endpoint_needs_the_flag_but_sighup_always_works(tmp_path: Path) -> None:

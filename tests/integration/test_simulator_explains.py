@@ -65,5 +65,6 @@ def test_demo_print_config_is_a_working_template(tmp_path: Path) -> None:
             wait_for(lambda: httpx.get(f"{exp}/readyz", timeout=2).status_code == 200, 30,
                      "ready")
             ups = select(scrape(exp), "asyncjob_up")
-            assert len(ups) == 1 + len(orgs["vocdoni"]) + len(orgs["vocdoni-v1"])
+            # Ordo and the GitHub, GitLab and Airflow faces of its world: one org each
+            assert len(ups) == 4 + len(orgs["vocdoni"]) + len(orgs["vocdoni-v1"])
             assert set(ups.values()) == {1.0}

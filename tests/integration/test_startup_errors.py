@@ -81,5 +81,5 @@ def test_prometheus_spelling_warn_is_accepted_and_filters_info(tmp_path: Path) -
     cfg.write_text(CONFIG)
     done = _run("once", "--config.file", str(cfg), "--log.level", "warn", "--log.format", "json")
     assert done.returncode == 1  # the org is unreachable
-    assert '"poll failed"' in done.stderr and '"level": "info"' not in done.stderr
+    assert '"poll_failed"' in done.stderr and '"level": "info"' not in done.stderr
     assert "asyncjob_up" in done.stdout

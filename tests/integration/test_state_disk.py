@@ -72,7 +72,7 @@ def test_full_disk_holds_finishes_then_publishes_and_never_double_counts(
             time.sleep(3)
             run1 = finished(scrape(url))
             assert proc.stop(signal.SIGTERM) == 0
-        assert "state not saved at shutdown" in proc.output()
+        assert "state_not_saved_at_shutdown" in proc.output()
         assert "Traceback" not in proc.output()
         (mnt / "filler").unlink()  # space freed; jobs finished meanwhile
         time.sleep(1)
