@@ -78,13 +78,14 @@ class Hostile(BaseHTTPRequestHandler):
         if fault == "stall" and query.get("orgAddress") == ORG_A and mode == "hang":
             self.hang(fault)
             return
-        if mode == "drip" and route == "/jobs":
+        jobs_route = route.startswith("/jobs")  # the list and Ordo's batch route alike
+        if mode == "drip" and jobs_route:
             self.drip(fault)
-        elif mode == "bomb" and route == "/jobs":
+        elif mode == "bomb" and jobs_route:
             self.send(200, self.world.bomb, {"Content-Encoding": "gzip"})
-        elif mode == "endless" and route == "/jobs":
+        elif mode == "endless" and jobs_route:
             self.endless(fault)
-        elif mode.startswith("429") and route == "/jobs":
+        elif mode.startswith("429") and jobs_route:
             self.send(429, b"slow down", {"Retry-After": mode.split(":", 1)[1]})
         elif mode == "html404" and route.endswith("/jobs"):
             self.send(404, NGINX_404, {"Content-Type": "text/html"})
@@ -105,6 +106,12 @@ class Hostile(BaseHTTPRequestHandler):
     def ordo(self, route: str) -> None:
         if route == "/jobs":
             self.send(200, json.dumps(ORDO_JOBS).encode())
+        elif route.startswith("/jobs/") and "," in route:  # batch: as Ordo, found:false if unknown
+            by_id = {job["id"]: job for job in ORDO_JOBS}
+            ids = [int(part) for part in route.removeprefix("/jobs/").split(",")]
+            items = [{"id": i, "found": True, "job": by_id[i], "steps": [], "duration_ms": 8000}
+                     if i in by_id else {"id": i, "found": False} for i in ids]
+            self.send(200, json.dumps(items).encode())
         elif route == "/recipes":
             self.send(200, json.dumps([{"id": 1, "name": "dem"}]).encode())
         else:
