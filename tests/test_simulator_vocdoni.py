@@ -16,7 +16,9 @@ from exporter.simulator.server import SimApp
 from exporter.simulator.vocdoni_world import VJob
 from exporter.simulator.world import World
 
-SWAGGER = Path("/work/shared/reference/vocdoni-swagger-jobs.yaml")
+# ../shared beside the repository root, wherever it was cloned
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SWAGGER = SHARED / "reference" / "vocdoni-swagger-jobs.yaml"
 T0 = 1_780_000_000.0
 LOGIN = {"email": "ops@example.org", "password": "sim-password"}
 GO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
