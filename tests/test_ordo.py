@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -21,6 +21,7 @@ from exporter.sources.base import (
     PollResult,
 )
 from exporter.sources.ordo import OrdoSource
+from tests.fakes import Known as SharedKnown
 
 TOKEN = "s3cret-ordo-token"
 JOB_ERROR = "worker crashed on tile 7 for client-x"
@@ -156,25 +157,8 @@ def template(route: str) -> str:
     return "/jobs/{id}" if SINGLE_ROUTE.match(route) else "other"
 
 
-class Known:
+class Known(SharedKnown):
     """KnownJobs over a dict, as the tracker would hand it over."""
-
-    def __init__(self, jobs: Iterable[KnownJob] = ()) -> None:
-        self.jobs = {job.job_id: job for job in jobs}
-
-    def get(self, job_id: str) -> KnownJob | None:
-        """Return the remembered job."""
-        return self.jobs.get(job_id)
-
-    def active_ids(self) -> frozenset[str]:
-        """Return ids of non-terminal jobs."""
-        return frozenset(i for i, j in self.jobs.items() if not j.terminal)
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def settled_id(self) -> str | None:
-        return next(iter(self.jobs), None)
 
     def learn(self, result: PollResult) -> None:
         """Remember what a poll saw, like the tracker."""

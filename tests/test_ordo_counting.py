@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
 from exporter.sources.base import TERMINAL_JOB_STATUSES, ClientSettings, KnownJob, OrgTarget
 from exporter.sources.ordo import OrdoSource
+from tests.fakes import Known
 from tests.integration.fakeapi import Ordo
 
 TARGET = OrgTarget(source="ordo", org="lidar", address="lidar")
-
-
-class Known:
-    """The tracker's view of an org, as the source sees it."""
-
-    def __init__(self, jobs: Iterable[KnownJob] = ()) -> None:
-        self.jobs = {j.job_id: j for j in jobs}
-
-    def get(self, job_id: str) -> KnownJob | None:
-        return self.jobs.get(job_id)
-
-    def active_ids(self) -> frozenset[str]:
-        return frozenset(j for j, k in self.jobs.items() if not k.terminal)
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def settled_id(self) -> str | None:
-        return next(iter(self.jobs), None)
 
 
 def _source(fake: Ordo, paths: list[str]) -> OrdoSource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,6 +22,7 @@ from exporter.sources.base import (
     PollResult,
 )
 from exporter.sources.vocdoni import VocdoniSource
+from tests.fakes import Known as SharedKnown
 
 ORG = "0x1111111111111111111111111111111111111111"
 PII = "alice@example.org row 3: invalid phone +34600000000"
@@ -148,23 +149,8 @@ class FakeVocdoni:
         return httpx.Response(200, json={"token": token, "expirity": self.expirity})
 
 
-class Known:
-    """The tracker's view, as the source sees it."""
-
-    def __init__(self, jobs: Iterable[KnownJob] = ()) -> None:
-        self.jobs = {j.job_id: j for j in jobs}
-
-    def get(self, job_id: str) -> KnownJob | None:
-        return self.jobs.get(job_id)
-
-    def active_ids(self) -> frozenset[str]:
-        return frozenset(j for j, k in self.jobs.items() if not k.terminal)
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def settled_id(self) -> str | None:
-        return next(iter(self.jobs), None)
+class Known(SharedKnown):
+    """The tracker's view, as the source sees it, updated as the tracker would."""
 
     def absorb(self, result: PollResult) -> None:
         """Update like the tracker would."""

@@ -1,0 +1,29 @@
+"""Fakes several test modules share: the tracker's read-only view of an org's jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from exporter.sources.base import KnownJob
+
+
+class Known:
+    """KnownJobs over a dict, as the tracker hands it to a source."""
+
+    def __init__(self, jobs: Iterable[KnownJob] = ()) -> None:
+        self.jobs = {job.job_id: job for job in jobs}
+
+    def get(self, job_id: str) -> KnownJob | None:
+        """Return the remembered job."""
+        return self.jobs.get(job_id)
+
+    def active_ids(self) -> frozenset[str]:
+        """Return ids of non-terminal jobs."""
+        return frozenset(i for i, j in self.jobs.items() if not j.terminal)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def settled_id(self) -> str | None:
+        """Return the longest-known job (the first remembered)."""
+        return next(iter(self.jobs), None)
