@@ -16,26 +16,30 @@ Answer = tuple[int, Any]
 Handler = Callable[[str, dict[str, str]], Answer]
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 request handler that answers JSON (None: an empty body, as for a 304)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        """Answer `body` as JSON with `headers`; the server adds its Date header."""
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 @contextmanager
-def serve(handler: Handler) -> Iterator[str]:
-    """Serve `handler(path, query) -> (status, json body)` on 127.0.0.1 and yield the base URL."""
-
-    class _Req(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            status, body = handler(parts.path, query)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Req)
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve a request handler class on a free 127.0.0.1 port and yield the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -43,6 +47,23 @@ def serve(handler: Handler) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve(handler: Handler) -> Iterator[str]:
+    """Serve `handler(path, query) -> (status, json body)` on 127.0.0.1 and yield the base URL."""
+
+    class _Req(JsonHandler):
+        protocol_version = "HTTP/1.0"  # as before: one request per connection
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            status, body = handler(parts.path, query)
+            self.send_json(status, body)
+
+    with serve_handler(_Req) as url:
+        yield url
 
 
 def iso(t: float | None) -> str | None:

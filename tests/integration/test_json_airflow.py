@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.integration.fakeapi import JsonHandler, serve_handler
 from tests.integration.harness import exporter, scrape, select, wait_for
 
 USER, PASSWORD = "exporter", "af-secret"
@@ -88,14 +87,10 @@ class FakeAirflow:
         return 404, {"title": "Not Found", "status": 404}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     """HTTP face of FakeAirflow; basic auth as `auth_backends = basic_auth` does."""
 
     fake: FakeAirflow
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -106,24 +101,14 @@ class Handler(BaseHTTPRequestHandler):
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             with self.fake.lock:
                 status, body = self.fake.answer(url.path, query)
-        data = json.dumps(body).encode()
-        self.send_response(status)  # adds the Date header the watermark comes from
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, body)  # with the Date header the watermark comes from
 
 
 @pytest.fixture
 def airflow() -> Iterator[tuple[FakeAirflow, str]]:
     fake = FakeAirflow()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Handler,), {"fake": fake}))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(type("H", (Handler,), {"fake": fake})) as url:
+        yield fake, url
 
 
 def config(url: str, state: Path, secret: Path) -> str:

@@ -9,13 +9,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.integration.fakeapi import JsonHandler, serve_handler
 from tests.integration.harness import exporter, scrape, select, wait_for
 
 TOKEN = "ghp-test-token"
@@ -96,47 +96,27 @@ class FakeGitHub:
         return 200, {**headers, "X-RateLimit-Remaining": str(self.remaining)}, body
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     """HTTP face of FakeGitHub."""
 
     fake: FakeGitHub
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def do_GET(self) -> None:
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self.send(401, {}, {"message": "Bad credentials"})
+            self.send_json(401, {"message": "Bad credentials"})
             return
         with self.fake.lock:
             status, headers, body = self.fake.answer(urlsplit(self.path).path,
                                                      self.headers.get("If-None-Match"))
-        self.send(status, headers, body)
-
-    def send(self, status: int, headers: dict[str, str], body: Any) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, body, headers)
 
 
 @pytest.fixture
 def github() -> Iterator[tuple[FakeGitHub, str]]:
     fake = FakeGitHub()
     handler = type("H", (Handler,), {"fake": fake})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(handler) as url:
+        yield fake, url
 
 
 def config(url: str, state: Path) -> str:

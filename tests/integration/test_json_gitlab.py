@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from tests.integration.fakeapi import JsonHandler, serve_handler
 from tests.integration.harness import exporter, scrape, select, wait_for
 
 TOKEN = "glpat-test"
@@ -112,14 +111,10 @@ class FakeGitLab:
     base = ""
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     """HTTP face of FakeGitLab."""
 
     fake: FakeGitLab
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)  # raw: %2F stays encoded, as GitLab needs it
@@ -129,27 +124,15 @@ class Handler(BaseHTTPRequestHandler):
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             with self.fake.lock:
                 status, headers, body = self.fake.answer(url.path, query)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, body, headers)
 
 
 @pytest.fixture
 def gitlab() -> Iterator[tuple[FakeGitLab, str]]:
     fake = FakeGitLab()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Handler,), {"fake": fake}))
-    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield fake, fake.base
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(type("H", (Handler,), {"fake": fake})) as url:
+        fake.base = url  # before any request: Link headers name it
+        yield fake, url
 
 
 def config(url: str, state: Path) -> str:
