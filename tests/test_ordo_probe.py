@@ -81,6 +81,12 @@ def test_highest_job_deleted_falls_back_to_the_list() -> None:
     result = poll(source, known)
     assert fake.count("/jobs") == 1 and result.complete
     fake.paths.clear()
+    # a known job was missing: list once more, the second complete list the tracker drops it on
+    result = poll(source, known)
+    assert fake.count("/jobs") == 1 and result.complete
+    assert "12" not in {job.job_id for job in result.jobs}
+    del known.jobs["12"]  # as the tracker does after two complete lists without it
+    fake.paths.clear()
     poll(source, known)
     assert fake.count("/jobs") == 0 and 11 in fake.batches()[0]  # 11 is the new sentinel
 

@@ -87,6 +87,9 @@ class OrdoSource:
         self._id_window = max(0, min(id_window, BATCH_MAX - 1))  # 0: list every poll
         # org -> (highest job id Ordo showed, its created_at): where new ids start
         self._high: dict[str, tuple[int, float | None]] = {}
+        # orgs whose last complete list lacked known jobs: list once more at the next poll, so
+        # the second complete list that drops them comes one interval later, not a resync later
+        self._relist: set[str] = set()
 
     async def _auth_headers(self) -> dict[str, str]:
         """Send Ordo's single static deployment token."""
@@ -95,13 +98,17 @@ class OrdoSource:
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """Probe new and active ids; list every job on full polls or on doubt; raises PollError."""
         high = self._high.get(target.org)
-        if not full and high is not None and self._id_window:
+        again = target.org in self._relist
+        self._relist.discard(target.org)
+        if not full and high is not None and self._id_window and not again:
             notes = ParseNotes(status_map=self._status_map)
             result = await self._poll_ids(target, known, high, notes)
             if result is not None:
                 return result
             log.info("ordo_top_job_changed", source=self.name, org=target.org)
-        return await self._poll_list(target, known, full)
+            # deleted, or a database reset: recipe ids may have restarted too, so read them anew
+            self._recipes, self._recipes_missing = {}, set()
+        return await self._poll_list(target, known, full, again)
 
     async def _poll_ids(self, target: OrgTarget, known: KnownJobs,
                         high: tuple[int, float | None], notes: ParseNotes) -> PollResult | None:
@@ -137,7 +144,8 @@ class OrdoSource:
             unknown_statuses=tuple(notes.unknown_statuses), notes=dict(notes.counts),
         )
 
-    async def _poll_list(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+    async def _poll_list(self, target: OrgTarget, known: KnownJobs, full: bool,
+                         again: bool = False) -> PollResult:
         """List every job, name recipes, detail only what can still change; raises PollError."""
         started = self._clock()
         notes = ParseNotes(status_map=self._status_map)
@@ -168,12 +176,15 @@ class OrdoSource:
             detailed=len(batch.found), gone=len(gone),
             seconds=round(self._clock() - started, 3),
         )
+        # A left-out item is not a vanished job; an empty list after a non-empty one is
+        # complete only if a known job is gone too.
+        complete = not notes.dropped and (bool(listed) or len(known) == 0
+                                          or any(job_id in gone for job_id in sample))
+        if complete and len(known) > len(jobs) and not again:
+            self._relist.add(target.org)
         return PollResult(
             jobs=jobs,
-            # A left-out item is not a vanished job; an empty list after a non-empty one is
-            # complete only if a known job is gone too.
-            complete=not notes.dropped and (bool(listed) or len(known) == 0
-                                            or any(job_id in gone for job_id in sample)),
+            complete=complete,
             gone=tuple(str(job_id) for job_id in batch.missing),
             unknown_statuses=tuple(notes.unknown_statuses),
             notes=dict(notes.counts),
