@@ -39,11 +39,6 @@ class Family:
     rows: SnapRows
     optional: bool = False  # leave the family out entirely when it has no series
 
-    @property
-    def exposed(self) -> str:
-        """Return the name as /metrics spells it (counters gain _total)."""
-        return self.name + "_total" if self.kind == "counter" else self.name
-
 
 def _buckets(hist: Histogram) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:
     """Return a Histogram as the library's bucket list, with exemplars where known."""
