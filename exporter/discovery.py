@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.sources.base import POLL_ERROR_REASONS, PollError
+from exporter.sources.base import PollError, PollReason
 from exporter.state.snapshot import DiscoveryHealth
 
 # Seconds between `organizations: auto` refreshes; a source's full_resync_interval, when shorter,
@@ -23,11 +23,9 @@ BACKOFF_START = 2.0  # first retry after a failed discovery; doubles up to the i
 MISSES_TO_DROP = 2  # consecutive successful discoveries that must lack an org to drop it
 
 
-def error_reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> PollReason:
     """Return the poll error reason a failed discovery is counted under."""
-    if isinstance(exc, PollError) and exc.reason in POLL_ERROR_REASONS:
-        return exc.reason
-    return "internal" if "internal" in POLL_ERROR_REASONS else "schema"
+    return exc.reason if isinstance(exc, PollError) else PollReason.INTERNAL
 
 
 @dataclass(slots=True)
@@ -37,7 +35,7 @@ class DiscoveryState:
     source: str
     up: bool = False
     last_success: float | None = None
-    errors: Counter[str] = field(default_factory=Counter)
+    errors: Counter[PollReason] = field(default_factory=Counter)
     failures: int = 0  # consecutive failed discoveries (backoff)
     misses: dict[str, int] = field(default_factory=dict)  # address -> successes lacking it
 
@@ -46,7 +44,7 @@ class DiscoveryState:
         """Tell whether any discovery of this source succeeded (readiness)."""
         return self.last_success is not None
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: PollReason) -> None:
         """Count a failed discovery; the orgs found before keep being polled."""
         self.up = False
         self.failures += 1

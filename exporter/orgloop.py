@@ -14,9 +14,9 @@ import structlog
 from exporter.config import OrgConfig
 from exporter.sources.base import (
     ON_API_ANSWER,
-    POLL_ERROR_REASONS,
     OrgTarget,
     PollError,
+    PollReason,
     Source,
 )
 from exporter.state.hist import HistogramAccumulator
@@ -86,7 +86,7 @@ class OrgLoop:
         self._cancelled_stalled = False
         self._health: OrgHealth | None = None  # cached until the next poll ends
         self._health_stalled = False
-        self.errors: Counter[str] = Counter()
+        self.errors: Counter[PollReason] = Counter()
         self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
         self.last_full = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -164,7 +164,8 @@ class OrgLoop:
             if not self._cancelled_stalled or (current is not None and current.cancelling()):
                 raise
             limit = STALL_INTERVALS * self.org_config.interval
-            self._failed("timeout", f"poll stalled: no API answer for {limit:g}s, cancelled",
+            self._failed(PollReason.TIMEOUT,
+                         f"poll stalled: no API answer for {limit:g}s, cancelled",
                          time.perf_counter() - self._poll_started)
         finally:
             self._poll = None
@@ -185,7 +186,8 @@ class OrgLoop:
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
                           host=getattr(self.source, "host", None))
-            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
+            return self._failed(PollReason.INTERNAL, type(exc).__name__,
+                                time.perf_counter() - start)
         try:
             now = self.clock()
             summary = self.tracker.apply(result, now, self.target.job_types)
@@ -196,7 +198,8 @@ class OrgLoop:
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
                           host=getattr(self.source, "host", None))
-            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
+            return self._failed(PollReason.INTERNAL, type(exc).__name__,
+                                time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
         fields = dict(source=self.target.source, org=self.target.org, full=full,
@@ -229,8 +232,8 @@ class OrgLoop:
         if self._holding and self.save():
             self.last_snapshot = self._publishable(self.tracker.snapshot(self.clock()), True)
 
-    def _failed(self, reason: str, message: str, duration: float) -> bool:
-        self.errors[reason if reason in POLL_ERROR_REASONS else "internal"] += 1
+    def _failed(self, reason: PollReason, message: str, duration: float) -> bool:
+        self.errors[reason] += 1
         self._retry_held()
         self._finish(False, duration)
         log.warning("poll_failed", source=self.target.source, org=self.target.org,

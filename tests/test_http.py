@@ -420,9 +420,9 @@ def test_stats_use_endpoint_template_and_latency() -> None:
     run(client.get_json("/jobs/deadbeef", "/jobs/{id}"))
     view = stats.view()
     assert view.requests == {("/jobs/{id}", "200"): 1}
-    buckets, total = view.latency["/jobs/{id}"]
-    assert total == pytest.approx(0.3)
-    assert buckets[-1] == 1
+    latency = view.latency["/jobs/{id}"]
+    assert latency.sum == pytest.approx(0.3)
+    assert latency.counts[-1] == 1
 
 
 def test_base_url_prefix_params_and_auth_header() -> None:

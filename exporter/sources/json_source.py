@@ -24,6 +24,7 @@ from exporter.sources.base import (
     KnownJobs,
     OrgTarget,
     PollError,
+    PollReason,
     PollResult,
     RequestStats,
 )
@@ -248,7 +249,7 @@ class JsonSource:
                 raise self._rate.forbidden(response, endpoint)
             if response.status == 304:
                 if cached is None:
-                    raise PollError("http_4xx", f"GET {endpoint} answered 304 unasked")
+                    raise PollError(PollReason.HTTP_4XX, f"GET {endpoint} answered 304 unasked")
                 return Page(cached[1], response.headers)
             body = response.json()
             tag = response.headers.get("ETag")
@@ -306,7 +307,7 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     try:
         return template.format_map(safe)
     except (KeyError, IndexError, ValueError) as exc:
-        raise PollError("schema", f"path template {template!r} needs {exc}") from None
+        raise PollError(PollReason.SCHEMA, f"path template {template!r} needs {exc}") from None
 
 
 def iso(seconds: float) -> str:
