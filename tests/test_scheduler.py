@@ -10,6 +10,7 @@ import pytest
 
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
+from exporter.discovery import discovery_interval
 from exporter.sharding import Shard
 from exporter.sources.base import (
     ON_API_ANSWER,
@@ -271,7 +272,7 @@ def test_discovery_follows_added_and_removed_orgs(tmp_path: Path, fake: FakeSour
     path = tmp_path / "c.yaml"
     path.write_text(AUTO_CONFIG)
     config = load_config(path)
-    assert scheduler_mod.discovery_interval(config.sources[0]) == 0.05
+    assert discovery_interval(config.sources[0]) == 0.05
 
     async def scenario() -> None:
         sched = scheduler_mod.Scheduler(config)
@@ -338,19 +339,17 @@ def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource) -> Non
     asyncio.run(scenario())
 
 
-def test_first_sync_records_its_update_generation(tmp_path: Path, fake: FakeSource) -> None:
-    """The publish of an org's first successful poll is the one /readyz waits to be rendered."""
+def test_first_sync_records_its_snapshot_sequence(tmp_path: Path, fake: FakeSource) -> None:
+    """The publish of an org's first poll is the snapshot /readyz waits to be rendered."""
     async def scenario() -> None:
-        generations = iter(range(1, 1000))
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")),
-                                        on_update=lambda: next(generations))
+        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")))
         await sched.start()  # publish 1: nothing synced yet
-        assert sched.synced_generation == 0
+        assert sched.snapshot.sequence == 1 and sched.synced_sequence == 0
         await _until(lambda: sched.readiness()[0])
-        first = sched.synced_generation
-        assert first >= 2
+        first = sched.synced_sequence
+        assert first == sched.snapshot.sequence >= 2
         await sched.loops[("fake", "org1")].poll_once()  # later polls are not first syncs
-        assert sched.synced_generation == first
+        assert sched.snapshot.sequence == first + 1 and sched.synced_sequence == first
         await sched.stop()
 
     asyncio.run(scenario())
@@ -459,17 +458,17 @@ def test_empty_discovery_once_keeps_the_org_and_counts_its_finish(
         assert await sched.poll_all_once()  # discovery + first poll: both jobs active
         tracker = sched.loops[key].tracker
         answer.clear()  # the API lists no org, once
-        assert await sched._discover(cfg)
+        assert await sched.discoverer.discover(cfg)
         assert key in sched.loops and sched.loops[key].tracker is tracker
         fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "running")]
         assert await sched.loops[key].poll_once()
         assert finished(sched) == 1  # the job that finished meanwhile is counted
         # two discoveries in a row without it: parked, its state kept for full_resync_interval
-        assert await sched._discover(cfg)
+        assert await sched.discoverer.discover(cfg)
         assert key not in sched.loops
         fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "completed")]
         answer.append(ADDR)
-        assert await sched._discover(cfg)
+        assert await sched.discoverer.discover(cfg)
         assert sched.loops[key].tracker is tracker  # back: same state, no new first sync
         assert await sched.loops[key].poll_once()
         assert finished(sched) == 2
@@ -498,12 +497,12 @@ def test_parked_org_is_forgotten_after_full_resync_interval(
         assert await sched.poll_all_once()
         tracker = sched.loops[("fake", ADDR)].tracker
         answer.clear()
-        await sched._discover(cfg)
-        await sched._discover(cfg)  # parked until now + 60 s
+        await sched.discoverer.discover(cfg)
+        await sched.discoverer.discover(cfg)  # parked until now + 60 s
         now[0] += 61.0
-        await sched._discover(cfg)  # grace over: forgotten
+        await sched.discoverer.discover(cfg)  # grace over: forgotten
         answer.append(ADDR)
-        await sched._discover(cfg)
+        await sched.discoverer.discover(cfg)
         assert sched.loops[("fake", ADDR)].tracker is not tracker
         await sched.stop()
 
