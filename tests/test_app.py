@@ -22,6 +22,7 @@ from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
 from exporter.state.fileguard import StateFileError
 from exporter.state.store import StateStore
+from tests.faketime import FakeTime
 from tests.test_orgloop_state import FullDisk
 from tests.test_scheduler import FakeSource, _job
 
@@ -282,3 +283,51 @@ def test_state_file_of_another_application_is_refused_before_listening(tmp_path:
     with pytest.raises(StateFileError, match="not a SQLite database"):
         _daemon(path, FakeSource())
     assert state.read_text() == "my notes, not a database\n"
+
+
+DETECT_CONFIG = """
+state: {{path: "{state}"}}
+defaults: {{interval: 10s, jitter: 0.1}}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {{token: t}}
+    organizations:
+      - {{address: "{address}", name: orga}}
+"""
+
+
+def test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing(
+    tmp_path: Path,
+) -> None:
+    """Detection latency on a fake clock: poll interval (+ jitter) plus the render spacing."""
+    path = tmp_path / "detect.yaml"
+    path.write_text(DETECT_CONFIG.format(state=tmp_path / "state.db", address=A))
+    source = FakeSource()
+    source.jobs[A] = [_job("a", "running")]
+    t = FakeTime()
+    daemon = Daemon(load_config(path), RunOptions(str(path), listen="127.0.0.1:0"),
+                    build=lambda cfg: source, **t.kwargs())
+    shown = 'asyncjob_finished_total{job_type="publish_process",org="orga",source="fake"' \
+            ',status="completed"} 1.0'
+
+    def metrics() -> str:
+        daemon.cache.tick(t.now)  # what the renderer thread does when it wakes
+        return daemon.cache.get(openmetrics=False, gzip=False).decode()
+
+    async def scenario() -> float:
+        await daemon.scheduler.start()
+        await t.settle()
+        assert shown not in metrics() and daemon.readiness()[0]
+        source.jobs[A] = [_job("a", "completed")]  # finishes just after the first poll
+        finished_at = t.now
+        for _ in range(2000):
+            await t.advance(0.01)
+            if shown in metrics():
+                break
+        await daemon.scheduler.stop()
+        return t.now - finished_at
+
+    latency = asyncio.run(scenario())
+    assert 9.0 <= latency <= 10.0 * 1.1 + 0.25 + 0.02  # interval x jitter + min render spacing
