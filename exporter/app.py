@@ -69,7 +69,7 @@ class Daemon:
         self._sleep = sleep
         self.store = StateStore(config.state_path)  # refuses a file it must not touch
         self.scheduler = Scheduler(config, shard=options.shard, store=self.store, clock=clock,
-                                   sleep=sleep, rng=rng, build=build)
+                                   monotonic=monotonic, sleep=sleep, rng=rng, build=build)
         self.cache = MetricsCache(make_registry(self.scheduler), monotonic=monotonic,
                                   sequence=lambda: self.scheduler.snapshot.sequence)
         self.scheduler.on_update = self.cache.invalidate
@@ -78,7 +78,7 @@ class Daemon:
         self.server = ExporterServer(
             options.listen, self.cache, ready=self.readiness,
             reload=self.reload_from_thread, web_config_file=options.web_config_file,
-            version=__version__, lifecycle=options.enable_lifecycle,
+            version=__version__, lifecycle=options.enable_lifecycle, monotonic=monotonic,
         )
         self._stop = asyncio.Event()
         self._reload_lock = threading.Lock()

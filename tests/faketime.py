@@ -45,6 +45,7 @@ class FakeTime:
     async def advance(self, seconds: float) -> None:
         """Move time on, waking each sleeper at its deadline and letting it run."""
         target = self.now + seconds
+        await self.settle()  # tasks created just now register their sleeps first
         while self._sleepers and self._sleepers[0][0] <= target:
             when, _, wake = heapq.heappop(self._sleepers)
             self.now = max(self.now, when)
