@@ -142,8 +142,8 @@ class MetricsCache:
     def tick(self, now: float) -> tuple[float, bool]:
         """Render if due at `now`; return (seconds until the next tick, whether a render waits).
 
-        Due: nothing rendered yet, an invalidation at least one spacing after the last render,
-        or max_age since the last render. A waiting render ignores further invalidations.
+        Due: nothing rendered yet, an invalidation at least one spacing after the last render
+        ended, or max_age since then. A waiting render ignores further invalidations.
         """
         last = self._last
         if last is not None:
@@ -151,8 +151,8 @@ class MetricsCache:
             if wait > 0:
                 return wait, self._dirty
         self._dirty = False  # invalidations during the render ask for the next one
-        self._last = now
         self._render_safely()
+        self._last = self._monotonic()
         return self._max_age, False
 
     def _run(self) -> None:

@@ -137,7 +137,7 @@ def test_renders_at_most_once_per_min_interval() -> None:
 
 
 def test_expensive_renders_are_spaced_by_their_cost() -> None:
-    """A render taking 1 s waits RENDER_SHARE seconds before the next, not min_interval."""
+    """A render taking 1 s is followed by RENDER_SHARE seconds without one, not min_interval."""
     clock = FakeClock()
     cache, collector = make(min_interval=0.1, clock=clock)
     collector.cost = 1.0
@@ -145,8 +145,10 @@ def test_expensive_renders_are_spaced_by_their_cost() -> None:
     assert cache.last_render_seconds == 1.0
     cache.invalidate()
     wait, pending = cache.tick(clock.now)
-    assert pending and wait == RENDER_SHARE - 1.0  # the render started 1 s ago
-    clock.now += wait
+    assert pending and wait == RENDER_SHARE * 1.0  # counted from the end of the last render
+    clock.now += wait - 0.01
+    assert cache.tick(clock.now)[1] and cache.renders == 1
+    clock.now += 0.01
     cache.tick(clock.now)
     assert cache.renders == 2
 
