@@ -46,17 +46,22 @@ def test_smoke_run_writes_every_key(tmp_path: Path) -> None:
     assert 1 <= ours["requests_per_cycle"] <= 1 + 5
     assert naive["requests_per_cycle"] >= tracked + tracked // 100
     assert written["requests_ratio_naive_over_ours_10k"] > 20
-    # Detection is bounded by one poll interval plus rendering, never several cycles.
-    assert 0 < written["detection_latency_s"] < written["poll_interval_s"] + 1
-    assert naive["detection_s"] and naive["detection_s"][0] > 0
+    # Wall-time figures are measured (positive), not judged here: how they compare is what the
+    # benchmark run reports in `targets`. The detection bound (one poll interval plus the render
+    # spacing) is proven on a fake clock by test_app.py::
+    # test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing.
+    for timing in (written["detection_latency_s"], naive["detection_s"][0],
+                   ours["scrape"]["p50_ms"], naive["scrape"]["p50_ms"],
+                   written["cycle_seconds_1000_orgs"]):
+        assert isinstance(timing, float) and 0 < timing < 1e6
     assert ours["scrape"]["scrapes"] >= 5 and naive["scrape"]["scrapes"] >= 5
-    assert ours["scrape"]["p50_ms"] < naive["scrape"]["p50_ms"]
     assert 0 < ours["scrape"]["bytes_served_gzip"] < ours["scrape"]["bytes_plain"]
     assert 0 < written["rss_mb_100k"] < 500
     orgs = written["orgs"]["20"]
     assert orgs["ours"]["requests"] >= 20
-    assert 0 < written["cycle_seconds_1000_orgs"] < orgs["naive"]["cycle_s"]
     assert set(written["targets"]) and all(isinstance(v, bool) for v in written["targets"].values())
+    recomputed = bench.summarize(bench.SMOKE, {300: scale}, written["orgs"])
+    assert written["targets"] == recomputed["targets"]  # verdicts follow from the figures
     md = (tmp_path / "RESULTS.md").read_text()
     assert written["machine"] in md
     assert "| scrape p99 (ms) |" in md

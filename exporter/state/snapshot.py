@@ -113,3 +113,4 @@ class ExporterSnapshot:
     state_persistent: bool | None = None  # last state write committed; None: no state file
     state_write_errors: int | None = None  # failed state writes; None: no state store
     discovery: Mapping[str, DiscoveryHealth] = field(default_factory=dict)  # source ->
+    sequence: int = 0  # publish count: the render cache records the one it rendered (/readyz)
