@@ -173,7 +173,8 @@ class OrgLoop:
             if not self._cancelled_stalled or (current is not None and current.cancelling()):
                 raise
             limit = STALL_INTERVALS * self.org_config.interval
-            self._failed(PollReason.TIMEOUT, f"poll stalled: no API answer for {limit:g}s, cancelled",
+            self._failed(PollReason.TIMEOUT,
+                         f"poll stalled: no API answer for {limit:g}s, cancelled",
                          self._monotonic() - self._poll_started)
         finally:
             self._poll = None
