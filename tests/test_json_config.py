@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.config import ConfigError, check_config, load_config
 from exporter.scheduler import build_source
@@ -154,3 +155,17 @@ def test_organizations_and_discover_are_exclusive(gh_file: pathlib.Path) -> None
     with pytest.raises(ConfigError) as info:
         load_config(gh_file)
     assert "either organizations (a list) or discover" in str(info.value)
+
+
+def test_readme_example_and_docs_cover_every_preset() -> None:
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    first = (repo / "README.md").read_text().split("\n\n")[1]
+    for name in ("`kind: json`", "GitHub Actions", "GitLab CI", "Apache Airflow"):
+        assert name in first, name
+    example = yaml.safe_load((repo / "config.example.yaml").read_text())
+    shown = {s.get("preset") for s in example["sources"] if s["kind"] == "json"}
+    assert shown == {"github-actions", "gitlab-ci", "airflow"}
+    for preset in shown:
+        page = (repo / "docs" / "sources" / f"{preset}.md").read_text()
+        assert "| `job_type` |" in page and "| `step_type` |" in page and "## Request cost" in page
+    assert "## `kind: json` sources" in (repo / "docs" / "metrics.md").read_text()
