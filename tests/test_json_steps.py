@@ -48,6 +48,7 @@ class Airflow:
         query = dict(request.url.params)
         path = request.url.raw_path.decode().split("?")[0]
         self.calls.append((path, query))
+        path = path.replace("/api/v2/", "/api/v1/")  # Airflow 3.x: same lists, other prefix
         low = at(query["updated_at_gte"]) if "updated_at_gte" in query else float("-inf")
         high = at(query["updated_at_lte"]) if "updated_at_lte" in query else float("inf")
         if path == RUNS:
@@ -202,3 +203,17 @@ def test_without_the_stream_each_active_run_is_read_on_its_own() -> None:
 def test_a_stream_needs_a_changed_since_filter() -> None:
     with pytest.raises(ValidationError, match="steps stream needs incremental mode since"):
         spec(preset="airflow", steps={"stream": {"incremental": {"mode": "none"}}})
+
+
+def test_airflow_3_streams_under_api_v2() -> None:
+    fake = Airflow()
+    fake.run("a", "running")
+    fake.ti("a", "extract", "running")
+    src = airflow(fake, api="v2")
+    poll(src)
+    fake.now += 30
+    fake.ti("a", "extract", "success")
+    mark = len(fake.calls)
+    job, = poll(src, Known({"etl/a": ("running", False)}), full=False).jobs
+    assert fake.paths(mark) == ["/api/v2/dags/~/dagRuns", "/api/v2/dags/~/dagRuns/~/taskInstances"]
+    assert job.steps is not None and job.steps[0].status == "success"
