@@ -104,8 +104,9 @@ sources:
 """
 
 
+@pytest.mark.parametrize("broken", [False, True])
 def test_gitlab_group_discovery_polls_every_project_by_its_path(
-        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, broken: bool) -> None:
     import asyncio
 
     import httpx
@@ -120,6 +121,8 @@ def test_gitlab_group_discovery_polls_every_project_by_its_path(
         raw = request.url.raw_path.decode().split("?")[0]
         if raw == "/api/v4/groups/grp/projects":
             assert request.url.params["include_subgroups"] == "true"
+            if broken:  # a proxy's login page instead of the project list
+                return httpx.Response(200, text="<html>sign in</html>")
             return httpx.Response(200, json=projects)
         polled.append(raw)
         return httpx.Response(200, json=[])
@@ -135,17 +138,27 @@ def test_gitlab_group_discovery_polls_every_project_by_its_path(
     config = load_config(path)
     assert config.sources[0].organizations_auto and config.sources[0].orgs == ()
 
-    async def scenario() -> set[tuple[str, str]]:
+    async def scenario() -> Any:
         sched = scheduler_mod.Scheduler(config)
         await sched.start()
         for _ in range(200):
-            if len(sched.snapshot.health) == 2 and len(set(polled)) == 2:
+            found = sched.snapshot.discovery.get("gl")
+            if (len(sched.snapshot.health) == 2 and len(set(polled)) == 2) or (
+                    broken and found is not None and found.errors):
                 break
             await asyncio.sleep(0.01)
         await sched.stop()
-        return set(sched.snapshot.health)
+        return sched.snapshot
 
-    assert asyncio.run(scenario()) == {("gl", "grp/app"), ("gl", "grp/sub/lib")}
+    snapshot = asyncio.run(scenario())
+    health = snapshot.discovery["gl"]  # asyncjob_discovery_up / _errors_total / _last_success
+    if broken:
+        assert not health.up and health.last_success is None and dict(health.errors) == {
+            "decode": 1}
+        assert set(snapshot.health) == set() and polled == []
+        return
+    assert health.up and health.last_success is not None and not health.errors
+    assert set(snapshot.health) == {("gl", "grp/app"), ("gl", "grp/sub/lib")}
     assert set(polled) == {"/api/v4/projects/grp%2Fapp/pipelines",
                            "/api/v4/projects/grp%2Fsub%2Flib/pipelines"}
 
