@@ -127,9 +127,26 @@ class JobsModel(RequestModel):
     duration: Expr | None = None
 
 
+class StepStreamModel(RequestModel):
+    """Every changed step of an org in one list (Airflow `~/~`), tied to jobs by `job_id`."""
+
+    job_id: Expr  # the parent job's id of one item, the same text `jobs.id` gives
+    incremental: IncrementalModel
+
+    @model_validator(mode="after")
+    def _changed_since_only(self) -> StepStreamModel:
+        """A stream without a changed-since filter would re-read every step of the org."""
+        if self.incremental.mode != "since":
+            raise ValueError("a steps stream needs incremental mode since (e.g. updated_at_gte)")
+        return self
+
+
 class StepsModel(RequestModel):
     """The steps of one job ({job_id} in the path) and how one item becomes a step."""
 
+    # with a stream, incremental polls read every changed step in one list instead of
+    # `path` per job; `path` stays for full polls (after a start, each full_resync_interval)
+    stream: StepStreamModel | None = None
     id: Expr
     type: Expr | None = None
     status: Expr
@@ -231,8 +248,8 @@ class JsonSourceModel(SourceCommon):
 
 
 JSON_MODELS: tuple[type[BaseModel], ...] = (
-    DiscoverModel, JsonSourceModel, JobsModel, StepsModel, PagingModel, IncrementalModel,
-    JsonAuthModel, JsonOrgModel,
+    DiscoverModel, JsonSourceModel, JobsModel, StepsModel, StepStreamModel, PagingModel,
+    IncrementalModel, JsonAuthModel, JsonOrgModel,
 )
 
 
