@@ -70,7 +70,7 @@ class OrgLoop:
         self.clock = clock
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
-        self.tracker.statuses = getattr(source, "job_statuses", self.tracker.statuses)
+        self.tracker.statuses = source.job_statuses
         self.last_snapshot: OrgSnapshot | None = None
         # The tracker's finish counters as of its last committed save (a kept tracker brings
         # its old loop's); what /metrics shows while the state file cannot be written.
@@ -184,7 +184,7 @@ class OrgLoop:
             raise
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
-                          host=getattr(self.source, "host", None))
+                          host=self.source.host)
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
@@ -195,7 +195,7 @@ class OrgLoop:
             self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
-                          host=getattr(self.source, "host", None))
+                          host=self.source.host)
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         duration = time.perf_counter() - start
         self._finish(True, duration)
@@ -234,7 +234,7 @@ class OrgLoop:
         self._retry_held()
         self._finish(False, duration)
         log.warning("poll_failed", source=self.target.source, org=self.target.org,
-                    host=getattr(self.source, "host", None),
+                    host=self.source.host,
                     reason=reason, error=message[:200], duration=round(duration, 4))
         return False
 

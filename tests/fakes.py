@@ -1,10 +1,10 @@
-"""Fakes several test modules share: the tracker's read-only view of an org's jobs."""
+"""Fakes several test modules share: the tracker's view of an org's jobs, a source's facts."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exporter.sources.base import KnownJob
+from exporter.sources.base import JOB_STATUSES, KnownJob
 
 
 class Known:
@@ -27,3 +27,10 @@ class Known:
     def settled_id(self) -> str | None:
         """Return the longest-known job (the first remembered)."""
         return next(iter(self.jobs), None)
+
+
+class SourceFacts:
+    """What every source tells besides polling: its host and the statuses it can produce."""
+
+    host = "api.example.org"
+    job_statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")

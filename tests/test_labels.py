@@ -147,8 +147,8 @@ def test_exemplar_labels_respect_the_openmetrics_limit() -> None:
 
 def test_discovered_org_addresses_are_validated() -> None:
     src = SourceConfig(
-        name="s", kind="vocdoni", base_url="http://127.0.0.1:1", api="auto", token="t",
-        email=None, password=None, organizations_auto=True, orgs=(), interval=1.0, timeout=1.0,
+        name="s", kind="vocdoni", base_url="http://127.0.0.1:1", token="t",
+        organizations_auto=True, orgs=(), interval=1.0, timeout=1.0,
         concurrency=1, max_requests_per_second=1.0, full_resync_interval=60.0,
         failed_job_retention=60.0, jitter=0.0, retries=0, max_job_types_per_org=50,
         max_step_types_per_org=100, max_job_series_per_org=500,

@@ -14,6 +14,7 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
+from tests.fakes import SourceFacts
 
 INTERVAL = 10.0  # long: the loop never sleeps through it during a test
 
@@ -28,7 +29,7 @@ class Clock:
         return self.now
 
 
-class HangingSource:
+class HangingSource(SourceFacts):
     """Every poll records a request and then hangs until cancelled; remembers each org's hook."""
 
     def __init__(self) -> None:

@@ -20,6 +20,7 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
+from tests.fakes import SourceFacts
 
 CONFIG = """
 state: {{path: ":memory:"}}
@@ -34,7 +35,7 @@ sources:
 """
 
 
-class FakeSource:
+class FakeSource(SourceFacts):
     """Answers polls from a script: a list of jobs per org, or an exception."""
 
     def __init__(self) -> None:
