@@ -28,6 +28,7 @@ from exporter.state.labels import (
     MAX_LABEL_LENGTH,
     OVERFLOW_VALUE,
     CappedLabels,
+    _clean_chars,
     clean_label,
     exemplar_labels,
 )
@@ -254,3 +255,16 @@ def test_raised_caps_apply_through_the_tracker_settings() -> None:
     snap = tracker.snapshot(3.0)
     assert "gamma" in snap.job_types
     assert "S3" in {s for _, s in snap.step_types}
+
+
+def test_ascii_fast_path_equals_the_general_cleaning() -> None:
+    """clean_label's ASCII shortcut gives exactly what the general path gives, for any input."""
+    rng = random.Random(8)
+    cases = ["", " ", "a", " a", "a ", "0x" + "ab" * 20, "x" * 128, "x" * 129, "a\tb", "\x7f",
+             "ü", 'a"b\\c', "job id"]
+    cases += ["".join(chr(rng.randint(0, 0x2100)) for _ in range(rng.randint(0, 140)))
+              for _ in range(3000)]
+    cases += ["".join(chr(rng.randint(0x1F, 0x80)) for _ in range(rng.randint(0, 140)))
+              for _ in range(3000)]
+    for value in cases:
+        assert clean_label(value) == _clean_chars(value), repr(value)
