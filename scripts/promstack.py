@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.integration.harness import Proc, free_port, wait_for
+from benchmarks.harness import Proc, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "prometheus" / "alerts.yml"
