@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Proc, free_port, wait_for
 from scripts.stack import EXE, exporter, scrape, select, sim_post, simulator, truth
 
-__all__ = ["EXE", "MOUNTS", "Proc", "config_for", "exporter", "free_port", "scrape", "select",
-           "sim_post", "simulator", "truth", "wait_for"]
+__all__ = ["EXE", "MOUNTS", "STEADY_KNOBS", "Proc", "all_up", "config_for", "exporter", "fill",
+           "finished", "free_port", "scrape", "select", "sim_post", "simulator", "tmpfs", "truth",
+           "truth_delta", "wait_for"]
 
 
 # Simulator mount -> the source name the shared config gives it.
@@ -48,3 +52,67 @@ sources:
     auth: {{token: "{token}"}}
     organization: ordo
 """
+
+
+# a steady simulated world for the state and restart tests (the `sim` fixture)
+STEADY_KNOBS = ("--seed", "11", "--job-rate", "3", "--failure-ratio", "0.3",
+                "--job-duration-s", "1", "--history", "10", "--vocdoni-orgs", "2",
+                "--vocdoni-v1-orgs", "1", "--ordo-job-rate", "1.5", "--ordo-history", "5")
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def finished(samples: Samples) -> dict[tuple[str, str, str, str], float]:
+    """Return asyncjob_finished_total as {(source, org, job_type, status): value}."""
+    out = {}
+    for labels, value in select(samples, "asyncjob_finished_total").items():
+        d = dict(labels)
+        if value:
+            out[(d["source"], d["org"], d["job_type"], d["status"])] = value
+    return out
+
+
+def truth_delta(first: dict[str, Any], now: dict[str, Any]) -> dict[tuple[str, ...], float]:
+    """Return the jobs finished between two truths, keyed like finished()."""
+    out: dict[tuple[str, ...], float] = {}
+    for mount, source in MOUNTS.items():
+        for addr, org in now[mount].items():
+            before = first[mount].get(addr, {}).get("finished", {})
+            for jt, by in org["finished"].items():
+                for st, n in by.items():
+                    delta = n - before.get(jt, {}).get(st, 0)
+                    if delta:
+                        out[("ordo" if mount == "ordo" else source,
+                             "ordo" if mount == "ordo" else addr, jt, st)] = float(delta)
+    return out
+
+
+def all_up(url: str, value: float) -> bool:
+    """Tell whether every org's asyncjob_up has the value."""
+    ups = select(scrape(url), "asyncjob_up")
+    return len(ups) == 4 and all(v == value for v in ups.values())
+
+
+@contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """Mount a small tmpfs (a disk that can fill up or turn read-only) and yield it."""
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"this test mounts a tmpfs and needs root: {done.stderr}"
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(where: Path) -> Path:
+    """Fill the filesystem at `where` to the last byte; return the filler to free it."""
+    filler = where / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for chunk in (1 << 16, 4096, 512, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * chunk)
+            except OSError:
+                continue
+    return filler
