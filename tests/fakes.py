@@ -1,10 +1,14 @@
-"""Fakes several test modules share: the tracker's view of an org's jobs, a source's facts."""
+"""Fakes several test modules share: the tracker's view of jobs, a source's facts, types."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import pathlib
+from collections.abc import Callable, Iterable
 
 from exporter.sources.base import JOB_STATUSES, KnownJob
+
+# the `write_config` fixture (tests/conftest.py): (yaml text, name="config.yaml") -> its path
+WriteConfig = Callable[..., pathlib.Path]
 
 
 class Known:

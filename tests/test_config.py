@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import textwrap
-from collections.abc import Callable
 
 import pytest
 
@@ -13,26 +11,12 @@ from exporter.config_schema import format_duration, parse_duration
 from exporter.sources.json_config import JsonSettings
 from exporter.sources.ordo_config import OrdoSettings
 from exporter.sources.vocdoni_config import VocdoniSettings
+from tests.fakes import WriteConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ADDR1 = "0x" + "1" * 40
 ADDR2 = "0x" + "ab" * 20
 SECRET = "s3cr3t-VALUE-never-print"
-
-WriteConfig = Callable[..., pathlib.Path]
-
-
-@pytest.fixture
-def write_config(tmp_path: pathlib.Path) -> WriteConfig:
-    """Write dedented YAML to tmp_path/config.yaml and return its path."""
-
-    def write(text: str, name: str = "config.yaml") -> pathlib.Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return write
-
 
 def _load(path: pathlib.Path, **env: str) -> Config:
     return load_config(path, env=env)

@@ -22,6 +22,7 @@ from exporter.sources.ordo_config import OrdoSettings
 from exporter.sources.settings import SourceConfig
 from exporter.sources.vocdoni import VocdoniSource
 from exporter.sources.vocdoni_config import VocdoniSettings
+from tests.fakes import WriteConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -74,11 +75,10 @@ def test_discovery_is_a_protocol_only_discovering_sources_satisfy() -> None:
     assert not issubclass(OrdoSource, Discoverer)
 
 
-def test_a_key_of_another_kind_names_its_kind(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text("sources:\n  - name: g\n    kind: json\n    preset: github-actions\n"
-                    "    base_url: https://api.example.org\n    organization: lidar\n"
-                    "    organizations: [{address: o/r}]\n", encoding="utf-8")
+def test_a_key_of_another_kind_names_its_kind(write_config: WriteConfig) -> None:
+    path = write_config("sources:\n  - name: g\n    kind: json\n    preset: github-actions\n"
+                        "    base_url: https://api.example.org\n    organization: lidar\n"
+                        "    organizations: [{address: o/r}]\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert info.value.details == [
@@ -86,10 +86,9 @@ def test_a_key_of_another_kind_names_its_kind(tmp_path: pathlib.Path) -> None:
          "only allowed on ordo sources, this source is kind 'json' (line 6)")]
 
 
-def test_an_unknown_kind_reports_the_kind_and_common_keys_only(tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text("sources:\n  - name: j\n    kind: jenkins\n    base_url: ftp://x\n"
-                    "    organization: lidar\n", encoding="utf-8")
+def test_an_unknown_kind_reports_the_kind_and_common_keys_only(write_config: WriteConfig) -> None:
+    path = write_config("sources:\n  - name: j\n    kind: jenkins\n    base_url: ftp://x\n"
+                        "    organization: lidar\n")
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert [loc for loc, _ in info.value.details] == ["sources[0].kind", "sources[0].base_url"]
@@ -97,12 +96,11 @@ def test_an_unknown_kind_reports_the_kind_and_common_keys_only(tmp_path: pathlib
 
 
 def test_syntax_only_check_knows_every_kind(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text("sources:\n  - name: gh\n    kind: json\n    preset: github-actions\n"
-                    "    base_url: https://api.github.com\n    auth: {token: '${GH_TOKEN}'}\n"
-                    "    organizations: [{address: octo/repo}]\n", encoding="utf-8")
+    path = write_config("sources:\n  - name: gh\n    kind: json\n    preset: github-actions\n"
+                        "    base_url: https://api.github.com\n    auth: {token: '${GH_TOKEN}'}\n"
+                        "    organizations: [{address: octo/repo}]\n")
     assert main(["check-config", "--syntax-only", str(path)]) == 0, capsys.readouterr().out
     assert "SYNTAX OK: 1 source(s)" in capsys.readouterr().out
 
