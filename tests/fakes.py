@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from collections.abc import Callable, Iterable
 
@@ -38,3 +39,21 @@ class SourceFacts:
 
     host = "api.example.org"
     job_statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
+
+
+class FakeClock:
+    """A virtual clock: sleeping advances it at once; concurrent sleepers share the timeline."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the sleep and move the clock to its end (never back)."""
+        self.sleeps.append(seconds)
+        target = self.now + seconds
+        await asyncio.sleep(0)
+        self.now = max(self.now, target)

@@ -22,6 +22,7 @@ from exporter.sources.base import (
     PollResult,
 )
 from exporter.sources.vocdoni import VocdoniSource
+from tests.fakes import FakeClock
 from tests.fakes import Known as SharedKnown
 
 ORG = "0x1111111111111111111111111111111111111111"
@@ -164,20 +165,8 @@ class Known(SharedKnown):
                                            o.status in TERMINAL_JOB_STATUSES)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-def make_source(fake: FakeVocdoni, clock: Clock | None = None, **kw: Any) -> VocdoniSource:
-    clock = clock or Clock()
+def make_source(fake: FakeVocdoni, clock: FakeClock | None = None, **kw: Any) -> VocdoniSource:
+    clock = clock or FakeClock(T0)
     kw.setdefault("token", "static-token")
     settings = ClientSettings(base_url="http://vocdoni.test", max_requests_per_second=1e6)
     return VocdoniSource("voc", settings, transport=httpx.MockTransport(fake), clock=clock,
@@ -800,7 +789,7 @@ def test_v2_100k_deep_nesting_in_one_item_fails_only_that_item() -> None:
 
 # --- discovery ---------------------------------------------------------------------------
 
-def login_source(fake: FakeVocdoni, clock: Clock | None = None,
+def login_source(fake: FakeVocdoni, clock: FakeClock | None = None,
                  password: str = "hunter2-secret") -> VocdoniSource:
     return make_source(fake, clock, token=None, email="ops@example.org", password=password)
 
@@ -815,7 +804,7 @@ def test_discover_orgs() -> None:
 def test_rate_limited_list_is_retried_after_retry_after() -> None:
     fake = FakeVocdoni()
     fake.add(1)
-    clock = Clock()
+    clock = FakeClock(T0)
     answered: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:

@@ -12,9 +12,10 @@ import yaml
 from exporter.sources.base import ClientSettings, PollError
 from exporter.sources.vocdoni import VocdoniSource
 from exporter.sources.vocdoni_auth import VocdoniAuth
+from tests.fakes import FakeClock
 from tests.test_vocdoni import (
+    T0,
     TARGET,
-    Clock,
     FakeVocdoni,
     Known,
     login_source,
@@ -59,7 +60,7 @@ def test_refresh_when_token_nears_expiry() -> None:
     fake.add(1)
     fake.tokens = set()
     fake.expirity = "2027-01-30T08:00:00Z"  # 15 days after T0
-    clock = Clock()
+    clock = FakeClock(T0)
     src = login_source(fake, clock)
     known = Known()
     poll(src, known, False)
@@ -108,7 +109,7 @@ def test_refused_refresh_falls_back_to_login() -> None:
     fake = FakeVocdoni()
     fake.add(1)
     fake.tokens = set()
-    clock = Clock()
+    clock = FakeClock(T0)
     src = login_source(fake, clock)
     known = Known()
     poll(src, known, False)
@@ -120,8 +121,8 @@ def test_refused_refresh_falls_back_to_login() -> None:
 
 
 def test_repr_keeps_secrets_out() -> None:
-    login = VocdoniAuth(email="ops@example.org", password="hunter2-secret", clock=Clock())
-    static = VocdoniAuth(token="static-token", clock=Clock())
+    login = VocdoniAuth(email="ops@example.org", password="hunter2-secret", clock=FakeClock(T0))
+    static = VocdoniAuth(token="static-token", clock=FakeClock(T0))
     assert login.can_login and not static.can_login
     for auth in (login, static):
         assert "hunter2" not in repr(auth) and "static-token" not in repr(auth)
