@@ -12,8 +12,8 @@ from benchmarks.harness import Proc, free_port, wait_for
 from scripts.stack import EXE, exporter, scrape, select, sim_post, simulator, truth
 
 __all__ = ["EXE", "MOUNTS", "STEADY_KNOBS", "Proc", "all_up", "config_for", "exporter", "fill",
-           "finished", "free_port", "scrape", "select", "sim_post", "simulator", "tmpfs", "truth",
-           "truth_delta", "wait_for"]
+           "finished", "free_port", "scrape", "select", "sim_post", "simulator", "tmpfs", "total",
+           "truth", "truth_delta", "wait_for"]
 
 
 # Simulator mount -> the source name the shared config gives it.
@@ -59,6 +59,11 @@ STEADY_KNOBS = ("--seed", "11", "--job-rate", "3", "--failure-ratio", "0.3",
                 "--job-duration-s", "1", "--history", "10", "--vocdoni-orgs", "2",
                 "--vocdoni-v1-orgs", "1", "--ordo-job-rate", "1.5", "--ordo-history", "5")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def total(url: str, name: str, **labels: str) -> float:
+    """Scrape once and return the sum of one family's samples whose labels include `labels`."""
+    return sum(select(scrape(url), name, **labels).values())
 
 
 def finished(samples: Samples) -> dict[tuple[str, str, str, str], float]:
