@@ -31,3 +31,10 @@ def test_tooling_imports_nothing_from_the_tests(folder: str, forbidden: set[str]
     assert files
     bad = {str(f.relative_to(REPO)): sorted(_imported(f) & forbidden) for f in files}
     assert {f: names for f, names in bad.items() if names} == {}
+
+
+def test_the_prometheus_stack_finds_the_repository_files() -> None:
+    from scripts import promstack
+
+    assert promstack.RULES.is_file() and promstack.AM_EXAMPLE.is_file()
+    assert set(promstack.load_dashboards()) and promstack.DASHBOARDS.parent == REPO / "grafana"
