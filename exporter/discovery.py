@@ -216,7 +216,7 @@ class Discovery:
             raise
         except Exception as exc:  # keep the orgs we had; the loops report their own health
             state.failed(error_reason(exc))
-            log.warning("org_discovery_failed", source=cfg.name, host=getattr(source, "host", None),
+            log.warning("org_discovery_failed", source=cfg.name, host=source.host,
                         reason=error_reason(exc), error=type(exc).__name__,
                         failures=state.failures)
             self._publish()

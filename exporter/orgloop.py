@@ -77,7 +77,7 @@ class OrgLoop:
         self._rng = rng or _RNG  # interval jitter
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
-        self.tracker.statuses = getattr(source, "job_statuses", self.tracker.statuses)
+        self.tracker.statuses = source.job_statuses
         self.last_snapshot: OrgSnapshot | None = None
         # The tracker's finish counters as of its last committed save (a kept tracker brings
         # its old loop's); what /metrics shows while the state file cannot be written.
@@ -194,7 +194,7 @@ class OrgLoop:
             raise
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
-                          host=getattr(self.source, "host", None))
+                          host=self.source.host)
             return self._failed(PollReason.INTERNAL, type(exc).__name__, self._monotonic() - start)
         try:
             now = self.clock()
@@ -205,7 +205,7 @@ class OrgLoop:
             self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
-                          host=getattr(self.source, "host", None))
+                          host=self.source.host)
             return self._failed(PollReason.INTERNAL, type(exc).__name__, self._monotonic() - start)
         duration = self._monotonic() - start
         self._finish(True, duration)
@@ -244,7 +244,7 @@ class OrgLoop:
         self._retry_held()
         self._finish(False, duration)
         log.warning("poll_failed", source=self.target.source, org=self.target.org,
-                    host=getattr(self.source, "host", None),
+                    host=self.source.host,
                     reason=reason, error=message[:200], duration=round(duration, 4))
         return False
 

@@ -11,6 +11,7 @@ import yaml
 
 from exporter.config import ConfigError, check_config, load_config
 from exporter.scheduler import build_source
+from exporter.sources.json_config import JsonSettings
 from exporter.sources.json_source import JsonSource
 
 GH = """\
@@ -53,8 +54,8 @@ def test_preset_keys_are_overridable_one_by_one(gh_file: pathlib.Path) -> None:
     gh_file.write_text(GH + "    jobs: {type: display_title, paging: {max_pages: 3}}\n"
                        "    status_map: {stale: failed}\n")
     src = load_config(gh_file).sources[0]
-    spec = src.json_spec
-    assert spec is not None and src.token == "ghp-secret" and src.orgs[0].label == (
+    spec = src.kind_as(JsonSettings).spec
+    assert src.token == "ghp-secret" and src.orgs[0].label == (
         "octo-org/octo-repo")
     assert spec.jobs.type == "display_title" and spec.jobs.paging.max_pages == 3
     assert spec.jobs.paging.style == "link" and spec.jobs.path == "/repos/{org}/actions/runs"
@@ -129,7 +130,7 @@ def test_gitlab_group_discovery_polls_every_project_by_its_path(
 
     def build(cfg: Any) -> JsonSource:
         settings = cfg.client_settings()
-        return JsonSource(cfg.name, settings, cfg.json_spec, token=cfg.token,
+        return JsonSource(cfg.name, settings, cfg.kind_as(JsonSettings).spec, token=cfg.token,
                           transport=httpx.MockTransport(handle))
 
     monkeypatch.setattr(scheduler_mod, "build_source", build)

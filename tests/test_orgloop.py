@@ -16,6 +16,7 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
+from tests.fakes import SourceFacts
 
 INTERVAL = 10.0  # long: the loop never sleeps through it during a test
 
@@ -30,7 +31,7 @@ class Clock:
         return self.now
 
 
-class HangingSource:
+class HangingSource(SourceFacts):
     """Every poll records a request and then hangs until cancelled; remembers each org's hook."""
 
     def __init__(self) -> None:
@@ -153,7 +154,7 @@ def test_waiting_out_a_retry_after_is_not_a_stall() -> None:
     asyncio.run(scenario())
 
 
-class InstantSource:
+class InstantSource(SourceFacts):
     """Answers every poll at once with no jobs; moves the fake clock by the poll's cost."""
 
     def __init__(self, clock: Clock, cost: float) -> None:

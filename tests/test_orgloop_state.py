@@ -11,6 +11,7 @@ from exporter.config import load_config
 from exporter.orgloop import OrgLoop
 from exporter.sources.base import JobObservation, OrgTarget, PollResult, RequestStats
 from exporter.state.store import StateStore
+from tests.fakes import SourceFacts
 
 CONFIG = """
 state: {{path: "{state}"}}
@@ -49,7 +50,7 @@ class FullDisk:
         self.db.close()
 
 
-class ScriptedSource:
+class ScriptedSource(SourceFacts):
     """Answers every poll with the current job list, or fails."""
 
     def __init__(self) -> None:

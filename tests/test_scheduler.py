@@ -21,6 +21,7 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
+from tests.fakes import SourceFacts
 from tests.faketime import FakeTime, until
 
 CONFIG = """
@@ -36,7 +37,7 @@ sources:
 """
 
 
-class FakeSource:
+class FakeSource(SourceFacts):
     """Answers polls from a script: a list of jobs per org, or an exception."""
 
     def __init__(self) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from exporter.sources.base import JobObservation, PollResult, StepObservation
+import random
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    JobObservation,
+    PollResult,
+    StepObservation,
+)
 from exporter.state.snapshot import SeriesKind
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
@@ -214,3 +221,21 @@ def test_job_series_cap_zero_exports_no_per_job_series() -> None:
     assert snap.series_dropped == {SeriesKind.PROGRESS: 1, SeriesKind.FAILED_JOB_INFO: 1,
                                    SeriesKind.ACTIVE_JOB_START: 1}
     assert snap.finished == {("publish_process", "failed"): 1}
+
+
+def test_active_index_follows_every_status_change() -> None:
+    """active_ids() (an index, not a scan) equals the scan after random polls and removals."""
+    rng = random.Random(3)
+    tracker = OrgTracker("s", "o", TrackerSettings())
+    statuses = ("pending", "running", "completed", "failed", "partial", "unknown")
+    for step in range(60):
+        jobs = tuple(JobObservation(job_id=f"j{rng.randint(0, 80)}", job_type="t",
+                                    status=rng.choice(statuses)) for _ in range(20))
+        gone = tuple(f"j{rng.randint(0, 80)}" for _ in range(2))
+        tracker.apply(PollResult(jobs=jobs, complete=step % 7 == 6, gone=gone), float(step))
+        scan = {j for j, r in tracker.jobs.items() if r.status not in TERMINAL_JOB_STATUSES}
+        assert tracker.active_ids() == scan
+        snap = tracker.snapshot(float(step))
+        assert {s for _, s in snap.oldest_active} <= {"pending", "running"}
+        assert sum(n for (_, s), n in snap.jobs.items() if s in ("pending", "running")) == len(
+            [j for j in scan if tracker.jobs[j].status in ("pending", "running")])

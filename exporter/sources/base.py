@@ -201,8 +201,9 @@ class Source(Protocol):
     """An API source: polls one org at a time; owns its HTTP client and request stats."""
 
     stats: RequestStats
-    # Optional class attribute `job_statuses`: the statuses this kind of API can produce, so
-    # status series are dense over those only (the org loop reads it with getattr)
+    host: str  # the API's host, for log lines
+    # the statuses this kind of API can produce, so status series are dense over those only
+    job_statuses: tuple[str, ...]
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """Poll one org; `full` asks for a complete re-list. Raises PollError."""

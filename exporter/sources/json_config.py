@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pathlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import jmespath
@@ -253,6 +254,15 @@ JSON_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class JsonSettings:
+    """The json kind's own settings: the model with its preset applied, and the login."""
+
+    spec: JsonSourceModel = field(repr=False)  # requests, paging, mappings
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
 def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
               base: pathlib.Path | None, errs: ErrorList) -> SourceConfig:
     """Check a kind json source and merge defaults -> source -> org."""
@@ -266,19 +276,20 @@ def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
                      f"(also organizations[{seen[org.label]}])")
         seen.setdefault(org.label, j)
     return SourceConfig(
-        name=src.name, kind=src.kind, base_url=src.base_url, api="auto", token=token,
-        email=src.auth.username, password=password,
+        name=src.name, kind=src.kind, base_url=src.base_url, token=token,
+        kind_settings=JsonSettings(src, src.auth.username, password),
         organizations_auto=src.discover is not None, orgs=orgs,
-        status_map=tuple(sorted(src.status_map.items())), json_spec=src, address_of=str, **eff,
+        status_map=tuple(sorted(src.status_map.items())), address_of=str, **eff,
     )
 
 
 def auth_text(src: SourceConfig) -> str:
     """Name the auth method for `check-config`, without the secret."""
-    return "token" if src.token is not None else "none" if src.email is None else "password"
+    username = src.kind_as(JsonSettings).username
+    return "token" if src.token is not None else "none" if username is None else "password"
 
 
 def head_text(src: SourceConfig) -> str:
     """Show the preset in the check-config summary."""
-    preset = src.json_spec.preset if src.json_spec is not None else None
+    preset = src.kind_as(JsonSettings).spec.preset
     return f", preset {preset}" if preset else ""

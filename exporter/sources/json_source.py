@@ -16,6 +16,7 @@ import structlog
 
 from exporter.sources import json_config
 from exporter.sources.base import (
+    JOB_STATUSES,
     TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
@@ -44,6 +45,9 @@ MAX_ETAG_BYTES = 32 * 1024 * 1024  # and their total size (as received), oldest 
 class JsonSource:
     """Poll one org of a configured JSON job API per call; owns its HTTP client and stats."""
 
+    # a mapping may name any status; `unknown` joins the dense series once seen
+    job_statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
+
     def __init__(
         self,
         name: str,
@@ -57,6 +61,7 @@ class JsonSource:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
+        self.host = httpx.URL(settings.base_url).host  # for log lines
         self.spec = spec
         self.stats = RequestStats()
         self._clock = clock
@@ -314,8 +319,9 @@ def http_date(value: str | None) -> float | None:
 
 def build(cfg: SourceConfig) -> JsonSource:
     """Create the API client of one configured json source."""
-    return JsonSource(cfg.name, cfg.client_settings(), cfg.json_spec, token=cfg.token,
-                      password=cfg.password)
+    own = cfg.kind_as(json_config.JsonSettings)
+    return JsonSource(cfg.name, cfg.client_settings(), own.spec, token=cfg.token,
+                      password=own.password)
 
 
 SPEC = SourceSpec(kind="json", rank=2, model=JsonSourceModel, build=build,

@@ -465,9 +465,10 @@ def _unknown(known: KnownJobs, job_id: str) -> bool:
 
 def build(cfg: SourceConfig) -> VocdoniSource:
     """Create the API client of one configured vocdoni source."""
+    own = cfg.kind_as(vocdoni_config.VocdoniSettings)
     return VocdoniSource(
-        cfg.name, cfg.client_settings(), token=cfg.token, email=cfg.email,
-        password=cfg.password, api=cfg.api, status_map=dict(cfg.status_map),
+        cfg.name, cfg.client_settings(), token=cfg.token, email=own.email,
+        password=own.password, api=own.api, status_map=dict(cfg.status_map),
     )
 
 

@@ -21,8 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.harness import exporter, scrape, sim_post, simulator, truth, wait_for
-from tests.integration.promstack import (
+from scripts.promstack import (
     REPO,
     RULES,
     WebhookReceiver,
@@ -38,6 +37,7 @@ from tests.integration.promstack import (
     scaled_rules,
     variable_selectors,
 )
+from tests.integration.harness import exporter, scrape, sim_post, simulator, truth, wait_for
 from tests.test_dashboards import _metric_names
 
 RETENTION_S = 10  # failed_job_retention of source `alerting`: the alert resolves after it

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.integration.harness import Proc, free_port, wait_for
+from benchmarks.harness import Proc, free_port, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "prometheus" / "alerts.yml"
 AM_EXAMPLE = REPO / "prometheus" / "alertmanager.example.yml"
 DASHBOARDS = REPO / "grafana" / "dashboards"
