@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
+from scripts.promstack import RULES, PanelQuery, load_dashboards, panels, substitute
 from tests.integration.harness import exporter, scrape, simulator, wait_for
-from tests.integration.promstack import RULES, PanelQuery, load_dashboards, panels, substitute
 from tests.test_dashboards import _metric_names
 
 SOURCES = ("gh", "gl", "af")
