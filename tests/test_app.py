@@ -22,9 +22,8 @@ from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
 from exporter.state.fileguard import StateFileError
 from exporter.state.store import StateStore
+from tests.fakes import FakeSource, FullDisk, fake_job
 from tests.faketime import FakeTime
-from tests.test_orgloop_state import FullDisk
-from tests.test_scheduler import FakeSource, _job
 
 CONFIG = """
 state: {path: ":memory:"}
@@ -241,7 +240,7 @@ def test_watchdog_runs_on_the_injected_sleep_and_survives_a_failing_check(
 def test_sigterm_saves_what_a_full_disk_held_back_and_exits_0(tmp_path: Path) -> None:
     """The SIGTERM path: serve, count a finish the disk refused, save it at shutdown."""
     source = FakeSource()
-    source.jobs[A] = [_job("a", "running")]
+    source.jobs[A] = [fake_job("a", "running")]
     daemon = _daemon(_daemon_config(tmp_path, A), source)
     disk = FullDisk(daemon.store.db)
     daemon.store.db = disk  # type: ignore[assignment]
@@ -262,7 +261,7 @@ def test_sigterm_saves_what_a_full_disk_held_back_and_exits_0(tmp_path: Path) ->
         daemon.cache.render_now()  # what the renderer thread does after the first poll
         await asyncio.to_thread(scrape)
         disk.full = True
-        source.jobs[A] = [_job("a", "completed")]
+        source.jobs[A] = [fake_job("a", "completed")]
         assert await daemon.scheduler.loops[("fake", "orga")].poll_once()
         assert daemon.scheduler.snapshot.state_persistent is False
         disk.full = False  # the disk has room again by the time we stop
@@ -305,7 +304,7 @@ def test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing(
     path = tmp_path / "detect.yaml"
     path.write_text(DETECT_CONFIG.format(state=tmp_path / "state.db", address=A))
     source = FakeSource()
-    source.jobs[A] = [_job("a", "running")]
+    source.jobs[A] = [fake_job("a", "running")]
     t = FakeTime()
     daemon = Daemon(load_config(path), RunOptions(str(path), listen="127.0.0.1:0"),
                     build=lambda cfg: source, **t.kwargs())
@@ -320,7 +319,7 @@ def test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing(
         await daemon.scheduler.start()
         await t.settle()
         assert shown not in metrics() and daemon.readiness()[0]
-        source.jobs[A] = [_job("a", "completed")]  # finishes just after the first poll
+        source.jobs[A] = [fake_job("a", "completed")]  # finishes just after the first poll
         finished_at = t.now
         for _ in range(2000):
             await t.advance(0.01)

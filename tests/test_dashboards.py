@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from exporter.collector import FAMILIES
+from scripts.promstack import metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -28,8 +29,6 @@ SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", 
                                                              "_created")}
 BUILTIN_VARS = {"__rate_interval", "__interval", "__range", "__range_s", "__interval_ms"}
 RANGE_VARS = {"__rate_interval", "__interval", "__range", "window"}
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-            "unless", "bool", "offset", "inf", "nan"}
 EXPECTED = {
     "asyncjob-overview.json": {
         "asyncjob_jobs", "asyncjob_finished_total", "asyncjob_duration_seconds_bucket",
@@ -108,19 +107,6 @@ def _contract_metrics() -> set[str]:
     return names
 
 
-def _metric_names(expr: str) -> set[str]:
-    """Extract the metric names a PromQL expression selects."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    names = set()
-    for match in re.finditer(r"(?<![\w$.])([A-Za-z_:][\w:]*)(\s*\()?", expr):
-        if match.group(2) is None and match.group(1).lower() not in KEYWORDS:
-            names.add(match.group(1))
-    return names
-
-
 def _substitute(expr: str) -> str:
     """Replace Grafana variables so the expression is plain PromQL."""
     expr = re.sub(r"\$\{?(" + "|".join(RANGE_VARS) + r")\}?(?!\w)", "5m", expr)
@@ -195,7 +181,7 @@ def test_variables_are_defined_and_matched_as_regex() -> None:
 
 def test_dashboards_show_the_required_metrics() -> None:
     for name, dashboard in _dashboards().items():
-        used = set().union(*(_metric_names(e) for e in _exprs(dashboard)))
+        used = set().union(*(metric_names(e) for e in _exprs(dashboard)))
         assert EXPECTED[name] <= used, f"{name}: missing {EXPECTED[name] - used}"
 
 
@@ -227,7 +213,7 @@ def test_every_metric_used_exists_in_the_contract() -> None:
         exprs += _exprs(dashboard) + _variable_selectors(dashboard)
     seen: set[str] = set()
     for expr in exprs:
-        names = _metric_names(expr)
+        names = metric_names(expr)
         assert names <= allowed, f"unknown metric(s) {names - allowed} in {expr}"
         seen |= names
     assert len(seen) > 20  # the extraction works at all
@@ -246,7 +232,7 @@ def test_metric_name_extraction() -> None:
         'histogram_quantile(0.95, sum by (job_type, le) (rate(asyncjob_duration_seconds_bucket'
         '{org=~"$org"}[$window]))) / on (job) group_left () x:y:z or vector(0) and time() - a_b'
     )
-    assert _metric_names(expr) == {"asyncjob_duration_seconds_bucket", "x:y:z", "a_b"}
+    assert metric_names(expr) == {"asyncjob_duration_seconds_bucket", "x:y:z", "a_b"}
 
 
 def test_every_panel_expression_parses(tmp_path: Path) -> None:

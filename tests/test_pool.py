@@ -10,8 +10,8 @@ import structlog
 
 from exporter.config import SourceConfig, load_config
 from exporter.pool import RETIRE_GRACE, Background, SourcePool
+from tests.fakes import FakeSource
 from tests.faketime import FakeTime
-from tests.test_scheduler import FakeSource
 
 CONFIG = """
 state: {{path: ":memory:"}}

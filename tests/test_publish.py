@@ -10,8 +10,8 @@ import pytest
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.orgloop import STALL_INTERVALS
+from tests.fakes import FakeSource, write_config_at
 from tests.faketime import FakeTime, until
-from tests.test_scheduler import FakeSource, _write
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_every_publish_is_numbered_and_asks_each_loop_once_whether_it_stalled(
 ) -> None:
     async def scenario() -> None:
         t = FakeTime()
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1", "2"], "10s")),
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1", "2"], "10s")),
                                         **t.kwargs())
         await sched.start()
         await until(t, lambda: sched.readiness()[0])
@@ -56,7 +56,7 @@ def test_every_publish_is_numbered_and_asks_each_loop_once_whether_it_stalled(
 
 def test_on_update_is_told_after_the_swap(tmp_path: Path, fake: FakeSource) -> None:
     seen: list[int] = []
-    sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+    sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])))
     sched.on_update = lambda: seen.append(sched.snapshot.sequence)
     sched.publish()
     sched.publish(synced=True)

@@ -13,62 +13,11 @@ from exporter.config import load_config
 from exporter.discovery import discovery_interval
 from exporter.sharding import Shard
 from exporter.sources.base import (
-    ON_API_ANSWER,
     JobObservation,
-    KnownJobs,
-    OrgTarget,
     PollError,
-    PollResult,
-    RequestStats,
 )
-from tests.fakes import SourceFacts
+from tests.fakes import FakeSource, fake_job, write_config_at
 from tests.faketime import FakeTime, until
-
-CONFIG = """
-state: {{path: ":memory:"}}
-defaults: {{interval: {interval}, jitter: 0}}
-sources:
-  - name: fake
-    kind: vocdoni
-    base_url: http://127.0.0.1:9
-    auth: {{token: t}}
-    organizations:
-{orgs}
-"""
-
-
-class FakeSource(SourceFacts):
-    """Answers polls from a script: a list of jobs per org, or an exception."""
-
-    def __init__(self) -> None:
-        self.stats = RequestStats()
-        self.jobs: dict[str, list[JobObservation]] = {}
-        self.fail: PollError | None = None
-        self.hang = False
-        self.polls: list[tuple[str, bool]] = []
-        self.answered: Any = None  # the polling org's sign-of-life hook, as the client calls it
-        self.failures = 0  # polls answered with `fail`
-
-    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
-        self.polls.append((target.org, full))
-        self.stats.record("/jobs", "200", 0.001)
-        self.answered = ON_API_ANSWER.get()
-        if self.hang:
-            await asyncio.Event().wait()  # until cancelled
-        if self.fail is not None:
-            self.failures += 1
-            raise self.fail
-        return PollResult(jobs=tuple(self.jobs.get(target.address, [])), complete=True)
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _write(tmp_path: Path, orgs: list[str], interval: str = "0.05s") -> Path:
-    lines = "\n".join(f'      - address: "0x{o * 40}"\n        name: org{o}' for o in orgs)
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG.format(interval=interval, orgs=lines))
-    return path
 
 
 @pytest.fixture
@@ -76,10 +25,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSource:
     source = FakeSource()
     monkeypatch.setattr(scheduler_mod, "build_source", lambda cfg: source)
     return source
-
-
-def _job(job_id: str, status: str) -> JobObservation:
-    return JobObservation(job_id=job_id, job_type="publish_process", status=status)
 
 
 async def _until(predicate: Any, rounds: int = 5000) -> None:
@@ -101,9 +46,9 @@ def test_polls_publish_snapshots_and_keep_last_good_data(
 ) -> None:
     async def scenario() -> None:
         updates: list[int] = []
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])),
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])),
                                         on_update=lambda: updates.append(1), **t.kwargs())
-        fake.jobs["0x" + "1" * 40] = [_job("a", "pending")]
+        fake.jobs["0x" + "1" * 40] = [fake_job("a", "pending")]
         await sched.start()
         await until(t, lambda: ("fake", "org1") in sched.snapshot.orgs)
         assert sched.readiness()[0]
@@ -131,7 +76,7 @@ def test_unexpected_exception_is_a_counted_error_not_a_crash(
     tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])), **t.kwargs())
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         fake.fail = KeyError("boom")  # type: ignore[assignment]
         await sched.start()
         await until(t, lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("internal"))
@@ -149,11 +94,12 @@ def test_reload_keeps_unchanged_orgs_and_drops_removed(
     tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1", "2"])), **t.kwargs())
+        config = load_config(write_config_at(tmp_path, ["1", "2"]))
+        sched = scheduler_mod.Scheduler(config, **t.kwargs())
         await sched.start()
         await until(t, lambda: len(sched.snapshot.orgs) == 2)
         loop1 = sched.loops[("fake", "org1")]
-        await sched.reload(load_config(_write(tmp_path, ["1", "3"])))
+        await sched.reload(load_config(write_config_at(tmp_path, ["1", "3"])))
         assert sched.loops[("fake", "org1")] is loop1
         assert set(sched.loops) == {("fake", "org1"), ("fake", "org3")}
         await until(t, lambda: ("fake", "org3") in sched.snapshot.orgs)
@@ -172,7 +118,7 @@ def test_reload_keeps_unchanged_orgs_and_drops_removed(
 
 def test_stalled_loop_reads_as_down(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])), **t.kwargs())
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
         await until(t, lambda: sched.snapshot.health.get(("fake", "org1")) is not None
                        and sched.snapshot.health[("fake", "org1")].up)
@@ -188,7 +134,7 @@ def test_stalled_loop_reads_as_down(tmp_path: Path, fake: FakeSource, t: FakeTim
 
 def test_dead_task_is_restarted(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])), **t.kwargs())
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
         loop = sched.loops[("fake", "org1")]
         assert loop._task is not None
@@ -204,7 +150,7 @@ def test_dead_task_is_restarted(tmp_path: Path, fake: FakeSource, t: FakeTime) -
 
 def test_shard_filters_orgs(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def scenario() -> None:
-        config = load_config(_write(tmp_path, [str(i) for i in range(1, 10)]))
+        config = load_config(write_config_at(tmp_path, [str(i) for i in range(1, 10)]))
         owned = []
         for index in range(3):
             sched = scheduler_mod.Scheduler(config, shard=Shard(index, 3), **t.kwargs())
@@ -221,7 +167,7 @@ def test_readiness_lists_stalled_orgs_but_stays_ready(
     tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])), **t.kwargs())
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
         await until(t, lambda: sched.readiness()[0])
         fake.hang = True
@@ -242,13 +188,13 @@ def test_reload_with_new_credentials_keeps_loops_and_state(
 
     def build(cfg: Any) -> FakeSource:
         built.append(FakeSource())
-        built[-1].jobs["0x" + "1" * 40] = [_job("a", "pending")]
+        built[-1].jobs["0x" + "1" * 40] = [fake_job("a", "pending")]
         return built[-1]
 
     monkeypatch.setattr(scheduler_mod, "build_source", build)
 
     async def scenario() -> None:
-        path = _write(tmp_path, ["1"])
+        path = write_config_at(tmp_path, ["1"])
         sched = scheduler_mod.Scheduler(load_config(path), **t.kwargs())
         await sched.start()
         await until(t, lambda: ("fake", "org1") in sched.snapshot.orgs)
@@ -309,7 +255,7 @@ def test_slow_poll_that_gets_answers_is_not_stalled(
 ) -> None:
     """A poll longer than 3 intervals is not a stall while the API keeps answering."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])), **t.kwargs())
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
         await until(t, lambda: sched.snapshot.health.get(("fake", "org1")) is not None
                        and sched.snapshot.health[("fake", "org1")].up)
@@ -329,7 +275,7 @@ def test_slow_poll_that_gets_answers_is_not_stalled(
 def test_not_ready_before_start(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     """An exporter that has not created its org loops yet must not look ready (no org missing)."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])), **t.kwargs())
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         ready, details = sched.readiness()
         assert not ready and details["starting"]
         await sched.start()
@@ -343,7 +289,7 @@ def test_not_ready_before_start(tmp_path: Path, fake: FakeSource, t: FakeTime) -
 def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     """Publishing reuses an org's health object until that org polls again."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")),
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"], "10s")),
                                         **t.kwargs())
         await sched.start()
         await until(t, lambda: sched.snapshot.health[("fake", "org1")].up)
@@ -364,7 +310,7 @@ def test_first_sync_records_its_snapshot_sequence(
 ) -> None:
     """The publish of an org's first poll is the snapshot /readyz waits to be rendered."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")),
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"], "10s")),
                                         **t.kwargs())
         await sched.start()  # publish 1: nothing synced yet
         assert sched.snapshot.sequence == 1 and sched.synced_sequence == 0
@@ -477,19 +423,19 @@ def test_empty_discovery_once_keeps_the_org_and_counts_its_finish(
 
     async def scenario() -> None:
         sched = scheduler_mod.Scheduler(config, **t.kwargs())
-        fake.jobs[ADDR] = [_job("a", "running"), _job("b", "running")]
+        fake.jobs[ADDR] = [fake_job("a", "running"), fake_job("b", "running")]
         assert await sched.poll_all_once()  # discovery + first poll: both jobs active
         tracker = sched.loops[key].tracker
         answer.clear()  # the API lists no org, once
         assert await sched.discoverer.discover(cfg)
         assert key in sched.loops and sched.loops[key].tracker is tracker
-        fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "running")]
+        fake.jobs[ADDR] = [fake_job("a", "completed"), fake_job("b", "running")]
         assert await sched.loops[key].poll_once()
         assert finished(sched) == 1  # the job that finished meanwhile is counted
         # two discoveries in a row without it: parked, its state kept for full_resync_interval
         assert await sched.discoverer.discover(cfg)
         assert key not in sched.loops
-        fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "completed")]
+        fake.jobs[ADDR] = [fake_job("a", "completed"), fake_job("b", "completed")]
         answer.append(ADDR)
         assert await sched.discoverer.discover(cfg)
         assert sched.loops[key].tracker is tracker  # back: same state, no new first sync

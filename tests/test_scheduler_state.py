@@ -10,9 +10,8 @@ import pytest
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.state.store import StateStore
+from tests.fakes import FakeSource, FullDisk, fake_job
 from tests.faketime import FakeTime, until
-from tests.test_orgloop_state import FullDisk
-from tests.test_scheduler import FakeSource, _job
 
 CONFIG = """
 state: {{path: "{state}"}}
@@ -61,19 +60,19 @@ def test_renamed_org_keeps_its_state_and_a_new_address_is_a_first_sync(
         store = StateStore(str(tmp_path / "state.db"))
         sched = scheduler_mod.Scheduler(load_config(_config(tmp_path, A, "acme")), store=store,
                                         **t.kwargs())
-        fake.jobs[A] = [_job("old", "completed"), _job("a", "pending")]
+        fake.jobs[A] = [fake_job("old", "completed"), fake_job("a", "pending")]
         await sched.start()
         await until(t, lambda: _finished(sched, "acme") == {})
         await t.advance(0.15)  # a few polls: saved
         # renamed, and meanwhile a finished and c arrived already completed
-        fake.jobs[A] = [_job("old", "completed"), _job("a", "completed"),
-                        _job("c", "completed")]
+        fake.jobs[A] = [fake_job("old", "completed"), fake_job("a", "completed"),
+                        fake_job("c", "completed")]
         await sched.reload(load_config(_config(tmp_path, A, "acme-renamed")))
         await until(t, lambda: _finished(sched, "acme-renamed") is not None)
         await t.advance(0.15)
         assert _finished(sched, "acme-renamed") == {("publish_process", "completed"): 2}
         # same name, another address: its history is not counted
-        fake.jobs[B] = [_job("x", "completed"), _job("y", "failed")]
+        fake.jobs[B] = [fake_job("x", "completed"), fake_job("y", "failed")]
         await sched.reload(load_config(_config(tmp_path, B, "acme-renamed")))
         await until(t, lambda: ("fake", "acme-renamed") in sched.snapshot.orgs
                        and sched.snapshot.orgs[("fake", "acme-renamed")].tracked_jobs == 2)
@@ -96,12 +95,12 @@ def test_shutdown_retries_the_last_save(
         store.db = disk  # type: ignore[assignment]
         sched = scheduler_mod.Scheduler(load_config(_config(tmp_path, A, "acme")), store=store,
                                         **t.kwargs())
-        fake.jobs[A] = [_job("a", "pending")]
+        fake.jobs[A] = [fake_job("a", "pending")]
         await sched.start()
         await until(t, lambda: _finished(sched, "acme") == {})
         await t.advance(0.15)
         disk.full = True
-        fake.jobs[A] = [_job("a", "completed")]
+        fake.jobs[A] = [fake_job("a", "completed")]
         await until(t, lambda: sched.snapshot.state_persistent is False)
         await t.advance(0.15)
         assert _finished(sched, "acme") == {} and (sched.snapshot.state_write_errors or 0) >= 2

@@ -20,9 +20,8 @@ from typing import Any
 
 import yaml
 
-from scripts.promstack import RULES, PanelQuery, load_dashboards, panels, substitute
+from scripts.promstack import RULES, PanelQuery, load_dashboards, metric_names, panels, substitute
 from tests.integration.harness import exporter, scrape, simulator, wait_for
-from tests.test_dashboards import _metric_names
 
 SOURCES = ("gh", "gl", "af")
 DASHBOARDS = load_dashboards()
@@ -82,7 +81,7 @@ def typed_queries() -> list[PanelQuery]:
 def recorded() -> dict[str, set[str]]:
     """Map each recording rule of the shipped rules to the metrics its expression reads."""
     doc: dict[str, Any] = yaml.safe_load(RULES.read_text())
-    return {rule["record"]: _metric_names(rule["expr"]) for group in doc["groups"]
+    return {rule["record"]: metric_names(rule["expr"]) for group in doc["groups"]
             for rule in group["rules"] if "record" in rule}
 
 
