@@ -25,9 +25,9 @@ lint: venv
 
 # Coverage of exporter/ by the in-process tests (processes started by tests/integration are not
 # measured): a report, no gate. It costs CPU-bound unit tests about 2.5x; `make test COV=` skips it.
-COV ?= --cov=exporter --cov-report=term
+COV ?= --cov=exporter --cov-report=term:skip-covered
 test: venv tools lint
-	$(VENV)/bin/pytest -q $(COV)
+	$(VENV)/bin/pytest -q --durations=15 $(COV)
 
 demo: venv
 	$(VENV)/bin/asyncjob-exporter demo
