@@ -105,6 +105,11 @@ def _ages(data: Mapping[Any, float], now: float) -> Iterator[Row]:
         yield _key(key), _age(now, data[key])
 
 
+# Row functions made by _per_org/_per_health: their rows are one org's each, so a render can
+# reuse an unchanged org's encoded lines (exporter/fragments.py).
+SCOPES: dict[SnapRows, str] = {}
+
+
 def _per_org(rows: OrgRows) -> SnapRows:
     """Run `rows` for every org snapshot, prefixing each row with (source, org)."""
 
@@ -114,6 +119,7 @@ def _per_org(rows: OrgRows) -> SnapRows:
             for labels, value in rows(org, now):
                 yield (org.source, org.org, *labels), value
 
+    SCOPES[gen] = "org"
     return gen
 
 
@@ -126,6 +132,7 @@ def _per_health(rows: HealthRows) -> SnapRows:
             for labels, value in rows(health):
                 yield (health.source, health.org, *labels), value
 
+    SCOPES[gen] = "health"
     return gen
 
 
@@ -401,16 +408,26 @@ class JobsCollector:
         """Return nothing so registering the collector never triggers a collect()."""
         return []
 
+    def snapshot_and_now(self) -> tuple[ExporterSnapshot, float]:
+        """Return the snapshot to render and the time its ages are computed at."""
+        return self._get_snapshot(), self._clock()
+
     def collect(self) -> Iterator[Metric]:
         """Yield fresh families from one snapshot reference, so a scrape is self-consistent."""
-        snap = self._get_snapshot()
-        now = self._clock()
+        snap, now = self.snapshot_and_now()
         for fam in FAMILIES:
             metric = build_family(fam, snap, now)
             if metric is not None:
                 yield metric
+        yield self.build_info()
+
+    def build_info(self) -> Metric:
+        """Return asyncjob_build_info."""
         info = GaugeMetricFamily(
             "asyncjob_build_info", "Build metadata (=1).", labels=["version", "python_version"]
         )
         info.add_metric([self._version, platform.python_version()], 1.0)
-        yield info
+        return info
+
+
+new_family = _new_family  # public: exporter/fragments.py encodes empty families for headers

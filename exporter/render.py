@@ -63,9 +63,13 @@ class MetricsCache:
     """Cached exposition bytes, refreshed by a daemon thread on invalidate() and every max_age."""
 
     def __init__(
-        self, registry: CollectorRegistry, *, min_interval: float = 0.25, max_age: float = 5.0
+        self, registry: CollectorRegistry, *, min_interval: float = 0.25, max_age: float = 5.0,
+        fragments: Callable[[], tuple[bytes, bytes]] | None = None,
     ) -> None:
         self._registry = registry
+        # Encodes the job families first (text, OpenMetrics without # EOF), reusing unchanged
+        # orgs' lines (exporter/fragments.py); the registry then holds the other collectors.
+        self._fragments = fragments
         self._min_interval = min_interval
         self._max_age = max_age
         self._rendered: Rendered | None = None
@@ -111,6 +115,9 @@ class MetricsCache:
             families = _Collected(list(self._registry.collect()))
             text = generate_text(families)
             om = generate_openmetrics(families)  # type: ignore[arg-type]
+            if self._fragments is not None:
+                head_text, head_om = self._fragments()
+                text, om = head_text + text, head_om + om
             self._rendered = Rendered(text, _compress(text), om, _compress(om))
             self.rendered_generation = generation
             self.last_render_seconds = time.perf_counter() - started

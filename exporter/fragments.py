@@ -1,0 +1,152 @@
+"""Encode the job families with each org's sample lines reused while its snapshot is unchanged.
+
+With thousands of orgs every poll republishes, and re-encoding every org's ~70 samples in both
+formats cost ~1 s a render at 1,000 orgs (~10 s at 10,000), holding the GIL away from the
+polls. An org's snapshot and health are immutable objects replaced on each of its polls, so
+its encoded lines are cached under their identity; rows that depend on the render time (ages)
+are re-encoded every render, and only for the orgs that have such rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client.exposition import generate_latest as generate_text
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as _om
+
+from exporter.collector import FAMILIES, SCOPES, Family, JobsCollector, build_family, new_family
+from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
+
+_generate_om: Callable[[object], bytes] = _om.generate_latest
+_EOF = "# EOF\n"
+Key = tuple[str, str]
+
+
+class _Metrics:
+    """A collector-shaped list of families for the library's encoders."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> list[Metric]:
+        """Return the families."""
+        return self._metrics
+
+
+def _encode(metrics: list[Metric]) -> tuple[str, str]:
+    """Return (text format, OpenMetrics without # EOF) of some families."""
+    text = generate_text(_Metrics(metrics)).decode()
+    om = _generate_om(_Metrics(metrics)).decode()
+    return text, om.removesuffix(_EOF)
+
+
+@dataclass(slots=True)
+class _OrgLines:
+    """One org's encoded sample lines per per-org family, and the families that age."""
+
+    org: OrgSnapshot | None
+    health: OrgHealth | None
+    text: list[str]
+    om: list[str]
+    aging: frozenset[int]  # indices (into the per-org families) whose rows depend on now
+
+
+class OrgFragments:
+    """Render the JobsCollector's families, reusing the lines of orgs that did not change."""
+
+    def __init__(self, collector: JobsCollector) -> None:
+        self.collector = collector
+        self._per_org = [i for i, fam in enumerate(FAMILIES) if fam.rows in SCOPES]
+        fams = [FAMILIES[i] for i in self._per_org]
+        self._headers = [_encode([new_family(fam)]) for fam in fams]
+        self._lines: dict[Key, _OrgLines] = {}
+        self.reused = 0  # orgs whose lines the last render reused (for tests and benchmarks)
+
+    def encode(self) -> tuple[bytes, bytes]:
+        """Return (text, OpenMetrics without # EOF) of every job family and build info."""
+        snap, now = self.collector.snapshot_and_now()
+        keys = sorted(set(snap.orgs) | set(snap.health))
+        lines = {key: self._org_lines(snap, key, now) for key in keys}
+        self._lines = lines
+        text: list[str] = []
+        om: list[str] = []
+        slot = {index: n for n, index in enumerate(self._per_org)}
+        for index, fam in enumerate(FAMILIES):
+            n = slot.get(index)
+            if n is None:
+                metric = build_family(fam, snap, now)
+                if metric is not None:
+                    t, o = _encode([metric])
+                    text.append(t)
+                    om.append(o)
+                continue
+            text.append(self._headers[n][0])
+            om.append(self._headers[n][1])
+            for key in keys:
+                got = lines[key]
+                if n in got.aging:
+                    t, o = self._body(n, _mini(key, got), now)
+                else:
+                    t, o = got.text[n], got.om[n]
+                text.append(t)
+                om.append(o)
+        t, o = _encode([self.collector.build_info()])
+        return "".join((*text, t)).encode(), "".join((*om, o)).encode()
+
+    def _org_lines(self, snap: ExporterSnapshot, key: Key, now: float) -> _OrgLines:
+        """Return an org's lines: cached when its snapshot and health are the same objects."""
+        org, health = snap.orgs.get(key), snap.health.get(key)
+        old = self._lines.get(key)
+        if old is not None and old.org is org and old.health is health:
+            self.reused += 1
+            return old
+        mini = ExporterSnapshot(orgs={} if org is None else {key: org},
+                                health={} if health is None else {key: health})
+        fams = [FAMILIES[i] for i in self._per_org]
+        text, om = _split(_encode([_filled(f, mini, now) for f in fams]), self._headers)
+        aging = frozenset(n for n, fam in enumerate(fams)
+                          if _rows(fam, mini, now) != _rows(fam, mini, now + 1.0))
+        return _OrgLines(org, health, text, om, aging)
+
+    def _body(self, n: int, mini: ExporterSnapshot, now: float) -> tuple[str, str]:
+        """Encode one per-org family of one org, without its header."""
+        fam = FAMILIES[self._per_org[n]]
+        text, om = _encode([_filled(fam, mini, now)])
+        head_text, head_om = self._headers[n]
+        return text[len(head_text):], om[len(head_om):]
+
+
+def _mini(key: Key, got: _OrgLines) -> ExporterSnapshot:
+    return ExporterSnapshot(orgs={} if got.org is None else {key: got.org},
+                            health={} if got.health is None else {key: got.health})
+
+
+def _filled(fam: Family, snap: ExporterSnapshot, now: float) -> Metric:
+    """Return the family with the snapshot's rows; empty (header only) when it has none."""
+    metric = build_family(fam, snap, now)
+    return new_family(fam) if metric is None else metric
+
+
+def _rows(fam: Family, snap: ExporterSnapshot, now: float) -> list[object]:
+    return list(fam.rows(snap, now))
+
+
+def _split(encoded: tuple[str, str], headers: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Cut one org's encoding of every per-org family into the sample lines of each."""
+    out: list[list[str]] = [[], []]
+    for fmt in (0, 1):
+        doc = encoded[fmt]
+        starts = []
+        pos = 0
+        for head in headers:
+            # Headers start a line; sample lines never contain a raw newline (escaped).
+            at = doc.find(head[fmt], pos) if pos == 0 else doc.find("\n" + head[fmt], pos - 1) + 1
+            if at < pos or (pos == 0 and at != 0):
+                raise ValueError("family header not found where expected")
+            starts.append(at)
+            pos = at + len(head[fmt])
+        ends = [*starts[1:], len(doc)]
+        out[fmt] = [doc[s + len(h[fmt]):e] for s, e, h in zip(starts, ends, headers, strict=True)]
+    return out[0], out[1]
