@@ -170,9 +170,26 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         "orgs": orgs,
     })
     out_dir.mkdir(parents=True, exist_ok=True)
+    results.update(_kept(out_dir / "results.json", results))
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (out_dir / "RESULTS.md").write_text(report.markdown(results, notes=profile_notes))
     return results
+
+
+# Keys other scenarios write into results.json (benchmarks.ordo_scale, the sync scenario): kept.
+KEPT_PREFIXES = ("ordo_", "first_sync_", "resync_")
+
+
+def _kept(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Return the other scenarios' keys of the previous results.json this run did not set."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict):
+        return {}
+    return {k: v for k, v in previous.items()
+            if k.startswith(KEPT_PREFIXES) and k not in results}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -150,3 +150,20 @@ def test_slimmed_list_items_parse_like_the_originals() -> None:
         assert "'votes'" not in str(slim) and "bob@" not in str(slim)
         for parse in (v2_job, v1_job):
             assert outcome(parse, slim) == outcome(parse, item), (item, parse)
+
+
+def test_issue16_table_lists_every_target_and_keeps_other_scenarios_keys(tmp_path: Path) -> None:
+    """RESULTS.md shows each issue 16 target; results.json keeps ordo/sync keys it did not set."""
+    from benchmarks import issue16
+
+    results = {"rss_mb_100k": 90.0, "issue16_targets": {"rss_mb_100k < 100": True},
+               "bytes_per_job": {"10000": {"memory_bytes_per_job": 88.0,
+                                           "file_bytes_per_job": 55.0}}}
+    table = "\n".join(issue16.rows(results))
+    for key, *_ in issue16.TARGETS:
+        assert f"| `{key}` |" in table
+    assert "| `rss_mb_100k` | < 100 | 139 | 90 | yes |" in table
+    assert "| 10,000 | 262 B | 88 B | 125 B | 55 B |" in table
+    old = tmp_path / "results.json"
+    old.write_text(json.dumps({"ordo_steady": {"x": 1}, "rss_mb_100k": 500.0}))
+    assert bench._kept(old, {"rss_mb_100k": 90.0}) == {"ordo_steady": {"x": 1}}
