@@ -64,7 +64,7 @@ class MetricsCache:
 
     def __init__(
         self, registry: CollectorRegistry, *, min_interval: float = 0.25, max_age: float = 5.0,
-        fragments: Callable[[], tuple[bytes, bytes]] | None = None,
+        fragments: Callable[[], tuple[list[bytes], list[bytes]]] | None = None,
     ) -> None:
         self._registry = registry
         # Encodes the job families first (text, OpenMetrics without # EOF), reusing unchanged
@@ -117,7 +117,7 @@ class MetricsCache:
             om = generate_openmetrics(families)  # type: ignore[arg-type]
             if self._fragments is not None:
                 head_text, head_om = self._fragments()
-                text, om = head_text + text, head_om + om
+                text, om = b"".join((*head_text, text)), b"".join((*head_om, om))
             self._rendered = Rendered(text, _compress(text), om, _compress(om))
             self.rendered_generation = generation
             self.last_render_seconds = time.perf_counter() - started
