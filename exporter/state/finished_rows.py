@@ -101,7 +101,8 @@ class FinishedRows:
             (org_id,))
         mask = (1 << _STATUS_BITS) - 1
         for packed, name, kind, created, first in cursor:
-            yield bytes(packed), name, FINISHED_JOB_STATUSES[kind & mask], created, first
+            if kind & mask < len(FINISHED_JOB_STATUSES):  # else not a row this code wrote
+                yield bytes(packed), name, FINISHED_JOB_STATUSES[kind & mask], created, first
 
     def write(self, key: tuple[str, str], deleted: Iterable[str],
               rows: Iterable[tuple[bytes, str, str, float | None, float]]) -> None:
