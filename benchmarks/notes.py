@@ -117,8 +117,8 @@ RSS by roughly another 30 MB.
    again is checked against its packed row without building a record.
 7. **Peak RSS at 100k and 1M jobs** (VmHWM): the tracker is now ~9 MB at 100k, ~90 MB at 1M;
    the peak is the first sync itself: the Vocdoni source holds every page's slimmed items and
-   then every observation until the poll ends (~650 MB at 1M: 823 MB peak, 401 MB after the
-   sync, 52 MB state file, measured with `--history 1000000`). The `sync` change (pages written
+   then every observation until the poll ends (~650 MB at 1M: 842 MB peak, 344 MB after the
+   sync, 52 MB state file, the harness's 1M scale run alone). The `sync` change (pages written
    in batches) is what brings `rss_mb_1m` and `rss_mb_100k` under their targets.
 8. **1,000 orgs, first cycle** (cProfile on every thread: `python -m benchmarks.profile_run`):
    `Scheduler.publish` walked every org after each poll: 1M `OrgLoop.health` and 2M
