@@ -127,13 +127,19 @@ RSS by roughly another 30 MB.
    re-encoded all orgs each time (1.05 s CPU at 1,000 orgs): `OrgFragments`
    (`exporter/fragments.py`) keeps each org's encoded lines while its snapshot and health are the
    same objects and re-encodes only rows that age with the render time: **0.1 s** after one
-   org's poll (mostly gzip). httpcore tried `import sniffio` on every request (not installed:
+   org's poll (mostly gzip). It writes the sample lines itself (the library validated and
+   escaped every name character by character): a cold render of 1,000 orgs **0.46 s instead of
+   1.29 s**, byte for byte the library's output (`tests/test_fragments.py`). httpcore tried
+   `import sniffio` on every request (not installed:
    a failed import searches sys.path, ~65 µs, far more under load): sniffio is now a dependency.
    And the benchmark itself parsed the exporter's whole JSON log every 20 ms while waiting for
    the polls, on the same 2 CPUs: it now counts raw lines every 0.25 s. Process CPU for the
-   1,000-org run (start to all polled): 6.1 s before, **3.7 s** after; what remains is
-   startup (imports, 1,000 org configs), httpx/httpcore per request (its pool scans every
-   connection per request) and one encoding of each org's lines.
+   1,000-org run (start to all polled): 6.1 s before, **3.6-4.0 s** after, of which 0.7 s
+   is startup. What remains is mostly httpx/httpcore (half of the main thread: its pool scans
+   every connection, `is_idle` 1.3M calls a cycle, and asks each socket its peer name per
+   request; a pool sized to `concurrency` is the next step, in `sources/http.py`), then the
+   state saves (one transaction per org) and one encoding of each org's lines. On 2 cores
+   shared with the simulator, ~3 s of CPU is the floor of this cycle, above the 2.5 s target.
 
 ## Ordo steady-state poll vs history (`python -m benchmarks.ordo_scale`)
 
