@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ from exporter import __version__
 from exporter.collector import JobsCollector
 from exporter.config import Config, ConfigError, load_config
 from exporter.fragments import OrgFragments
+from exporter.pool import Background, Build
 from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
 from exporter.server import ExporterServer
@@ -52,19 +55,34 @@ def make_registry(scheduler: Scheduler, jobs: bool = True) -> CollectorRegistry:
 class Daemon:
     """The running exporter: asyncio loop for polls, threads for HTTP and rendering."""
 
-    def __init__(self, config: Config, options: RunOptions) -> None:
+    def __init__(
+        self,
+        config: Config,
+        options: RunOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        build: Build | None = None,
+    ) -> None:
         self.options = options
-        self.store = StateStore(config.state_path)
-        self.scheduler = Scheduler(config, shard=options.shard, store=self.store)
+        self._clock = clock
+        self._sleep = sleep
+        self.store = StateStore(config.state_path)  # refuses a file it must not touch
+        self.scheduler = Scheduler(config, shard=options.shard, store=self.store, clock=clock,
+                                   monotonic=monotonic, sleep=sleep, rng=rng, build=build)
         jobs = JobsCollector(lambda: self.scheduler.snapshot, version=__version__)
-        self.cache = MetricsCache(make_registry(self.scheduler, jobs=False),
+        self.cache = MetricsCache(make_registry(self.scheduler, jobs=False), monotonic=monotonic,
+                                  sequence=lambda: self.scheduler.snapshot.sequence,
                                   fragments=OrgFragments(jobs).encode)
         self.scheduler.on_update = self.cache.invalidate
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._background = Background()  # SIGHUP reloads
         self.server = ExporterServer(
             options.listen, self.cache, ready=self.readiness,
             reload=self.reload_from_thread, web_config_file=options.web_config_file,
-            version=__version__, lifecycle=options.enable_lifecycle,
+            version=__version__, lifecycle=options.enable_lifecycle, monotonic=monotonic,
         )
         self._stop = asyncio.Event()
         self._reload_lock = threading.Lock()
@@ -72,7 +90,7 @@ class Daemon:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready once the scheduler is AND /metrics serves bytes that include those polls."""
         ready, details = self.scheduler.readiness()
-        if ready and self.cache.rendered_generation < self.scheduler.synced_generation:
+        if ready and self.cache.rendered_sequence < self.scheduler.synced_sequence:
             return False, {**details, "ready": False, "rendering": True}
         return ready, details
 
@@ -103,14 +121,18 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stop.set)
         self.loop.add_signal_handler(
-            signal.SIGHUP, lambda: asyncio.ensure_future(self.reload())
+            signal.SIGHUP, lambda: self._background.run(self._reload_quietly())
         )
+
+    async def _reload_quietly(self) -> None:
+        """Reload on SIGHUP; the outcome is logged and exported, nobody awaits it."""
+        await self.reload()
 
     async def _watchdog(self) -> None:
         """Restart dead poll tasks and republish when an org stalls (up drops to 0)."""
         stalled: set[tuple[str, str]] = set()
         while True:
-            await asyncio.sleep(WATCHDOG_PERIOD)
+            await self._sleep(WATCHDOG_PERIOD)
             try:
                 stalled = self._watch(stalled)
             except Exception:  # the watchdog itself must never die
@@ -118,11 +140,10 @@ class Daemon:
 
     def _watch(self, stalled: set[tuple[str, str]]) -> set[tuple[str, str]]:
         """Check every loop once; return the set of stalled orgs."""
-        now = time.time()
+        now = self._clock()
         current = set()
         for key, loop in list(self.scheduler.loops.items()):
-            loop.check(now)
-            if loop.stalled(now):
+            if loop.check(now):
                 current.add(key)
         if current != stalled:
             for key in current - stalled:

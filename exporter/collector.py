@@ -10,67 +10,64 @@ Example lines:
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.samples import Exemplar as PromExemplar
-from prometheus_client.utils import floatToGoString as _float_to_go
+from prometheus_client.metrics_core import Metric
 
 import exporter
+from exporter.exposition import Family, Labels, Row, SnapRows, build_family, new_family
 from exporter.sources.base import (
-    API_LATENCY_BUCKETS,
     FINISHED_JOB_STATUSES,
     FINISHED_STEP_STATUSES,
-    POLL_ERROR_REASONS,
     STEP_STATUSES,
+    PollReason,
 )
-from exporter.state.labels import exemplar_labels
 from exporter.state.snapshot import (
     DiscoveryHealth,
     ExporterSnapshot,
     Histogram,
     OrgHealth,
     OrgSnapshot,
+    SeriesKind,
 )
 
 IMPORT_OUTCOMES: tuple[str, ...] = ("added", "errored")
+# Label `reason` of the poll and discovery error counters, in exposition order (all dense).
+POLL_REASON_LABELS: Mapping[PollReason, str] = {
+    PollReason.TIMEOUT: "timeout",
+    PollReason.CONNECT: "connect",
+    PollReason.HTTP_4XX: "http_4xx",
+    PollReason.HTTP_5XX: "http_5xx",
+    PollReason.RATE_LIMITED: "rate_limited",
+    PollReason.AUTH: "auth",
+    PollReason.DECODE: "decode",
+    PollReason.SCHEMA: "schema",
+    PollReason.TOO_LARGE: "too_large",
+    PollReason.INTERNAL: "internal",
+}
+# Label `metric` of asyncjob_series_dropped_total: the family whose series a cap dropped.
+SERIES_DROPPED_LABELS: Mapping[SeriesKind, str] = {
+    SeriesKind.JOBS: "asyncjob_jobs",
+    SeriesKind.STEPS: "asyncjob_steps",
+    SeriesKind.PROGRESS: "asyncjob_progress_ratio",
+    SeriesKind.ACTIVE_JOB_START: "asyncjob_active_job_start_timestamp_seconds",
+    SeriesKind.FAILED_JOB_INFO: "asyncjob_failed_job_info",
+}
 
 # Cached data must say so in HELP (Prometheus exporter guidelines, "Scheduling"): one short
 # suffix naming the poll interval setting (overridable per source: docs/configuration.md).
 CACHED = " Refreshed by background polls (defaults.interval)."
 
-Labels = tuple[str, ...]
-Value = float | Histogram
-Row = tuple[Labels, Value]
-SnapRows = Callable[[ExporterSnapshot, float], Iterable[Row]]
 OrgRows = Callable[[OrgSnapshot, float], Iterable[Row]]
 HealthRows = Callable[[OrgHealth], Iterable[Row]]
 
 ORG = ("source", "org")
 JOB = (*ORG, "job_type")
 STEP = (*JOB, "step_type")
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """One metric family of the contract: name, type, help, labels and where its rows come from."""
-
-    name: str  # counters without _total: the library appends it
-    kind: str  # gauge | counter | histogram
-    help: str
-    labels: tuple[str, ...]
-    rows: SnapRows
-    optional: bool = False  # leave the family out entirely when it has no series
 
 
 def _age(now: float, since: float) -> float:
@@ -180,8 +177,19 @@ def _api_latency(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
     for source in sorted(snap.requests):
         latency = snap.requests[source].latency
         for endpoint in sorted(latency):
-            counts, total = latency[endpoint]
-            yield (source, endpoint), Histogram(API_LATENCY_BUCKETS, counts, total)
+            yield (source, endpoint), latency[endpoint]
+
+
+def _reasons(errors: Mapping[PollReason, int]) -> Iterator[Row]:
+    """Yield every error reason's label, 0 where none, so each series exists from the start."""
+    for reason, label in POLL_REASON_LABELS.items():
+        yield (label,), float(errors.get(reason, 0))
+
+
+def _dropped(org: OrgSnapshot) -> Iterator[Row]:
+    """Yield dropped label sets per capped family, sorted by the family's name."""
+    counts = {SERIES_DROPPED_LABELS[kind]: n for kind, n in org.series_dropped.items()}
+    return _present(counts)
 
 
 def _global(value: Callable[[ExporterSnapshot], float]) -> SnapRows:
@@ -218,8 +226,7 @@ def _discovery_families() -> list[Family]:
                _discovery_rows(lambda d: [] if d.last_success is None
                                else [((), d.last_success)]), optional=True),
         Family("asyncjob_discovery_errors", "counter", "Failed org discoveries by reason.",
-               ("source", "reason"), _discovery_rows(lambda d: _dense(
-                   [()], POLL_ERROR_REASONS, {(r,): c for r, c in d.errors.items()})),
+               ("source", "reason"), _discovery_rows(lambda d: _reasons(d.errors)),
                optional=True),
     ]
 
@@ -297,8 +304,7 @@ def _health_families() -> list[Family]:
         Family("asyncjob_poll_duration_seconds", "histogram", "Wall time of whole polls.", ORG,
                _per_health(lambda h: [((), h.poll_duration)])),
         Family("asyncjob_poll_errors", "counter", "Failed polls by reason.", (*ORG, "reason"),
-               _per_health(lambda h: _dense([()], POLL_ERROR_REASONS, {
-                   (r,): c for r, c in h.poll_errors.items()}))),
+               _per_health(lambda h: _reasons(h.poll_errors))),
         Family("asyncjob_api_requests", "counter",
                "HTTP requests made to the API; endpoint is a route template.",
                ("source", "endpoint", "code"), _api_requests),
@@ -313,7 +319,7 @@ def _health_families() -> list[Family]:
         Family("asyncjob_tracked_jobs", "gauge", "Jobs held in the exporter's state.", ORG,
                _per_org(lambda o, n: [((), float(o.tracked_jobs))])),
         Family("asyncjob_series_dropped", "counter", "Label sets dropped by a cardinality cap.",
-               (*ORG, "metric"), _per_org(lambda o, n: _present(o.series_dropped))),
+               (*ORG, "metric"), _per_org(lambda o, n: _dropped(o))),
         Family("asyncjob_api_invalid_items", "counter",
                "API items rejected or clamped (bad numbers, timestamps, progress outside 0..1).",
                (*ORG, "what"), _per_org(lambda o, n: _present(o.invalid_items))),
@@ -345,49 +351,19 @@ def _state_families() -> list[Family]:
     ]
 
 
+def _build_info(version: str) -> SnapRows:
+    """Return the one row of asyncjob_build_info for `version`."""
+    return lambda snap, now: [((version, platform.python_version()), 1.0)]
+
+
+BUILD_INFO = Family("asyncjob_build_info", "gauge", "Build metadata (=1).",
+                    ("version", "python_version"), _build_info(exporter.__version__))
+
+# The metrics contract: every family /metrics shows, in exposition order. Docs, dashboards,
+# alert rules and the binding spec are checked against this table (tests/test_collector.py,
+# tests/test_dashboards.py).
 FAMILIES: tuple[Family, ...] = (*_job_families(), *_step_families(), *_health_families(),
-                                 *_discovery_families())
-
-
-def _buckets(hist: Histogram) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:
-    """Return a Histogram as the library's bucket list, with exemplars where known."""
-    out: list[tuple[str, float] | tuple[str, float, PromExemplar]] = []
-    to_go: Callable[[float], str] = _float_to_go
-    bounds = (*hist.bounds, math.inf)
-    for index, (bound, count) in enumerate(zip(bounds, hist.counts, strict=False)):
-        ex = hist.exemplars.get(index)
-        labels = None if ex is None else exemplar_labels(ex.job_id)
-        if ex is None or labels is None:
-            out.append((to_go(bound), float(count)))
-        else:
-            prom = PromExemplar(labels, ex.value, ex.timestamp)
-            out.append((to_go(bound), float(count), prom))
-    return out
-
-
-def _new_family(fam: Family) -> Metric:
-    """Return an empty library family matching `fam`."""
-    labels = list(fam.labels)
-    if fam.kind == "counter":
-        return CounterMetricFamily(fam.name, fam.help, labels=labels)
-    if fam.kind == "histogram":
-        return HistogramMetricFamily(fam.name, fam.help, labels=labels)
-    return GaugeMetricFamily(fam.name, fam.help, labels=labels)
-
-
-def build_family(fam: Family, snap: ExporterSnapshot, now: float) -> Metric | None:
-    """Return `fam` filled from `snap`; None when optional and without series."""
-    metric = _new_family(fam)
-    for labels, value in fam.rows(snap, now):
-        if isinstance(value, Histogram):
-            if not value.counts:
-                continue
-            assert isinstance(metric, HistogramMetricFamily)
-            metric.add_metric(list(labels), _buckets(value), value.sum)
-        else:
-            assert isinstance(metric, CounterMetricFamily | GaugeMetricFamily)
-            metric.add_metric(list(labels), value)
-    return None if fam.optional and not metric.samples else metric
+                                 *_discovery_families(), BUILD_INFO)
 
 
 class JobsCollector:
@@ -402,11 +378,17 @@ class JobsCollector:
     ) -> None:
         self._get_snapshot = get_snapshot
         self._clock = clock
-        self._version = version
+        build_info = replace(BUILD_INFO, rows=_build_info(version))
+        self._families = tuple(build_info if f is BUILD_INFO else f for f in FAMILIES)
 
     def describe(self) -> list[Metric]:
-        """Return nothing so registering the collector never triggers a collect()."""
-        return []
+        """Return the contract's families, empty: the registry checks names without collecting."""
+        return [new_family(fam) for fam in self._families]
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """Return the families this collector shows, in exposition order."""
+        return self._families
 
     def snapshot_and_now(self) -> tuple[ExporterSnapshot, float]:
         """Return the snapshot to render and the time its ages are computed at."""
@@ -415,19 +397,7 @@ class JobsCollector:
     def collect(self) -> Iterator[Metric]:
         """Yield fresh families from one snapshot reference, so a scrape is self-consistent."""
         snap, now = self.snapshot_and_now()
-        for fam in FAMILIES:
+        for fam in self._families:
             metric = build_family(fam, snap, now)
             if metric is not None:
                 yield metric
-        yield self.build_info()
-
-    def build_info(self) -> Metric:
-        """Return asyncjob_build_info."""
-        info = GaugeMetricFamily(
-            "asyncjob_build_info", "Build metadata (=1).", labels=["version", "python_version"]
-        )
-        info.add_metric([self._version, platform.python_version()], 1.0)
-        return info
-
-
-new_family = _new_family  # public: exporter/fragments.py encodes empty families for headers

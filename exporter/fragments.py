@@ -18,7 +18,8 @@ from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
-from exporter.collector import FAMILIES, SCOPES, Family, JobsCollector, build_family, new_family
+from exporter.collector import SCOPES, JobsCollector
+from exporter.exposition import Family, build_family, new_family
 from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
 
 _generate_om: Callable[[object], bytes] = _om.generate_latest
@@ -91,14 +92,15 @@ class OrgFragments:
 
     def __init__(self, collector: JobsCollector) -> None:
         self.collector = collector
-        self._per_org = [i for i, fam in enumerate(FAMILIES) if fam.rows in SCOPES]
-        fams = [FAMILIES[i] for i in self._per_org]
+        self._families = collector.families
+        self._per_org = [i for i, fam in enumerate(self._families) if fam.rows in SCOPES]
+        fams = [self._families[i] for i in self._per_org]
         self._headers = [_encode([new_family(fam)]) for fam in fams]
         self._lines: dict[Key, _OrgLines] = {}
         self.reused = 0  # orgs whose lines the last render reused (for tests and benchmarks)
 
     def encode(self) -> tuple[list[bytes], list[bytes]]:
-        """Return (text, OpenMetrics without # EOF) of every job family and build info, in parts.
+        """Return (text, OpenMetrics without # EOF) of every job family, in parts.
 
         Parts, not one string: at 10,000 orgs a joined copy is ~45 MB per format; the renderer
         joins the parts with the other collectors' bytes once.
@@ -110,7 +112,7 @@ class OrgFragments:
         text: list[bytes] = []
         om: list[bytes] = []
         slot = {index: n for n, index in enumerate(self._per_org)}
-        for index, fam in enumerate(FAMILIES):
+        for index, fam in enumerate(self._families):
             n = slot.get(index)
             if n is None:
                 metric = build_family(fam, snap, now)
@@ -129,9 +131,6 @@ class OrgFragments:
                     t, o = got.text[n], got.om[n]
                 text.append(t)
                 om.append(o)
-        t, o = _encode([self.collector.build_info()])
-        text.append(t)
-        om.append(o)
         return text, om
 
     def _org_lines(self, snap: ExporterSnapshot, key: Key, now: float) -> _OrgLines:
@@ -143,7 +142,7 @@ class OrgFragments:
             return old
         mini = ExporterSnapshot(orgs={} if org is None else {key: org},
                                 health={} if health is None else {key: health})
-        fams = [FAMILIES[i] for i in self._per_org]
+        fams = [self._families[i] for i in self._per_org]
         bodies = [self._body(n, mini, now) for n in range(len(fams))]
         text, om = [t for t, _ in bodies], [o for _, o in bodies]
         aging = frozenset(n for n, fam in enumerate(fams)
@@ -152,7 +151,7 @@ class OrgFragments:
 
     def _body(self, n: int, mini: ExporterSnapshot, now: float) -> tuple[bytes, bytes]:
         """Encode one per-org family of one org, without its header."""
-        metric = _filled(FAMILIES[self._per_org[n]], mini, now)
+        metric = _filled(self._families[self._per_org[n]], mini, now)
         fast = _fast_body(metric)
         if fast is not None:
             return fast

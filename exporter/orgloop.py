@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import structlog
@@ -14,9 +14,9 @@ import structlog
 from exporter.config import OrgConfig
 from exporter.sources.base import (
     ON_API_ANSWER,
-    POLL_ERROR_REASONS,
     OrgTarget,
     PollError,
+    PollReason,
     Source,
 )
 from exporter.state.hist import HistogramAccumulator
@@ -25,6 +25,7 @@ from exporter.state.store import StateStore
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
 log = structlog.get_logger()
+_RNG = random.Random()  # jitter, unless a loop is given its own
 
 STALL_INTERVALS = 3  # an org whose loop completed no poll for this many intervals is down
 # Snapshot fields that count finishes: published only as of the last committed state save, so
@@ -59,6 +60,9 @@ class OrgLoop:
         publish: Callable[..., None],
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
         tracker: OrgTracker | None = None,
         committed: OrgSnapshot | None = None,
     ) -> None:
@@ -67,10 +71,13 @@ class OrgLoop:
         self.source = source
         self.publish = publish
         self.store = store
-        self.clock = clock
+        self.clock = clock  # wall time: timestamps, stall detection
+        self._monotonic = monotonic  # poll durations
+        self._sleep = sleep  # the wait between polls
+        self._rng = rng or _RNG  # interval jitter
         self.tracker = tracker or self._new_tracker()
         self.tracker.settings = tracker_settings(org_config)
-        self.tracker.statuses = getattr(source, "job_statuses", self.tracker.statuses)
+        self.tracker.statuses = source.job_statuses
         self.last_snapshot: OrgSnapshot | None = None
         # The tracker's finish counters as of its last committed save (a kept tracker brings
         # its old loop's); what /metrics shows while the state file cannot be written.
@@ -86,7 +93,7 @@ class OrgLoop:
         self._cancelled_stalled = False
         self._health: OrgHealth | None = None  # cached until the next poll ends
         self._health_stalled = False
-        self.errors: Counter[str] = Counter()
+        self.errors: Counter[PollReason] = Counter()
         self.poll_hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
         self.last_full = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -103,7 +110,7 @@ class OrgLoop:
     def start(self) -> None:
         """Start (or restart) the poll task."""
         self.last_completed = self.clock()
-        self._task = asyncio.get_event_loop().create_task(self._run())
+        self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         """Cancel the poll task and wait for it."""
@@ -129,10 +136,11 @@ class OrgLoop:
         """Note an API answer to this org's poll, or a Retry-After wait it asked for."""
         self._last_answer = max(self._last_answer, self.clock() + wait)
 
-    def check(self, now: float) -> None:
-        """Cancel a stalled poll and restart a dead poll task; called by the watchdog."""
+    def check(self, now: float) -> bool:
+        """Cancel a stalled poll and restart a dead poll task (watchdog); return stalled()."""
+        stalled = self.stalled(now)
         poll = self._poll
-        if poll is not None and not poll.done() and self.stalled(now):
+        if poll is not None and not poll.done() and stalled:
             self._cancelled_stalled = True
             poll.cancel()
         if self._task is not None and self._task.done():
@@ -140,21 +148,22 @@ class OrgLoop:
             log.error("poll_task_restarted", source=self.target.source,
                       org=self.target.org, restarts=self._restarts)
             self.start()
+        return stalled
 
     async def _run(self) -> None:
         interval = self.org_config.interval
         while True:
             await self._watched_poll()
             jitter = self.org_config.jitter
-            await asyncio.sleep(interval * random.uniform(1 - jitter, 1 + jitter))
+            await self._sleep(interval * self._rng.uniform(1 - jitter, 1 + jitter))
 
     async def _watched_poll(self) -> None:
         """Run one poll the watchdog can cancel; a cancelled stalled poll is a timeout."""
         self._cancelled_stalled = False
-        self._poll_started = time.perf_counter()
+        self._poll_started = self._monotonic()
         token = ON_API_ANSWER.set(self._answered)
         try:
-            self._poll = asyncio.ensure_future(self.poll_once())
+            self._poll = asyncio.create_task(self.poll_once())
         finally:
             ON_API_ANSWER.reset(token)
         try:
@@ -164,28 +173,29 @@ class OrgLoop:
             if not self._cancelled_stalled or (current is not None and current.cancelling()):
                 raise
             limit = STALL_INTERVALS * self.org_config.interval
-            self._failed("timeout", f"poll stalled: no API answer for {limit:g}s, cancelled",
-                         time.perf_counter() - self._poll_started)
+            self._failed(PollReason.TIMEOUT,
+                         f"poll stalled: no API answer for {limit:g}s, cancelled",
+                         self._monotonic() - self._poll_started)
         finally:
             self._poll = None
 
     # --- one poll -------------------------------------------------------------
     async def poll_once(self) -> bool:
         """Poll once, merge, publish; return True on success."""
-        start_wall, start = self.clock(), time.perf_counter()
+        start_wall, start = self.clock(), self._monotonic()
         full = (not self.tracker.synced or not self.last_full
                 or start_wall - self.last_full >= self.org_config.full_resync_interval)
         before = _requests(self.source)
         try:
             result = await self.source.poll(self.target, self.tracker, full)
         except PollError as exc:
-            return self._failed(exc.reason, str(exc), time.perf_counter() - start)
+            return self._failed(exc.reason, str(exc), self._monotonic() - start)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a source bug must not kill the loop
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
-                          host=getattr(self.source, "host", None))
-            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
+                          host=self.source.host)
+            return self._failed(PollReason.INTERNAL, type(exc).__name__, self._monotonic() - start)
         try:
             now = self.clock()
             summary = self.tracker.apply(result, now, self.target.job_types)
@@ -195,9 +205,9 @@ class OrgLoop:
             self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
         except Exception as exc:  # a tracker bug must not kill the loop either
             log.exception("poll_crashed", source=self.target.source, org=self.target.org,
-                          host=getattr(self.source, "host", None))
-            return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
-        duration = time.perf_counter() - start
+                          host=self.source.host)
+            return self._failed(PollReason.INTERNAL, type(exc).__name__, self._monotonic() - start)
+        duration = self._monotonic() - start
         self._finish(True, duration)
         fields = dict(source=self.target.source, org=self.target.org, full=full,
                       jobs=summary.tracked, seen=summary.seen, new=summary.new,
@@ -229,12 +239,12 @@ class OrgLoop:
         if self._holding and self.save():
             self.last_snapshot = self._publishable(self.tracker.snapshot(self.clock()), True)
 
-    def _failed(self, reason: str, message: str, duration: float) -> bool:
-        self.errors[reason if reason in POLL_ERROR_REASONS else "internal"] += 1
+    def _failed(self, reason: PollReason, message: str, duration: float) -> bool:
+        self.errors[reason] += 1
         self._retry_held()
         self._finish(False, duration)
         log.warning("poll_failed", source=self.target.source, org=self.target.org,
-                    host=getattr(self.source, "host", None),
+                    host=self.source.host,
                     reason=reason, error=message[:200], duration=round(duration, 4))
         return False
 
@@ -249,13 +259,14 @@ class OrgLoop:
         self._health = None
         self.publish(synced=first_poll)
 
-    def health(self, now: float) -> OrgHealth:
-        """Return this org's health; a stalled loop reads as down.
+    def health(self, now: float, stalled: bool | None = None) -> OrgHealth:
+        """Return this org's health; a stalled loop reads as down (`stalled` if already known).
 
         Cached between polls: every poll of any org republishes all orgs' health, and
         rebuilding it each time made publishing cost orgs squared per cycle.
         """
-        stalled = self.stalled(now)
+        if stalled is None:
+            stalled = self.stalled(now)
         if self._health is not None and self._health_stalled == stalled:
             return self._health
         self._health_stalled = stalled

@@ -60,10 +60,20 @@ def _compress(data: bytes) -> bytes:
 
 
 class MetricsCache:
-    """Cached exposition bytes, refreshed by a daemon thread on invalidate() and every max_age."""
+    """Cached exposition bytes, refreshed by a daemon thread on invalidate() and every max_age.
+
+    When to render is decided by tick(now), a pure function of the injected clock, so the
+    pacing is testable without threads or sleeps; the thread only waits between ticks.
+    """
 
     def __init__(
-        self, registry: CollectorRegistry, *, min_interval: float = 0.25, max_age: float = 5.0,
+        self,
+        registry: CollectorRegistry,
+        *,
+        min_interval: float = 0.25,
+        max_age: float = 5.0,
+        sequence: Callable[[], int] = lambda: 0,
+        monotonic: Callable[[], float] = time.monotonic,
         fragments: Callable[[], tuple[list[bytes], list[bytes]]] | None = None,
     ) -> None:
         self._registry = registry
@@ -72,16 +82,19 @@ class MetricsCache:
         self._fragments = fragments
         self._min_interval = min_interval
         self._max_age = max_age
+        self._sequence = sequence  # the sequence number of the snapshot the registry shows
+        self._monotonic = monotonic
         self._rendered: Rendered | None = None
         self._render_lock = threading.Lock()  # one render at a time
         self._first_lock = threading.Lock()  # concurrent first scrapes render once
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._dirty = False  # invalidated since the last render started
+        self._last: float | None = None  # when the last render started
         self.last_render_seconds = 0.0
         self.renders = 0
-        self.generation = 0  # invalidate() calls so far
-        self.rendered_generation = 0  # the generation the served bytes include
+        self.rendered_sequence = 0  # the served bytes show this snapshot or a later one
 
     def start(self) -> None:
         """Start the renderer thread; renders now unless something was rendered already."""
@@ -99,17 +112,16 @@ class MetricsCache:
             self._thread.join(timeout)
             self._thread = None
 
-    def invalidate(self) -> int:
-        """Ask for a re-render soon and return this update's generation; bursts coalesce."""
-        self.generation += 1
+    def invalidate(self) -> None:
+        """Ask for a re-render soon; bursts coalesce."""
+        self._dirty = True
         self._wake.set()
-        return self.generation
 
     def render_now(self) -> None:
         """Render synchronously (startup, tests); keeps the last good bytes if rendering fails."""
         with self._render_lock:
-            started = time.perf_counter()
-            generation = self.generation  # updates published after this are not in this render
+            started = self._monotonic()
+            sequence = self._sequence()  # snapshots published after this may be in it, or not
             # Collect once for both formats: half the collector work, and text and OpenMetrics
             # always show the same data.
             families = _Collected(list(self._registry.collect()))
@@ -119,8 +131,8 @@ class MetricsCache:
                 head_text, head_om = self._fragments()
                 text, om = b"".join((*head_text, text)), b"".join((*head_om, om))
             self._rendered = Rendered(text, _compress(text), om, _compress(om))
-            self.rendered_generation = generation
-            self.last_render_seconds = time.perf_counter() - started
+            self.rendered_sequence = sequence
+            self.last_render_seconds = self._monotonic() - started
             self.renders += 1
 
     def get(self, openmetrics: bool, gzip: bool) -> bytes:
@@ -134,22 +146,31 @@ class MetricsCache:
             assert rendered is not None
         return rendered.pick(openmetrics, gzip)
 
+    def tick(self, now: float) -> tuple[float, bool]:
+        """Render if due at `now`; return (seconds until the next tick, whether a render waits).
+
+        Due: nothing rendered yet, an invalidation at least one spacing after the last render
+        ended, or max_age since then. A waiting render ignores further invalidations.
+        """
+        last = self._last
+        if last is not None:
+            wait = last + (self._spacing() if self._dirty else self._max_age) - now
+            if wait > 0:
+                return wait, self._dirty
+        self._dirty = False  # invalidations during the render ask for the next one
+        self._render_safely()
+        self._last = self._monotonic()
+        return self._max_age, False
+
     def _run(self) -> None:
-        """Re-render on invalidation (at most once per min_interval) or when max_age passed."""
-        last = time.monotonic() - self._min_interval
-        if self._rendered is None:
-            self._render_safely()
-            last = time.monotonic()
+        """Tick until stopped: sleep until woken by invalidate() or until the tick is due."""
+        if self._last is None and self._rendered is not None:  # rendered at startup already
+            self._last = self._monotonic() - self._min_interval
         while not self._stopping.is_set():
-            self._wake.wait(timeout=self._max_age)
-            if self._stopping.is_set():
-                return
-            delay = last + self._spacing() - time.monotonic()
-            if delay > 0 and self._stopping.wait(delay):
-                return
             self._wake.clear()
-            self._render_safely()
-            last = time.monotonic()
+            wait, pending = self.tick(self._monotonic())
+            # while a render waits out its spacing only stop() ends the wait: bursts coalesce
+            (self._stopping if pending else self._wake).wait(wait)
 
     def _spacing(self) -> float:
         """Return the pause between renders, longer when renders are expensive."""

@@ -1,83 +1,108 @@
-"""Poll every (source, org) on its own asyncio loop and publish immutable snapshots."""
+"""Poll every (source, org) on its own asyncio loop and publish immutable snapshots.
+
+The Scheduler composes three parts: the source pool (one API client per source), discovery
+(`organizations: auto`) and the publisher (snapshot assembly and swap); it owns the org loops
+and applies a config to all of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
+import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from exporter.config import Config, OrgConfig, SourceConfig
-from exporter.discovery import DISCOVERY_INTERVAL, DiscoveryState, error_reason
+from exporter.discovery import Discovery, DiscoveryState, Parking
 from exporter.orgloop import OrgLoop
+from exporter.pool import Background, Build, SourcePool, build_source
+from exporter.publish import Publisher
 from exporter.sharding import Shard
-from exporter.sources.base import Discoverer, OrgTarget, Source
-from exporter.sources.registry import spec_of
-from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
+from exporter.sources.base import OrgTarget, Source
+from exporter.state.snapshot import ExporterSnapshot
 from exporter.state.store import StateStore
-from exporter.state.tracker import OrgTracker
 
 log = structlog.get_logger()
 
 Key = tuple[str, str]
-RETIRE_GRACE = 60.0  # seconds a replaced HTTP client stays open for polls still using it
 
 
-def discovery_interval(cfg: SourceConfig) -> float:
-    """Return how often a source's organizations are rediscovered."""
-    return min(DISCOVERY_INTERVAL, cfg.full_resync_interval)
-
-
-def build_source(cfg: SourceConfig) -> Source:
-    """Create the API client of one configured source."""
-    return spec_of(cfg.kind).build(cfg)
-
-
-def _source_identity(cfg: SourceConfig) -> tuple[Any, ...]:
-    """Return what forces a new HTTP client when it changes on reload."""
-    return spec_of(cfg.kind).identity(cfg)
+def _build(cfg: SourceConfig) -> Source:
+    """Build a client through this module's name, looked up per call (tests substitute it)."""
+    return build_source(cfg)
 
 
 class Scheduler:
-    """Own the sources and org loops; swap a new ExporterSnapshot in after every poll."""
+    """Own the org loops; apply configs to the source pool, discovery and loops; publish."""
 
     def __init__(
         self,
         config: Config,
         *,
-        on_update: Callable[[], int | None] = lambda: None,
+        on_update: Callable[[], object] = lambda: None,
         shard: Shard | None = None,
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        build: Build | None = None,
     ) -> None:
         self.config = config
-        self._sleep = sleep  # discovery retries; injectable so tests run on a fake clock
-        self.on_update = on_update
         self.shard = shard
         self.store = store
-        self.clock = clock
-        self.sources: dict[str, Source] = {}
-        self._identities: dict[str, tuple[Any, ...]] = {}
-        self.loops: dict[tuple[str, str], OrgLoop] = {}
-        self._discovery: dict[str, asyncio.Task[None]] = {}
-        self._discovered: dict[str, tuple[OrgConfig, ...]] = {}
-        self.discovery: dict[str, DiscoveryState] = {}
-        # orgs that discovery stopped listing: tracker and expiry, in case they come back
-        self._parked: dict[Key, tuple[OrgLoop, float]] = {}
-        self.reload_success = True
-        self.reload_timestamp = clock()
-        self.snapshot = ExporterSnapshot(shard=shard.as_tuple() if shard else None)
+        self.clock = clock  # wall time: timestamps, health, parking
+        self._monotonic = monotonic  # durations
+        self._sleep = sleep  # interval waits, discovery retries, client retirement
+        self._rng = rng or random.Random()  # jitter
+        self._background = Background()
+        self.pool = SourcePool(build or _build, self._background, sleep)
+        self.loops: dict[Key, OrgLoop] = {}
+        self.discoverer = Discovery(
+            self.pool.sources, current=self._current_source, on_found=self._found,
+            publish=self.publish, parking=Parking(store, clock), clock=clock, sleep=sleep,
+            rng=self._rng,
+        )
+        self.publisher = Publisher(
+            loops=self.loops, sources=self.pool.sources, discovery=self.discoverer.states,
+            store=store, shard=shard, clock=clock, on_update=on_update,
+        )
         self._running = False
         self._started = False  # /readyz is 503 until start() has created every org's loop
-        self.synced_generation = 0  # update generation of the latest first poll or discovery
-        self._retired: set[Source] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stalled: tuple[str, ...] = ()
+
+    # --- views of the parts ----------------------------------------------------
+    @property
+    def snapshot(self) -> ExporterSnapshot:
+        """Return the latest published snapshot."""
+        return self.publisher.snapshot
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        """Return the current API client of every source."""
+        return self.pool.sources
+
+    @property
+    def discovery(self) -> dict[str, DiscoveryState]:
+        """Return every `organizations: auto` source's discovery state."""
+        return self.discoverer.states
+
+    @property
+    def synced_sequence(self) -> int:
+        """Return the snapshot sequence /metrics must have rendered before /readyz says ready."""
+        return self.publisher.synced_sequence
+
+    @property
+    def on_update(self) -> Callable[[], object]:
+        """Return the callback told after every publish."""
+        return self.publisher.on_update
+
+    @on_update.setter
+    def on_update(self, callback: Callable[[], object]) -> None:
+        self.publisher.on_update = callback
 
     # --- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -94,19 +119,13 @@ class Scheduler:
         poll never leaves half a batch: the file holds everything up to the last finished poll.
         """
         self._running = False
-        for task in self._discovery.values():
-            task.cancel()
-        for task in list(self._tasks):
-            task.cancel()
+        self.discoverer.cancel_all()
+        self._background.cancel()
         await asyncio.gather(*(loop.stop() for loop in self.loops.values()))
         if self.store is not None:
             self._final_save()
             self.store.close()
-        for source in [*self.sources.values(), *self._retired]:
-            try:
-                await source.aclose()
-            except Exception as exc:  # closing must not keep the process from exiting
-                log.warning("client_close_failed", error=type(exc).__name__)
+        await self.pool.close_all()
 
     def _final_save(self) -> None:
         """Retry every org's last save (a failing disk may have freed up) before closing."""
@@ -120,7 +139,7 @@ class Scheduler:
         """Poll every org once (the `once` command); True when every discovery and poll worked."""
         self._running = False
         self._apply(self.config)
-        found = [await self._discover(cfg) for cfg in self.config.sources
+        found = [await self.discoverer.discover(cfg) for cfg in self.config.sources
                  if cfg.organizations_auto]
         results = await asyncio.gather(*(loop.poll_once() for loop in self.loops.values()))
         self.publish()
@@ -131,79 +150,54 @@ class Scheduler:
         """Switch to a validated config: unchanged orgs keep their state and loops."""
         self._apply(config)
         self.config = config
-        self.reload_success = True
-        self.reload_timestamp = self.clock()
+        self.publisher.reload_success = True
+        self.publisher.reload_timestamp = self.clock()
         self.publish()
 
     def reload_failed(self) -> None:
         """Record a rejected reload; the old config keeps running."""
-        self.reload_success = False  # reload_timestamp stays the last successful (re)load
+        self.publisher.reload_success = False  # the timestamp stays the last successful load
         self.publish()
 
-    def _sources_by_name(self, config: Config) -> dict[str, SourceConfig]:
-        return {s.name: s for s in config.sources}
+    def _current_source(self, name: str) -> SourceConfig | None:
+        """Return a source's settings in the running config (discovery re-reads them)."""
+        return next((s for s in self.config.sources if s.name == name), None)
 
     def _apply(self, config: Config) -> None:
-        wanted = self._sources_by_name(config)
+        """Make sources, discoveries and loops match `config`."""
+        wanted = {s.name: s for s in config.sources}
         if self._running and config.state_path != self.config.state_path:
             log.warning("state_path_changed", effect="applies at the next restart",
                         path=self.config.state_path)
-        for name in list(self.sources):
-            if name not in wanted:
-                self._drop_source(name)
+        for name in [n for n in self.pool.sources if n not in wanted]:
+            self._drop_source(name)
         for name, cfg in wanted.items():
-            if name not in self.sources:
-                self.sources[name] = build_source(cfg)
-                self._identities[name] = _source_identity(cfg)
-            elif _source_identity(cfg) != self._identities[name]:
-                self._replace_source(cfg)
+            if self.pool.ensure(cfg, self._running):
+                self._client_replaced(cfg)
             if cfg.organizations_auto:
-                self._ensure_discovery(cfg)
+                self.discoverer.ensure(cfg, self._running)
             else:
-                self._stop_discovery(name)
-            orgs = self._discovered.get(name, ()) if cfg.organizations_auto else cfg.orgs
+                self.discoverer.stop(name)
+            orgs = self.discoverer.orgs(name) if cfg.organizations_auto else cfg.orgs
             self._sync_orgs(cfg, orgs)
 
-    def _replace_source(self, cfg: SourceConfig) -> None:
-        """Swap in a new HTTP client (credentials, URL, limits changed); orgs keep their state."""
-        old = self.sources[cfg.name]
-        self.sources[cfg.name] = build_source(cfg)
-        self._identities[cfg.name] = _source_identity(cfg)
+    def _client_replaced(self, cfg: SourceConfig) -> None:
+        """Point a source's loops and discovery at its new client; orgs keep their state."""
         for key, loop in self.loops.items():
             if key[0] == cfg.name:
-                loop.source = self.sources[cfg.name]  # the next poll uses the new client
-        task = self._discovery.pop(cfg.name, None)
-        if task is not None:
-            task.cancel()
-        self._close_later(old)
-        log.info("source_client_replaced", source=cfg.name)
-
-    def _close_later(self, source: Source) -> None:
-        """Close a replaced client once polls still using it had time to finish."""
-        async def close() -> None:
-            try:
-                await asyncio.sleep(RETIRE_GRACE)
-            finally:
-                self._retired.discard(source)
-                await source.aclose()
-
-        self._retired.add(source)
-        if self._running:
-            self._bg(close())
-
-    def _bg(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a housekeeping coroutine, keeping a reference so it is not garbage-collected."""
-        task = asyncio.get_event_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+                loop.source = self.pool.sources[cfg.name]  # the next poll uses the new client
+        self.discoverer.restart(cfg.name)
 
     def _drop_source(self, name: str) -> None:
         for key in [k for k in self.loops if k[0] == name]:
             self._drop_loop(key)
-        self._stop_discovery(name)
-        source = self.sources.pop(name)
-        self._identities.pop(name, None)
-        self._bg(source.aclose())
+        self.discoverer.stop(name)
+        self.pool.drop(name)
+
+    # --- org loops -------------------------------------------------------------
+    def _found(self, cfg: SourceConfig, orgs: tuple[OrgConfig, ...]) -> None:
+        """Follow what discovery lists: orgs it stopped listing are parked, not forgotten."""
+        self._sync_orgs(cfg, orgs, park=True)
 
     def _sync_orgs(self, cfg: SourceConfig, orgs: tuple[OrgConfig, ...],
                    park: bool = False) -> None:
@@ -220,32 +214,38 @@ class Scheduler:
             else:
                 self._drop_loop(key, keep_state=self.loops[key].target.address in addresses)
         for key, org in wanted.items():
-            loop = self.loops.get(key)
-            if loop is not None and loop.org_config == org:
-                loop.source = self.sources[cfg.name]
-                continue
-            tracker, committed = None, None
-            if loop is not None and loop.target.address == org.address:
-                tracker, committed = loop.tracker, loop.committed  # settings changed: keep
-                self._drop_loop(key, keep_state=True)
-            elif loop is not None:  # a new address under the same name is a new org
-                self._drop_loop(key, keep_state=loop.target.address in addresses)
-            else:
-                tracker, committed = self._unpark(key, org.address)
-            target = OrgTarget(cfg.name, org.label, org.address, org.job_types)
-            new_loop = OrgLoop(target, org, self.sources[cfg.name],
-                               publish=functools.partial(self.publish_org, key),
-                               store=self.store, clock=self.clock, tracker=tracker,
-                               committed=committed)
-            if loop is not None and loop.target.address == org.address:
-                _carry_health(loop, new_loop)
-            self.loops[key] = new_loop
-            if self._running:
-                new_loop.start()
+            self._sync_org(cfg, key, org, addresses)
+
+    def _sync_org(self, cfg: SourceConfig, key: Key, org: OrgConfig, addresses: set[str]) -> None:
+        """Keep an unchanged org's loop; restart a changed one with its state; start a new one."""
+        loop = self.loops.get(key)
+        if loop is not None and loop.org_config == org:
+            loop.source = self.pool.sources[cfg.name]
+            return
+        tracker, committed = None, None
+        same_org = loop is not None and loop.target.address == org.address
+        if loop is not None and same_org:
+            tracker, committed = loop.tracker, loop.committed  # settings changed: keep
+            self._drop_loop(key, keep_state=True)
+        elif loop is not None:  # a new address under the same name is a new org
+            self._drop_loop(key, keep_state=loop.target.address in addresses)
+        else:
+            tracker, committed = self.discoverer.parking.unpark(key, org.address)
+        target = OrgTarget(cfg.name, org.label, org.address, org.job_types)
+        new_loop = OrgLoop(target, org, self.pool.sources[cfg.name],
+                           publish=functools.partial(self.publish_org, key),
+                           store=self.store, clock=self.clock, monotonic=self._monotonic,
+                           sleep=self._sleep, rng=self._rng, tracker=tracker,
+                           committed=committed)
+        if loop is not None and same_org:
+            _carry_health(loop, new_loop)
+        self.loops[key] = new_loop
+        if self._running:
+            new_loop.start()
 
     def _drop_loop(self, key: Key, keep_state: bool = False) -> None:
         loop = self.loops.pop(key)
-        self._bg(loop.stop())
+        self._background.run(loop.stop())
         if not keep_state and self.store is not None:
             self.store.forget_org(key[0], loop.target.address)
 
@@ -253,165 +253,23 @@ class Scheduler:
         """Stop polling an org discovery no longer lists, keeping its state for `keep_for` s."""
         loop = self.loops[key]
         self._drop_loop(key, keep_state=True)
-        self._parked[key] = (loop, self.clock() + keep_for)
-        log.info("discovered_org_parked", source=key[0], org=key[1], keep_for=keep_for)
-
-    def _expire_parked(self, source: str, everything: bool = False) -> None:
-        """Forget parked orgs whose grace is over (or all of a source being dropped)."""
-        now = self.clock()
-        for key, (loop, until) in list(self._parked.items()):
-            if key[0] == source and (everything or until <= now):
-                del self._parked[key]
-                if self.store is not None:
-                    self.store.forget_org(source, loop.target.address)
-
-    def _unpark(self, key: Key, address: str) -> tuple[OrgTracker | None, OrgSnapshot | None]:
-        """Return a parked org's tracker and committed counters when discovery lists it again."""
-        parked = self._parked.pop(key, None)
-        if parked is None or parked[0].target.address != address:
-            return None, None
-        return parked[0].tracker, parked[0].committed
-
-    # --- organizations: auto ---------------------------------------------------
-    def _ensure_discovery(self, cfg: SourceConfig) -> None:
-        if isinstance(self.sources.get(cfg.name), Discoverer):
-            self.discovery.setdefault(cfg.name, DiscoveryState(cfg.name))
-        if cfg.name in self._discovery or not self._running:
-            return
-        name = cfg.name
-
-        async def refresh() -> None:
-            while True:
-                current = self._sources_by_name(self.config).get(name, cfg)
-                await self._discover(current)
-                state = self.discovery.get(name)
-                delay = discovery_interval(current)
-                await self._sleep(state.next_delay(delay) if state else delay)
-
-        self._discovery[name] = asyncio.get_event_loop().create_task(refresh())
-
-    def _stop_discovery(self, name: str) -> None:
-        """Stop a source's discovery (source removed, or orgs now listed in the config)."""
-        task = self._discovery.pop(name, None)
-        if task is not None:
-            task.cancel()
-        self._discovered.pop(name, None)
-        self.discovery.pop(name, None)
-        self._expire_parked(name, everything=True)
-
-    async def _discover(self, cfg: SourceConfig) -> bool:
-        """Refresh a source's orgs once; return False when the discovery failed."""
-        source = self.sources.get(cfg.name)
-        if not isinstance(source, Discoverer):
-            return True
-        discover = source.discover_orgs
-        state = self.discovery.setdefault(cfg.name, DiscoveryState(cfg.name))
-        try:
-            addresses: list[str] = await discover()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # keep the orgs we had; the loops report their own health
-            state.failed(error_reason(exc))
-            log.warning("org_discovery_failed", source=cfg.name, host=getattr(source, "host", None),
-                        reason=error_reason(exc), error=type(exc).__name__,
-                        failures=state.failures)
-            self.publish()
-            return False
-        first = not state.succeeded_once
-        orgs = []
-        for address in sorted(state.succeeded(set(addresses), self.clock())):
-            try:
-                orgs.append(cfg.discovered_org(address))
-            except ValueError:
-                log.warning("discovered_org_ignored", source=cfg.name, reason="bad address")
-        self._expire_parked(cfg.name)
-        found = tuple(orgs)
-        if found != self._discovered.get(cfg.name):
-            log.info("orgs_discovered", source=cfg.name, orgs=len(found))
-            self._discovered[cfg.name] = found
-            self._sync_orgs(cfg, found, park=True)
-        self.publish(synced=first)
-        return True
+        self.discoverer.parking.park(key, loop.target.address, loop.tracker, loop.committed,
+                                     keep_for)
 
     # --- snapshots -------------------------------------------------------------
     def publish(self, synced: bool = False) -> None:
-        """Swap in a new immutable snapshot built from every loop's latest state.
-
-        `synced` marks the publish of an org's first poll or a source's first discovery: the
-        update generation
-        on_update returns for it is what /metrics must have rendered before /readyz says ready.
-        """
-        orgs: dict[tuple[str, str], OrgSnapshot] = {}
-        health: dict[tuple[str, str], OrgHealth] = {}
-        stalled: list[str] = []
-        now = self.clock()
-        for key, loop in self.loops.items():
-            if loop.last_snapshot is not None:
-                orgs[key] = loop.last_snapshot
-            health[key] = loop.health(now)
-            if loop.stalled(now):
-                stalled.append(f"{key[0]}/{key[1]}")
-        self._stalled = tuple(stalled)
-        self.snapshot = ExporterSnapshot(
-            orgs=orgs,
-            health=health,
-            requests={name: src.stats.view() for name, src in self.sources.items()},
-            reload_success=self.reload_success,
-            reload_timestamp=self.reload_timestamp,
-            shard=self.shard.as_tuple() if self.shard else None,
-            state_persistent=self.store.persistent if self.store else None,
-            state_write_errors=self.store.write_errors if self.store else None,
-            discovery={name: state.health() for name, state in self.discovery.items()},
-        )
-        generation = self.on_update()
-        if synced and generation is not None:
-            self.synced_generation = generation
+        """Swap in a new snapshot; `synced` marks an org's first poll or first discovery."""
+        self.publisher.publish(synced)
 
     def publish_org(self, key: Key, synced: bool = False) -> None:
-        """Publish after one org's poll, refreshing only its entries.
-
-        A full publish walks every org: with one publish per poll that made a cycle cost orgs
-        squared (1,000 orgs: a million health checks). Stalls of the other orgs are the
-        watchdog's to publish (a full publish when one starts or ends).
-        """
-        loop = self.loops.get(key)
-        prev = self.snapshot
-        if loop is None or not self._started or key not in prev.health:
-            self.publish(synced)
-            return
-        orgs = dict(prev.orgs)
-        if loop.last_snapshot is not None:
-            orgs[key] = loop.last_snapshot
-        health = dict(prev.health)
-        health[key] = loop.health(self.clock())
-        self.snapshot = dataclasses.replace(
-            prev, orgs=orgs, health=health,
-            requests={name: src.stats.view() for name, src in self.sources.items()},
-            state_persistent=self.store.persistent if self.store else None,
-            state_write_errors=self.store.write_errors if self.store else None,
-        )
-        generation = self.on_update()
-        if synced and generation is not None:
-            self.synced_generation = generation
+        """Swap in a snapshot after one org's poll, refreshing only that org's entries."""
+        self.publisher.publish_org(key, synced)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Return (ready, details): ready once every discovery succeeded and every org polled.
-
-        The rule is one: every `organizations: auto` source had a successful discovery (else
-        its orgs are not even known) and every org's first poll completed, successfully or not,
-        and /metrics shows its result. An org that never succeeds reads asyncjob_up 0 instead of
-        holding a rolling update forever; orgs down now (failed polls, or stalled) are listed.
-        """
+        """Return (ready, details): ready once every discovery succeeded and every org polled."""
         if not self._started:
             return False, {"ready": False, "starting": True, "missing": [], "orgs": 0}
-        snap = self.snapshot
-        discovering = sorted(n for n, d in self.discovery.items() if not d.succeeded_once)
-        missing = [f"{s}/{o}" for (s, o), h in snap.health.items() if not h.polled]
-        down = [f"{s}/{o}" for (s, o), h in snap.health.items() if h.polled and not h.up]
-        ready = not missing and not discovering
-        return ready, {"ready": ready, "missing": missing, "down": down,
-                       "discovering": discovering, "stalled": list(self._stalled),
-                       "orgs": len(snap.health)}
+        return self.publisher.readiness()
 
 
 def _carry_health(old: OrgLoop, new: OrgLoop) -> None:

@@ -33,37 +33,19 @@ command -v psql >/dev/null 2>&1 || [ -x /usr/lib/postgresql/15/bin/psql ] || pkg
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 
-if [ "${#pkgs[@]}" -gt 0 ] || { [ "$(id -u)" -eq 0 ] && ! id -u "$PG_USER" >/dev/null 2>&1; }; then
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      exec sudo -n "$0" "$@"
-    fi
-    die "missing ${pkgs[*]}; installing needs root (or passwordless sudo)"
-  fi
+# shellcheck source=scripts/apt-lib.sh
+. "$(dirname "$0")/apt-lib.sh"
+if [ "${#pkgs[@]}" -gt 0 ] || ! id -u "$PG_USER" >/dev/null 2>&1; then
+  become_root_or_die "${pkgs[*]:-the OS user $PG_USER}" "$@"
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then
-  command -v apt-get >/dev/null 2>&1 || die "missing ${pkgs[*]} and apt-get is not available"
   echo "ensure-ordo: installing ${pkgs[*]}" >&2
-  policy=/usr/sbin/policy-rc.d
-  created_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    created_policy=1
-  fi
-  cleanup() {
-    if [ "$created_policy" -eq 1 ]; then rm -f "$policy"; fi
-  }
-  trap cleanup EXIT
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
   # PostgreSQL 15 where the distribution has it, else its default major version.
   server=postgresql
   apt-cache show postgresql-15 >/dev/null 2>&1 && server=postgresql-15
   pkgs=("${pkgs[@]/postgresql-server/$server}")
-  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" \
-    || die "apt-get install ${pkgs[*]} failed"
+  apt_install "${pkgs[@]}"
   have_pg || die "initdb/pg_ctl/postgres still missing after the install"
 fi
 

@@ -20,28 +20,11 @@ die() {
   exit 1
 }
 
-command -v apt-get >/dev/null 2>&1 || die "missing ${need[*]} and apt-get is not available"
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    exec sudo -n "$0" "$@"
-  fi
-  die "missing ${need[*]}; installing needs root (or passwordless sudo)"
-fi
+# shellcheck source=scripts/apt-lib.sh
+. "$(dirname "$0")/apt-lib.sh"
+become_root_or_die "${need[*]}" "$@"
 
 echo "ensure-prometheus: installing prometheus prometheus-alertmanager (missing: ${need[*]})" >&2
-
-# Keep Debian maintainer scripts from starting the daemons (invoke-rc.d honours policy-rc.d).
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod 0755 "$policy"
-  created_policy=1
-fi
-cleanup() {
-  if [ "$created_policy" -eq 1 ]; then rm -f "$policy"; fi
-}
-trap cleanup EXIT
 
 daemon_pids() {
   local exe pid
@@ -55,10 +38,7 @@ daemon_pids() {
 }
 before=" $(daemon_pids | tr '\n' ' ') "
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq || die "apt-get update failed"
-apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager \
-  || die "apt-get install prometheus prometheus-alertmanager failed"
+apt_install prometheus prometheus-alertmanager
 
 # Stop what the packages still managed to start (PIDs that were not there before), so no
 # port stays bound; daemons that were already running are left alone.

@@ -35,8 +35,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
-from tests.integration.harness import exporter, sim_post, simulator, truth, wait_for  # noqa: E402
-from tests.integration.promstack import (  # noqa: E402
+from benchmarks.harness import wait_for  # noqa: E402
+from scripts.promstack import (  # noqa: E402
     load_dashboards,
     panels,
     prometheus,
@@ -44,6 +44,7 @@ from tests.integration.promstack import (  # noqa: E402
     query_range,
     substitute,
 )
+from scripts.stack import exporter, sim_post, simulator, truth  # noqa: E402
 
 SIM_KNOBS = ("--seed", "42", "--job-rate", "2", "--failure-ratio", "0.25", "--stuck-ratio", "0.1",
              "--job-duration-s", "4", "--history", "20", "--vocdoni-orgs", "2",

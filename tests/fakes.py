@@ -1,10 +1,28 @@
-"""Fakes several test modules share: the tracker's read-only view of an org's jobs."""
+"""Fakes several test modules share: the tracker's view of jobs, a source's facts, types."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import pathlib
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
-from exporter.sources.base import KnownJob
+from exporter.sources.base import (
+    JOB_STATUSES,
+    ON_API_ANSWER,
+    JobObservation,
+    KnownJob,
+    KnownJobs,
+    OrgTarget,
+    PollError,
+    PollResult,
+    RequestStats,
+)
+
+# the `write_config` fixture (tests/conftest.py): (yaml text, name="config.yaml") -> its path
+WriteConfig = Callable[..., pathlib.Path]
 
 
 class Known:
@@ -27,3 +45,102 @@ class Known:
     def settled_id(self) -> str | None:
         """Return the longest-known job (the first remembered)."""
         return next(iter(self.jobs), None)
+
+
+class SourceFacts:
+    """What every source tells besides polling: its host and the statuses it can produce."""
+
+    host = "api.example.org"
+    job_statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
+
+
+class FakeClock:
+    """A virtual clock: sleeping advances it at once; concurrent sleepers share the timeline."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the sleep and move the clock to its end (never back)."""
+        self.sleeps.append(seconds)
+        target = self.now + seconds
+        await asyncio.sleep(0)
+        self.now = max(self.now, target)
+
+
+SCHEDULER_CONFIG = """
+state: {{path: ":memory:"}}
+defaults: {{interval: {interval}, jitter: 0}}
+sources:
+  - name: fake
+    kind: vocdoni
+    base_url: http://127.0.0.1:9
+    auth: {{token: t}}
+    organizations:
+{orgs}
+"""
+
+
+class FakeSource(SourceFacts):
+    """Answers polls from a script: a list of jobs per org, or an exception."""
+
+    def __init__(self) -> None:
+        self.stats = RequestStats()
+        self.jobs: dict[str, list[JobObservation]] = {}
+        self.fail: PollError | None = None
+        self.hang = False
+        self.polls: list[tuple[str, bool]] = []
+        self.answered: Any = None  # the polling org's sign-of-life hook, as the client calls it
+        self.failures = 0  # polls answered with `fail`
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        self.polls.append((target.org, full))
+        self.stats.record("/jobs", "200", 0.001)
+        self.answered = ON_API_ANSWER.get()
+        if self.hang:
+            await asyncio.Event().wait()  # until cancelled
+        if self.fail is not None:
+            self.failures += 1
+            raise self.fail
+        return PollResult(jobs=tuple(self.jobs.get(target.address, [])), complete=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def write_config_at(tmp_path: Path, orgs: list[str], interval: str = "0.05s") -> Path:
+    """Write a one-source scheduler config with orgs named by single characters."""
+    lines = "\n".join(f'      - address: "0x{o * 40}"\n        name: org{o}' for o in orgs)
+    path = tmp_path / "c.yaml"
+    path.write_text(SCHEDULER_CONFIG.format(interval=interval, orgs=lines))
+    return path
+
+
+def fake_job(job_id: str, status: str) -> JobObservation:
+    """Return a publish_process job observation."""
+    return JobObservation(job_id=job_id, job_type="publish_process", status=status)
+
+
+class FullDisk:
+    """A connection whose commits fail like SQLite's on a full disk while `full` is set."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.full = False
+        self.commits_refused = 0
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self.full and sql.strip().upper().startswith(("COMMIT", "INSERT", "DELETE")):
+            self.commits_refused += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        return self.db.executemany(sql, rows)
+
+    def close(self) -> None:
+        self.db.close()

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import JobsCollector
 from exporter.sources.base import JobObservation, PollResult
-from exporter.state.snapshot import ExporterSnapshot
+from exporter.state.snapshot import ExporterSnapshot, SeriesKind
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
 METRIC = "asyncjob_active_job_start_timestamp_seconds"
@@ -44,7 +44,7 @@ def test_cap_keeps_the_oldest_and_counts_the_rest_once() -> None:
     snap = t.snapshot(201.0)
     assert set(snap.active_starts) == {("publish_process", "pending", "j4"),
                                        ("publish_process", "pending", "j3")}
-    assert snap.series_dropped[METRIC] == 3
+    assert snap.series_dropped[SeriesKind.ACTIVE_JOB_START] == 3
 
 
 def test_collector_exposes_the_start_with_job_id() -> None:

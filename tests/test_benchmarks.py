@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as generate_text
@@ -14,12 +12,7 @@ from prometheus_client.exposition import generate_latest as generate_text
 from benchmarks import run as bench
 from exporter.collector import JobsCollector
 from exporter.render import MetricsCache, generate_openmetrics
-from exporter.sources.base import TERMINAL_JOB_STATUSES, JobObservation, PollError, PollResult
-from exporter.sources.parse import ParseNotes
-from exporter.sources.vocdoni_parse import slim_item as _slim
-from exporter.sources.vocdoni_parse import v1_job, v2_job
-from exporter.state.hist import HistogramAccumulator
-from exporter.state.labels import _clean_chars, clean_label
+from exporter.sources.base import JobObservation, PollResult
 from exporter.state.snapshot import ExporterSnapshot
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
@@ -46,51 +39,25 @@ def test_smoke_run_writes_every_key(tmp_path: Path) -> None:
     assert 1 <= ours["requests_per_cycle"] <= 1 + 5
     assert naive["requests_per_cycle"] >= tracked + tracked // 100
     assert written["requests_ratio_naive_over_ours_10k"] > 20
-    # Detection is bounded by one poll interval plus rendering, never several cycles.
-    assert 0 < written["detection_latency_s"] < written["poll_interval_s"] + 1
-    assert naive["detection_s"] and naive["detection_s"][0] > 0
+    # Wall-time figures are measured (positive), not judged here: how they compare is what the
+    # benchmark run reports in `targets`. The detection bound (one poll interval plus the render
+    # spacing) is proven on a fake clock by test_app.py::
+    # test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing.
+    for timing in (written["detection_latency_s"], naive["detection_s"][0],
+                   ours["scrape"]["p50_ms"], naive["scrape"]["p50_ms"],
+                   written["cycle_seconds_1000_orgs"]):
+        assert isinstance(timing, float) and 0 < timing < 1e6
     assert ours["scrape"]["scrapes"] >= 5 and naive["scrape"]["scrapes"] >= 5
-    assert ours["scrape"]["p50_ms"] < naive["scrape"]["p50_ms"]
     assert 0 < ours["scrape"]["bytes_served_gzip"] < ours["scrape"]["bytes_plain"]
     assert 0 < written["rss_mb_100k"] < 500
     orgs = written["orgs"]["20"]
     assert orgs["ours"]["requests"] >= 20
-    assert 0 < written["cycle_seconds_1000_orgs"] < orgs["naive"]["cycle_s"]
     assert set(written["targets"]) and all(isinstance(v, bool) for v in written["targets"].values())
+    recomputed = bench.summarize(bench.SMOKE, {300: scale}, written["orgs"])
+    assert written["targets"] == recomputed["targets"]  # verdicts follow from the figures
     md = (tmp_path / "RESULTS.md").read_text()
     assert written["machine"] in md
     assert "| scrape p99 (ms) |" in md
-
-
-def test_ascii_fast_path_equals_the_general_cleaning() -> None:
-    """clean_label's ASCII shortcut gives exactly what the general path gives, for any input."""
-    rng = random.Random(8)
-    cases = ["", " ", "a", " a", "a ", "0x" + "ab" * 20, "x" * 128, "x" * 129, "a\tb", "\x7f",
-             "ü", 'a"b\\c', "job id"]
-    cases += ["".join(chr(rng.randint(0, 0x2100)) for _ in range(rng.randint(0, 140)))
-              for _ in range(3000)]
-    cases += ["".join(chr(rng.randint(0x1F, 0x80)) for _ in range(rng.randint(0, 140)))
-              for _ in range(3000)]
-    for value in cases:
-        assert clean_label(value) == _clean_chars(value), repr(value)
-
-
-def test_active_index_follows_every_status_change() -> None:
-    """active_ids() (an index, not a scan) equals the scan after random polls and removals."""
-    rng = random.Random(3)
-    tracker = OrgTracker("s", "o", TrackerSettings())
-    statuses = ("pending", "running", "completed", "failed", "partial", "unknown")
-    for step in range(60):
-        jobs = tuple(JobObservation(job_id=f"j{rng.randint(0, 80)}", job_type="t",
-                                    status=rng.choice(statuses)) for _ in range(20))
-        gone = tuple(f"j{rng.randint(0, 80)}" for _ in range(2))
-        tracker.apply(PollResult(jobs=jobs, complete=step % 7 == 6, gone=gone), float(step))
-        scan = {j for j, r in tracker.jobs.items() if r.status not in TERMINAL_JOB_STATUSES}
-        assert tracker.active_ids() == scan
-        snap = tracker.snapshot(float(step))
-        assert {s for _, s in snap.oldest_active} <= {"pending", "running"}
-        assert sum(n for (_, s), n in snap.jobs.items() if s in ("pending", "running")) == len(
-            [j for j in scan if tracker.jobs[j].status in ("pending", "running")])
 
 
 def test_render_collects_once_and_matches_separate_renders() -> None:
@@ -110,46 +77,6 @@ def test_render_collects_once_and_matches_separate_renders() -> None:
     assert cache.get(openmetrics=True, gzip=False) == generate_openmetrics(registry)
     assert gzip.decompress(cache.get(openmetrics=True, gzip=True)) == generate_openmetrics(
         registry)
-
-
-def test_histogram_freeze_is_cached_until_the_next_observation() -> None:
-    """freeze() returns the same object while nothing changed, a fresh one after observe()."""
-    hist = HistogramAccumulator((1.0, 2.0))
-    hist.observe(0.5)
-    first = hist.freeze()
-    assert hist.freeze() is first
-    hist.observe(1.5, "job", 1.0)
-    second = hist.freeze()
-    assert second is not first and second.counts == (1, 2, 2) and first.counts == (1, 1, 1)
-
-
-def test_slimmed_list_items_parse_like_the_originals() -> None:
-    """The memory-saving copy of a Vocdoni list item normalizes (or fails) exactly the same."""
-    items: list[dict[str, Any]] = [
-        {"jobId": "a", "type": "relay_votes", "status": "failed",
-         "result": {"votes": [{"x": 1}] * 3, "added": 2, "total": 3}, "errors": ["e"]},
-        {"jobId": "b", "type": "org_members", "status": "completed",
-         "result": {"added": 5, "total": 6}, "errors": ["bob@example.org: bad phone"]},
-        {"jobId": "c", "type": "publish_process", "status": "pending", "result": None},
-        {"jobId": "d", "type": "publish_process", "status": "weird", "result": []},
-        {"jobId": "e", "type": "org_members", "status": "pending", "errors": "not a list"},
-        {"jobId": "f", "type": "org_members", "completed": True, "added": -1, "total": 4,
-         "createdAt": "2024-01-01T00:00:00Z", "completedAt": "2024-01-01T00:00:05.1234567Z"},
-        {"jobId": "g", "type": "relay_vote", "completed": "yes"},
-    ]
-
-    def outcome(parse: Any, item: dict[str, Any]) -> Any:
-        notes = ParseNotes()
-        try:
-            return parse(item, notes), dict(notes.counts), notes.unknown_statuses
-        except PollError as exc:
-            return "error", str(exc)
-
-    for item in items:
-        slim = _slim(item)
-        assert "'votes'" not in str(slim) and "bob@" not in str(slim)
-        for parse in (v2_job, v1_job):
-            assert outcome(parse, slim) == outcome(parse, item), (item, parse)
 
 
 def test_issue16_table_lists_every_target_and_keeps_other_scenarios_keys(tmp_path: Path) -> None:

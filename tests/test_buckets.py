@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
-import textwrap
-
 import pytest
 
 from exporter.config import ConfigError, load_config
@@ -12,6 +9,7 @@ from exporter.orgloop import tracker_settings
 from exporter.sources.base import JobObservation, PollResult, StepObservation
 from exporter.state.snapshot import DURATION_BUCKETS
 from exporter.state.tracker import OrgTracker
+from tests.fakes import WriteConfig
 
 ADDR = "0x" + "1" * 40
 VOCDONI = f"""
@@ -30,14 +28,8 @@ sources:
 """
 
 
-def _write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def test_buckets_merge_defaults_source_org(tmp_path: pathlib.Path) -> None:
-    (src,) = load_config(_write(tmp_path, VOCDONI), env={}).sources
+def test_buckets_merge_defaults_source_org(write_config: WriteConfig) -> None:
+    (src,) = load_config(write_config(VOCDONI), env={}).sources
     assert src.duration_buckets == (1.0, 10.0, 60.0)
     assert src.step_duration_buckets == (2.0, 4.0)
     first, second = src.orgs
@@ -45,22 +37,22 @@ def test_buckets_merge_defaults_source_org(tmp_path: pathlib.Path) -> None:
     assert second.step_duration_buckets == (2.0, 4.0)
 
 
-def test_builtin_default_buckets(tmp_path: pathlib.Path) -> None:
+def test_builtin_default_buckets(write_config: WriteConfig) -> None:
     text = VOCDONI.replace("defaults:\n  duration_buckets: [1, 10, 1m]\n", "")
-    (src,) = load_config(_write(tmp_path, text), env={}).sources
+    (src,) = load_config(write_config(text), env={}).sources
     assert src.orgs[1].duration_buckets == DURATION_BUCKETS
 
 
 @pytest.mark.parametrize("bad", ["[10, 5]", "[1, 1]", "[0, 5]", "[-1]", "[]", "[.inf]", "[true]"])
-def test_bad_buckets_are_rejected_with_the_location(tmp_path: pathlib.Path, bad: str) -> None:
+def test_bad_buckets_are_rejected_with_the_location(write_config: WriteConfig, bad: str) -> None:
     text = VOCDONI.replace("[1, 10, 1m]", bad)
     with pytest.raises(ConfigError) as info:
-        load_config(_write(tmp_path, text), env={})
+        load_config(write_config(text), env={})
     assert next(loc for loc, _ in info.value.details).startswith("defaults.duration_buckets")
 
 
-def test_tracker_histograms_use_the_org_buckets(tmp_path: pathlib.Path) -> None:
-    (src,) = load_config(_write(tmp_path, VOCDONI), env={}).sources
+def test_tracker_histograms_use_the_org_buckets(write_config: WriteConfig) -> None:
+    (src,) = load_config(write_config(VOCDONI), env={}).sources
     t = OrgTracker("voc", "o", tracker_settings(src.orgs[0]))
     t.apply(PollResult(jobs=(), complete=True), 0.0)
     step = StepObservation("s", "REPROJECT", "running", started_at=1.0)

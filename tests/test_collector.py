@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import platform
+import re
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import CACHED, JobsCollector
-from exporter.render import generate_openmetrics as generate_om
-from exporter.sources.base import (
-    API_LATENCY_BUCKETS,
-    JOB_STATUSES,
-    POLL_ERROR_REASONS,
-    STEP_STATUSES,
-    RequestStatsView,
+from exporter.collector import (
+    CACHED,
+    FAMILIES,
+    POLL_REASON_LABELS,
+    SERIES_DROPPED_LABELS,
+    JobsCollector,
 )
+from exporter.exposition import Family
+from exporter.render import generate_openmetrics as generate_om
+from exporter.sources.base import JOB_STATUSES, STEP_STATUSES, PollReason, RequestStatsView
+from exporter.state.hist import API_LATENCY_BUCKETS
 from exporter.state.snapshot import (
     DiscoveryHealth,
     Exemplar,
@@ -25,55 +30,45 @@ from exporter.state.snapshot import (
     Histogram,
     OrgHealth,
     OrgSnapshot,
+    SeriesKind,
 )
 
 NOW = 10_000.0
 S, ORG_NAME = "ordo", "lidar"
 ORG = {"source": S, "org": ORG_NAME}
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO.parent / "shared" / "spec" / "metrics.md"  # the binding contract
+DOCS = REPO / "docs" / "metrics.md"
+# In the binding spec but not exported yet (no amortized re-list exists to report on).
+SPEC_NOT_EXPORTED = {"asyncjob_resync_progress_ratio"}
 
-# The binding contract: (exposed name, type, label names) from docs/metrics.md.
-CONTRACT: list[tuple[str, str, set[str]]] = [
-    ("asyncjob_jobs", "gauge", {"source", "org", "job_type", "status"}),
-    ("asyncjob_finished", "counter", {"source", "org", "job_type", "status"}),
-    ("asyncjob_last_finished_timestamp_seconds", "gauge", {"source", "org", "job_type", "status"}),
-    ("asyncjob_duration_seconds", "histogram", {"source", "org", "job_type", "status"}),
-    ("asyncjob_queue_wait_seconds", "histogram", {"source", "org", "job_type"}),
-    ("asyncjob_oldest_active_age_seconds", "gauge", {"source", "org", "job_type", "status"}),
-    ("asyncjob_progress_ratio", "gauge", {"source", "org", "job_type", "job_id"}),
-    ("asyncjob_active_job_start_timestamp_seconds", "gauge",
-     {"source", "org", "job_type", "status", "job_id"}),
-    ("asyncjob_failed_job_info", "gauge", {"source", "org", "job_type", "job_id"}),
-    ("asyncjob_import_items", "counter", {"source", "org", "outcome"}),
-    ("asyncjob_jobs_vanished", "counter", {"source", "org", "job_type"}),
-    ("asyncjob_steps", "gauge", {"source", "org", "job_type", "step_type", "step_status"}),
-    ("asyncjob_step_finished", "counter",
-     {"source", "org", "job_type", "step_type", "step_status"}),
-    ("asyncjob_step_duration_seconds", "histogram",
-     {"source", "org", "job_type", "step_type", "step_status"}),
-    ("asyncjob_step_retries", "counter", {"source", "org", "job_type", "step_type"}),
-    ("asyncjob_step_stale_seconds", "gauge", {"source", "org", "job_type", "step_type"}),
-    ("asyncjob_up", "gauge", {"source", "org"}),
-    ("asyncjob_last_poll_success_timestamp_seconds", "gauge", {"source", "org"}),
-    ("asyncjob_poll_duration_seconds", "histogram", {"source", "org"}),
-    ("asyncjob_poll_errors", "counter", {"source", "org", "reason"}),
-    ("asyncjob_api_requests", "counter", {"source", "endpoint", "code"}),
-    ("asyncjob_api_request_duration_seconds", "histogram", {"source", "endpoint"}),
-    ("asyncjob_api_rate_limited", "counter", {"source"}),
-    ("asyncjob_api_rate_limit_remaining", "gauge", {"source"}),
-    ("asyncjob_tracked_jobs", "gauge", {"source", "org"}),
-    ("asyncjob_series_dropped", "counter", {"source", "org", "metric"}),
-    ("asyncjob_api_invalid_items", "counter", {"source", "org", "what"}),  # ours, documented
-    ("asyncjob_config_last_reload_successful", "gauge", set()),
-    ("asyncjob_config_last_reload_success_timestamp_seconds", "gauge", set()),
-    ("asyncjob_build_info", "gauge", {"version", "python_version"}),
-    ("asyncjob_shard_info", "gauge", {"index", "count"}),
-    ("asyncjob_state_persistent", "gauge", set()),
-    ("asyncjob_state_write_errors", "counter", set()),
-    ("asyncjob_discovery_up", "gauge", {"source"}),
-    ("asyncjob_discovery_last_success_timestamp_seconds", "gauge", {"source"}),
-    ("asyncjob_discovery_errors", "counter", {"source", "reason"}),
-]
-JOB_FAMILIES = [name for name, _, labels in CONTRACT if "job_type" in labels]
+
+def _exposed(fam: Family) -> str:
+    """Return a family's name as /metrics spells it (the library appends _total to counters)."""
+    return fam.name + "_total" if fam.kind == "counter" else fam.name
+
+
+# The contract as the collector states it: exposed name -> (type, label names).
+CONTRACT = {_exposed(f): (f.kind, set(f.labels)) for f in FAMILIES}
+JOB_FAMILIES = [f.name for f in FAMILIES if "job_type" in f.labels]  # as the parser names them
+
+
+def _contract_table(path: Path) -> dict[str, tuple[str, set[str]]]:
+    """Parse the metric tables of a contract page: exposed name -> (type, label names)."""
+    if not path.exists():
+        pytest.fail(f"metrics contract not found at {path}")
+    table: dict[str, tuple[str, set[str]]] = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or not cells[0].startswith("`asyncjob_"):
+            continue
+        kind = cells[1].split()[0]
+        labels = re.sub(r"\([^)]*\)", "", cells[2])
+        names = {x.strip() for x in labels.split(",")} - {"—", ""}
+        for name in re.findall(r"`(asyncjob_\w+)`", cells[0]):
+            table[name] = (kind, names)
+    assert len(table) > 25, f"could not parse the metric tables of {path}"
+    return table
 
 
 def _hist(counts: tuple[int, ...], total: float, **exemplars: Exemplar) -> Histogram:
@@ -93,6 +88,7 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
         queue_wait={"lidar": _hist((2, 2, 2), 1.0)},
         oldest_active={("lidar", "running"): 9_400.0, ("lidar", "pending"): 20_000.0},
         progress={("lidar", "job-1"): 0.25},
+        active_starts={("lidar", "running", "job-1"): 9_400.0},
         failed_jobs={("ortho", "job-9"): 9_500.0},
         import_items={"added": 12},
         vanished={"org_members": 2},
@@ -103,16 +99,17 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
         step_attempts={("lidar", "REPROJECT_LAS"): 3},
         step_stale={("lidar", "REPROJECT_LAS"): 9_880.0},
         tracked_jobs=11,
-        series_dropped={"asyncjob_progress_ratio": 4},
+        series_dropped={SeriesKind.PROGRESS: 4},
+        invalid_items={"bad_timestamp": 1},
     )
     health = OrgHealth(S, ORG_NAME, up=True, last_success=9_990.0,
                        poll_duration=Histogram((0.1, 1.0), (3, 4, 4), 0.9),
-                       poll_errors={"timeout": 2}, synced=True)
-    latency = ((*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
+                       poll_errors={PollReason.TIMEOUT: 2}, synced=True)
+    latency = Histogram(API_LATENCY_BUCKETS, (*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
                                 {"/jobs": latency}, rate_limited=1, rate_limit_remaining=42)
     discovery = {"auto": DiscoveryHealth("auto", up=False, last_success=9_000.0,
-                                         errors={"auth": 3})}
+                                         errors={PollReason.AUTH: 3})}
     return ExporterSnapshot({(S, ORG_NAME): org}, {(S, ORG_NAME): health}, {S: requests},
                             reload_success=False, reload_timestamp=1_234.0, shard=shard,
                             state_persistent=True, state_write_errors=0,
@@ -197,13 +194,74 @@ def _families(registry: CollectorRegistry) -> dict[str, object]:
 
 def test_every_contract_family_has_its_type_and_labels() -> None:
     families = _families(registry_for(full_snapshot()))
-    for name, typ, labels in CONTRACT:
-        fam = families[name]
+    for name, (typ, labels) in CONTRACT.items():
+        fam = families[name.removesuffix("_total")]
         assert fam.type == typ, name  # type: ignore[attr-defined]
+        assert fam.samples, f"{name}: full_snapshot() must give every family a series"  # type: ignore[attr-defined]
         for sample in fam.samples:  # type: ignore[attr-defined]
             assert set(sample.labels) - {"le"} == labels, (name, sample)
             assert sample.timestamp is None, "no sample timestamps"
-    assert set(families) == {name for name, _, _ in CONTRACT}
+    assert set(families) == {f.name for f in FAMILIES}
+
+
+def test_families_match_the_binding_spec() -> None:
+    """Names, types and labels of the spec are those of FAMILIES; FAMILIES may only add."""
+    spec = _contract_table(SPEC)
+    missing = set(spec) - set(CONTRACT)
+    assert missing <= SPEC_NOT_EXPORTED, f"spec metrics without a family: {missing}"
+    for name in set(spec) & set(CONTRACT):
+        assert CONTRACT[name] == spec[name], name
+
+
+def test_docs_document_exactly_the_families() -> None:
+    docs = _contract_table(DOCS)
+    assert set(docs) == set(CONTRACT), set(docs) ^ set(CONTRACT)
+    for name, entry in CONTRACT.items():
+        assert docs[name] == entry, name
+
+
+def test_contract_table_parsing() -> None:
+    table = _contract_table(DOCS)
+    assert table["asyncjob_oldest_active_age_seconds"] == (
+        "gauge", {"source", "org", "job_type", "status"})  # "(pending/running only)" dropped
+    assert table["asyncjob_config_last_reload_success_timestamp_seconds"] == ("gauge", set())
+    assert table["asyncjob_build_info"] == ("gauge", {"version", "python_version"})
+
+
+def test_poll_reasons_map_to_the_spec_labels_in_order() -> None:
+    line = next(x for x in SPEC.read_text().splitlines() if "`asyncjob_poll_errors_total`" in x)
+    listed = re.search(r"reason ∈ ([^|]+)", line)
+    assert listed, line
+    spec = [re.sub(r"\(.*", "", x).strip() for x in listed.group(1).split(",")]
+    assert list(POLL_REASON_LABELS) == list(PollReason)  # every reason, in enum order
+    assert list(POLL_REASON_LABELS.values()) == spec
+
+
+def test_dropped_series_are_labelled_with_family_names() -> None:
+    assert set(SERIES_DROPPED_LABELS) == set(SeriesKind)
+    assert set(SERIES_DROPPED_LABELS.values()) <= set(CONTRACT)
+    org = replace(full_snapshot().orgs[(S, ORG_NAME)],
+                  series_dropped={kind: 1 for kind in SeriesKind})
+    registry = registry_for(ExporterSnapshot(orgs={(S, ORG_NAME): org}))
+    for label in SERIES_DROPPED_LABELS.values():
+        labels = {**ORG, "metric": label}
+        assert registry.get_sample_value("asyncjob_series_dropped_total", labels) == 1
+
+
+def _names_in(root: Path) -> list[str]:
+    """Return `file: name` for every metric name written in the Python source under `root`."""
+    hits = []
+    for path in sorted(root.rglob("*.py")):
+        for name in re.findall(r"asyncjob_\w+", path.read_text()):
+            hits.append(f"{path.relative_to(REPO)}: {name}")
+    return hits
+
+
+def test_sources_and_state_name_no_metric() -> None:
+    """Exposition names live in the collector only; sources and state use neutral enums."""
+    assert _names_in(REPO / "exporter" / "sources") == []
+    assert _names_in(REPO / "exporter" / "state") == []
+    assert _names_in(REPO / "exporter")  # the scan sees names where they are written
 
 
 def test_status_series_are_dense() -> None:
@@ -222,7 +280,7 @@ def test_status_series_are_dense() -> None:
     for status in ("success", "failed", "skipped"):
         labels = {**step, "step_status": status}
         assert registry.get_sample_value("asyncjob_step_finished_total", labels) is not None
-    for reason in POLL_ERROR_REASONS:
+    for reason in POLL_REASON_LABELS.values():
         labels = {**ORG, "reason": reason}
         assert registry.get_sample_value("asyncjob_poll_errors_total", labels) is not None
     families = _families(registry)
@@ -269,7 +327,7 @@ def test_job_help_texts_name_the_poll_interval() -> None:
     assert "defaults.interval" not in families["asyncjob_up"].documentation  # type: ignore[attr-defined]
 
 
-def test_describe_is_empty_so_registering_never_collects() -> None:
+def test_describe_lists_the_families_without_collecting() -> None:
     calls: list[int] = []
 
     def snapshot() -> ExporterSnapshot:
@@ -277,12 +335,30 @@ def test_describe_is_empty_so_registering_never_collects() -> None:
         return ExporterSnapshot()
 
     collector = JobsCollector(snapshot)
-    assert collector.describe() == []
+    described = collector.describe()
+    assert [(m.name, m.type) for m in described] == [(f.name, f.kind) for f in FAMILIES]
+    assert all(not m.samples for m in described)
     registry = CollectorRegistry()
     registry.register(collector)
     assert calls == []
     generate_latest(registry)
     assert calls == [1], "one snapshot reference per collect"
+
+
+@pytest.mark.parametrize("clash", [
+    lambda: Gauge("asyncjob_up", "another up", registry=None),
+    lambda: Counter("asyncjob_finished", "another finished", registry=None),
+    lambda: Gauge("asyncjob_duration_seconds_count", "a histogram's sample", registry=None),
+    lambda: Gauge("asyncjob_build_info", "another build info", registry=None),
+    lambda: JobsCollector(ExporterSnapshot),
+])
+def test_registry_refuses_a_clashing_name_at_registration(clash: Callable[[], object]) -> None:
+    calls: list[int] = []
+    registry = CollectorRegistry()
+    registry.register(JobsCollector(lambda: calls.append(1) or ExporterSnapshot()))
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(clash())  # type: ignore[arg-type]
+    assert calls == [], "the clash is found from describe(), without a collect"
 
 
 def test_series_of_a_removed_org_disappear() -> None:

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import pathlib
-import textwrap
-from collections.abc import Callable
 
 import pytest
 
 from exporter.config import ALL_KEYS, Config, ConfigError, check_config, load_config
 from exporter.config_schema import format_duration, parse_duration
+from exporter.sources.json_config import JsonSettings
+from exporter.sources.ordo_config import OrdoSettings
+from exporter.sources.vocdoni_config import VocdoniSettings
+from tests.fakes import WriteConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ADDR1 = "0x" + "1" * 40
 ADDR2 = "0x" + "ab" * 20
 SECRET = "s3cr3t-VALUE-never-print"
-
-WriteConfig = Callable[..., pathlib.Path]
-
-
-@pytest.fixture
-def write_config(tmp_path: pathlib.Path) -> WriteConfig:
-    """Write dedented YAML to tmp_path/config.yaml and return its path."""
-
-    def write(text: str, name: str = "config.yaml") -> pathlib.Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return write
-
 
 def _load(path: pathlib.Path, **env: str) -> Config:
     return load_config(path, env=env)
@@ -51,7 +38,8 @@ def test_minimal_ordo_gets_builtin_defaults(write_config: WriteConfig) -> None:
     (src,) = cfg.sources
     assert (src.name, src.kind) == ("ordo-lidar", "ordo")
     assert src.base_url == "https://ordo.example.org/ordo"
-    assert src.token == SECRET and src.password is None and not src.organizations_auto
+    assert src.token == SECRET and not src.organizations_auto
+    assert src.kind_as(OrdoSettings) == OrdoSettings()  # no login: a token only
     assert (src.interval, src.timeout, src.concurrency, src.max_requests_per_second) == (
         30, 10, 8, 5)
     assert (src.full_resync_interval, src.failed_job_retention, src.jitter, src.retries) == (
@@ -64,9 +52,10 @@ def test_minimal_ordo_gets_builtin_defaults(write_config: WriteConfig) -> None:
 
 
 def test_ordo_id_window(write_config: WriteConfig) -> None:
-    assert _load(write_config(ORDO), ORDO_TOKEN=SECRET).sources[0].id_window == 25
+    src = _load(write_config(ORDO), ORDO_TOKEN=SECRET).sources[0]
+    assert src.kind_as(OrdoSettings).id_window == 25
     cfg = _load(write_config(ORDO + "    id_window: 60\n"), ORDO_TOKEN=SECRET)
-    assert cfg.sources[0].id_window == 60
+    assert cfg.sources[0].kind_as(OrdoSettings).id_window == 60
     with pytest.raises(ConfigError, match="id_window"):
         _load(write_config(ORDO + "    id_window: 0\n"), ORDO_TOKEN=SECRET)
 
@@ -101,7 +90,7 @@ def test_defaults_merge_at_three_levels(write_config: WriteConfig, tmp_path: pat
     cfg = _load(path)
     (src,) = cfg.sources
     assert cfg.state_path == ":memory:"
-    assert src.api == "v1" and src.token == "tok-from-file"
+    assert src.kind_as(VocdoniSettings).api == "v1" and src.token == "tok-from-file"
     assert (src.interval, src.timeout, src.concurrency, src.max_requests_per_second) == (
         15, 20, 4, 0.5)
     acme, other = src.orgs
@@ -166,8 +155,9 @@ def test_auto_orgs_with_email_and_password_file(write_config: WriteConfig,
     """)
     src = _load(path).sources[0]
     assert src.organizations_auto and src.orgs == ()
-    assert (src.email, src.password, src.token) == ("ops@example.org", SECRET, None)
-    assert src.api == "auto"
+    own = src.kind_as(VocdoniSettings)
+    assert (own.email, own.password, src.token) == ("ops@example.org", SECRET, None)
+    assert own.api == "auto"
 
 
 def test_equal_orgs_compare_equal_across_loads(write_config: WriteConfig) -> None:
@@ -189,7 +179,8 @@ def test_secrets_never_shown(write_config: WriteConfig, tmp_path: pathlib.Path) 
     organizations: auto
 """)
     cfg = _load(path, ORDO_TOKEN=SECRET)
-    assert cfg.sources[0].token == SECRET and cfg.sources[1].password == SECRET
+    assert cfg.sources[0].token == SECRET
+    assert cfg.sources[1].kind_as(VocdoniSettings).password == SECRET
     # what logs and errors print of a config: reprs and the check-config summary
     assert SECRET not in repr(cfg)
     assert all(SECRET not in repr(s) and SECRET not in str(s) for s in cfg.sources)
@@ -400,7 +391,7 @@ def test_example_config_loads(tmp_path: pathlib.Path) -> None:
            "ORDO_TOKEN": "ordo-token", "GITHUB_TOKEN": "gh-token",
            "AIRFLOW_PASSWORD": "af-password", "GITLAB_TOKEN": "gl-token"}
     cfg = load_config(REPO / "config.example.yaml", env=env)
-    assert {s.json_spec.preset for s in cfg.sources if s.json_spec is not None} == {
+    assert {s.kind_as(JsonSettings).spec.preset for s in cfg.sources if s.kind == "json"} == {
         "github-actions", "airflow", "gitlab-ci"}
     kinds = {(s.kind, s.organizations_auto) for s in cfg.sources}
     assert {("vocdoni", False), ("vocdoni", True), ("ordo", False)} <= kinds

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pathlib
-import textwrap
-
 import pytest
 
 from exporter.cli import main
+from tests.fakes import WriteConfig
 
 GOOD = """
 defaults:
@@ -29,18 +27,12 @@ sources:
 """.replace("ADDR", "1" * 40)
 
 
-def _write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
-    path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
 def test_syntax_only_accepts_missing_secrets_and_env(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("POLL_INTERVAL", "VOC_URL", "ORDO_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    path = _write(tmp_path, GOOD)
+    path = write_config(GOOD)
     assert main(["check-config", str(path)]) == 1  # the full check needs secrets and env
     capsys.readouterr()
     assert main(["check-config", "--syntax-only", str(path)]) == 0
@@ -49,11 +41,11 @@ def test_syntax_only_accepts_missing_secrets_and_env(
 
 
 def test_syntax_only_never_reads_the_environment(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POLL_INTERVAL", "not-a-duration")  # would fail if it were read
     monkeypatch.setenv("ORDO_TOKEN", "s3cret-token-value")
-    assert main(["check-config", "--syntax-only", str(_write(tmp_path, GOOD))]) == 0
+    assert main(["check-config", "--syntax-only", str(write_config(GOOD))]) == 0
     assert "s3cret" not in capsys.readouterr().out
 
 
@@ -64,17 +56,17 @@ def test_syntax_only_never_reads_the_environment(
     (("address: \"0x" + "1" * 40, "address: \"0x12"), "sources[0].organizations[0].address"),
 ])
 def test_syntax_only_still_reports_structure_errors(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str],
     change: tuple[str, str], where: str,
 ) -> None:
-    path = _write(tmp_path, GOOD.replace(*change))
+    path = write_config(GOOD.replace(*change))
     assert main(["check-config", "--syntax-only", str(path)]) == 1
     assert f": {where}:" in capsys.readouterr().err
 
 
 def test_syntax_only_reports_yaml_errors(
-    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _write(tmp_path, "sources: [\n")
+    path = write_config("sources: [\n")
     assert main(["check-config", "--syntax-only", str(path)]) == 1
     assert "config.yaml" in capsys.readouterr().err

@@ -13,21 +13,22 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.collector import FAMILIES
+from scripts.promstack import metric_names
+
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "grafana" / "dashboards"
 PROVISIONING = REPO / "grafana" / "provisioning"
-RULES = REPO / "prometheus" / "alerts.yml"
-CONTRACTS = (REPO.parent / "shared" / "spec" / "metrics.md", REPO / "docs" / "metrics.md")
+RULE_FILES = sorted((REPO / "prometheus").glob("*.yml"))  # alerting and recording rules
+RULE_TESTS = sorted((REPO / "tests" / "rules").glob("*.yml"))
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
-# Metrics the exporter adds to the contract (documented in docs/metrics.md by the collector).
-EXTRA_METRICS = {"asyncjob_shard_info"}
 # prometheus_client's standard process collector (the contract lists `process_*`).
 PROCESS_METRICS = {"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"}
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+# Sample names per family type, as prometheus_client writes them (_created: OpenMetrics).
+SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count",
+                                                             "_created")}
 BUILTIN_VARS = {"__rate_interval", "__interval", "__range", "__range_s", "__interval_ms"}
 RANGE_VARS = {"__rate_interval", "__interval", "__range", "window"}
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-            "unless", "bool", "offset", "inf", "nan"}
 EXPECTED = {
     "asyncjob-overview.json": {
         "asyncjob_jobs", "asyncjob_finished_total", "asyncjob_duration_seconds_bucket",
@@ -81,40 +82,28 @@ def _variable_selectors(dashboard: dict[str, Any]) -> list[str]:
 
 
 def _rules() -> list[dict[str, Any]]:
-    """Return every rule of alerts.yml."""
-    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    """Return every rule of every rule file under prometheus/ (alerts and recordings)."""
+    rules = []
+    for path in RULE_FILES:
+        doc = yaml.safe_load(path.read_text())
+        if isinstance(doc, dict) and "groups" in doc:  # not alertmanager.example.yml
+            rules += [r for g in doc["groups"] for r in g["rules"]]
+    return rules
+
+
+def _test_series() -> list[str]:
+    """Return the input series selectors of the promtool rule tests (tests/rules/*.yml)."""
+    return [series["series"] for path in RULE_TESTS
+            for case in yaml.safe_load(path.read_text())["tests"]
+            for series in case.get("input_series", [])]
 
 
 def _contract_metrics() -> set[str]:
-    """Parse metric names and types from the contract tables, expanded by type suffixes."""
-    path = next((p for p in CONTRACTS if p.exists()), None)
-    if path is None:
-        pytest.fail(f"metrics contract not found at {' or '.join(map(str, CONTRACTS))}")
+    """Return every sample name the collector's FAMILIES can expose."""
     names: set[str] = set()
-    for line in path.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 3 or not cells[0].startswith("`asyncjob_"):
-            continue
-        kind = cells[1].split()[0]
-        for name in re.findall(r"`(asyncjob_\w+)`", cells[0]):
-            if kind == "counter":  # the tables already spell counters with _total
-                name = name.removesuffix("_total")
-            suffixes = SUFFIXES.get(kind)
-            names.update(name + s for s in suffixes) if suffixes else names.add(name)
-    assert len(names) > 25, f"could not parse the metric tables of {path}"
-    return names
-
-
-def _metric_names(expr: str) -> set[str]:
-    """Extract the metric names a PromQL expression selects."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
-    names = set()
-    for match in re.finditer(r"(?<![\w$.])([A-Za-z_:][\w:]*)(\s*\()?", expr):
-        if match.group(2) is None and match.group(1).lower() not in KEYWORDS:
-            names.add(match.group(1))
+    for fam in FAMILIES:
+        suffixes = SUFFIXES.get(fam.kind, ("",))
+        names.update(fam.name + suffix for suffix in suffixes)
     return names
 
 
@@ -192,7 +181,7 @@ def test_variables_are_defined_and_matched_as_regex() -> None:
 
 def test_dashboards_show_the_required_metrics() -> None:
     for name, dashboard in _dashboards().items():
-        used = set().union(*(_metric_names(e) for e in _exprs(dashboard)))
+        used = set().union(*(metric_names(e) for e in _exprs(dashboard)))
         assert EXPECTED[name] <= used, f"{name}: missing {EXPECTED[name] - used}"
 
 
@@ -217,17 +206,25 @@ def test_steps_dashboard_has_a_duration_heatmap() -> None:
 
 def test_every_metric_used_exists_in_the_contract() -> None:
     rules = _rules()
-    allowed = (_contract_metrics() | EXTRA_METRICS | PROCESS_METRICS
+    allowed = (_contract_metrics() | PROCESS_METRICS
                | {r["record"] for r in rules if "record" in r})
-    exprs = [r["expr"] for r in rules]
+    exprs = [r["expr"] for r in rules] + _test_series()
     for dashboard in _dashboards().values():
         exprs += _exprs(dashboard) + _variable_selectors(dashboard)
     seen: set[str] = set()
     for expr in exprs:
-        names = _metric_names(expr)
+        names = metric_names(expr)
         assert names <= allowed, f"unknown metric(s) {names - allowed} in {expr}"
         seen |= names
     assert len(seen) > 20  # the extraction works at all
+    assert {"asyncjob_shard_info", "asyncjob_build_info"} <= seen  # rules read both
+
+
+def test_contract_metrics_come_from_the_families() -> None:
+    names = _contract_metrics()
+    assert {"asyncjob_jobs", "asyncjob_finished_total", "asyncjob_duration_seconds_bucket",
+            "asyncjob_poll_errors_created", "asyncjob_build_info"} <= names
+    assert "asyncjob_finished" not in names and "asyncjob_jobs_total" not in names
 
 
 def test_metric_name_extraction() -> None:
@@ -235,7 +232,7 @@ def test_metric_name_extraction() -> None:
         'histogram_quantile(0.95, sum by (job_type, le) (rate(asyncjob_duration_seconds_bucket'
         '{org=~"$org"}[$window]))) / on (job) group_left () x:y:z or vector(0) and time() - a_b'
     )
-    assert _metric_names(expr) == {"asyncjob_duration_seconds_bucket", "x:y:z", "a_b"}
+    assert metric_names(expr) == {"asyncjob_duration_seconds_bucket", "x:y:z", "a_b"}
 
 
 def test_every_panel_expression_parses(tmp_path: Path) -> None:

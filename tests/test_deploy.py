@@ -18,6 +18,7 @@ import yaml
 from exporter.cli import build_parser
 from exporter.config import load_config
 from exporter.sharding import parse_shard
+from exporter.sources.vocdoni_config import VocdoniSettings
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "kubernetes"
@@ -177,7 +178,8 @@ def test_image_default_config_is_valid_and_env_driven(tmp_path: Path) -> None:
     cfg = load_config(path, env=env)
     assert cfg.state_path == "/data/asyncjob-state.db"
     assert cfg.sources[0].orgs[0].address == env["VOCDONI_ORG"]
-    assert (cfg.sources[0].email, cfg.sources[0].password) == ("exp@example.org", "s3cret")
+    own = cfg.sources[0].kind_as(VocdoniSettings)
+    assert (own.email, own.password) == ("exp@example.org", "s3cret")
     with pytest.raises(Exception, match="VOCDONI_EMAIL"):
         load_config(path, env={k: v for k, v in env.items() if k != "VOCDONI_EMAIL"})
 

@@ -23,31 +23,14 @@ from exporter.sources.http import (
     NotFound,
     parse_retry_after,
 )
+from tests.fakes import FakeClock
 
 Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
-class FakeTime:
-    """Virtual clock; sleeping advances it without waiting for real."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        target = self.now + seconds
-        await asyncio.sleep(0)
-        # concurrent sleepers share the timeline instead of adding up
-        self.now = max(self.now, target)
-
-
 def make_client(
     handler: Handler,
-    ft: FakeTime,
+    ft: FakeClock,
     *,
     stats: RequestStats | None = None,
     auth: Callable[[], Awaitable[dict[str, str]]] | None = None,
@@ -91,7 +74,7 @@ def sequence(*responses: httpx.Response | Exception) -> tuple[Handler, list[http
 
 
 def test_backoff_is_full_jitter_within_capped_bounds() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(200, json={}))
     client = make_client(handler, ft, backoff_base=0.5, backoff_max=3.0)
     for retry in range(8):
@@ -104,7 +87,7 @@ def test_backoff_is_full_jitter_within_capped_bounds() -> None:
 
 
 def test_retries_502_503_504_then_succeeds() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(
         httpx.Response(502), httpx.Response(503), httpx.Response(504), httpx.Response(200, json=[1])
     )
@@ -132,7 +115,7 @@ def test_retries_502_503_504_then_succeeds() -> None:
 def test_retryable_failures_give_up_after_configured_retries(
     failure: httpx.Response | Exception, reason: str, code: str
 ) -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(failure)
     stats = RequestStats()
     client = make_client(handler, ft, stats=stats, retries=2)
@@ -144,7 +127,7 @@ def test_retryable_failures_give_up_after_configured_retries(
 
 
 def test_zero_retries_means_one_attempt() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(httpx.Response(504))
     client = make_client(handler, ft, retries=0)
     with pytest.raises(PollError):
@@ -174,7 +157,7 @@ def test_zero_retries_means_one_attempt() -> None:
 def test_status_mapping_without_retry(
     response: httpx.Response, exc_type: type[PollError], reason: str
 ) -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(response)
     client = make_client(handler, ft)
     with pytest.raises(exc_type) as info:
@@ -188,7 +171,7 @@ def test_status_mapping_without_retry(
 
 
 def test_json_error_code_is_kept() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(404, text='{"error":"job not found","code":40026}\n'))
     client = make_client(handler, ft)
     with pytest.raises(NotFound) as info:
@@ -198,7 +181,7 @@ def test_json_error_code_is_kept() -> None:
 
 
 def test_plain_text_404_is_not_notfound() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(404, text="404 page not found\n"))
     client = make_client(handler, ft)
     with pytest.raises(HttpStatusError) as info:
@@ -212,7 +195,7 @@ def test_plain_text_404_is_not_notfound() -> None:
     "body", ["<html><body>Bad gateway</body></html>", "", "not json", '{"a": 1'],
 )
 def test_non_json_success_body_is_decode_error(body: str) -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(200, text=body, headers={"Content-Type": "text/html"}))
     client = make_client(handler, ft)
     with pytest.raises(PollError) as info:
@@ -226,7 +209,7 @@ def test_api_response_json_reads_text_plain() -> None:
 
 
 def test_request_accepts_expected_statuses() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(httpx.Response(202, json={"jobId": "ab"}))
     client = make_client(handler, ft)
     resp = run(client.request("POST", "/x", "/x", json_body={"a": 1}, expect=(200, 202)))
@@ -236,7 +219,7 @@ def test_request_accepts_expected_statuses() -> None:
 
 
 def test_429_retry_after_seconds_blocks_all_requests() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     times: dict[str, list[float]] = {"/a": [], "/b": []}
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -264,7 +247,7 @@ def test_429_retry_after_seconds_blocks_all_requests() -> None:
 
 
 def test_429_retry_after_http_date_uses_server_date() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     times: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -296,7 +279,7 @@ def test_parse_retry_after_variants() -> None:
 
 
 def test_429_without_retry_after_waits_one_second() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     times: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -311,7 +294,7 @@ def test_429_without_retry_after_waits_one_second() -> None:
 
 
 def test_second_429_fails_with_rate_limited() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "1"}))
     stats = RequestStats()
     client = make_client(handler, ft, stats=stats)
@@ -323,7 +306,7 @@ def test_second_429_fails_with_rate_limited() -> None:
 
 
 def test_429_longer_than_three_timeouts_fails_fast_and_blocks() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "31"}))
     client = make_client(handler, ft, timeout=10.0)
     with pytest.raises(PollError) as info:
@@ -344,7 +327,7 @@ def test_429_longer_than_three_timeouts_fails_fast_and_blocks() -> None:
 
 
 def test_token_bucket_spacing_with_fractional_rate() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     times: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -363,7 +346,7 @@ def test_token_bucket_spacing_with_fractional_rate() -> None:
 
 
 def test_token_bucket_allows_burst_then_spaces_concurrent_requests() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     times: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -386,7 +369,7 @@ def test_token_bucket_allows_burst_then_spaces_concurrent_requests() -> None:
 
 
 def test_concurrency_limit_counts_in_flight() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     in_flight = 0
     peak = 0
 
@@ -409,7 +392,7 @@ def test_concurrency_limit_counts_in_flight() -> None:
 
 
 def test_stats_use_endpoint_template_and_latency() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
 
     async def handler(request: httpx.Request) -> httpx.Response:
         ft.now += 0.3
@@ -420,13 +403,13 @@ def test_stats_use_endpoint_template_and_latency() -> None:
     run(client.get_json("/jobs/deadbeef", "/jobs/{id}"))
     view = stats.view()
     assert view.requests == {("/jobs/{id}", "200"): 1}
-    buckets, total = view.latency["/jobs/{id}"]
-    assert total == pytest.approx(0.3)
-    assert buckets[-1] == 1
+    latency = view.latency["/jobs/{id}"]
+    assert latency.sum == pytest.approx(0.3)
+    assert latency.counts[-1] == 1
 
 
 def test_base_url_prefix_params_and_auth_header() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(httpx.Response(200, json={}))
 
     async def auth() -> dict[str, str]:
@@ -443,7 +426,7 @@ def test_base_url_prefix_params_and_auth_header() -> None:
 
 
 def test_token_never_in_errors_or_logs() -> None:
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(
         httpx.Response(503), httpx.Response(429),
         httpx.Response(401, text='{"error":"authentication required","code":40001}'),
@@ -497,7 +480,7 @@ def test_retry_after_infinity_and_junk_are_ignored_and_long_waits_capped() -> No
 
 def test_retry_after_infinity_does_not_block_the_source_until_restart() -> None:
     """After Retry-After: Infinity the source is usable again once the default wait passed."""
-    ft = FakeTime()
+    ft = FakeClock()
     handler, seen = sequence(httpx.Response(429, headers={"Retry-After": "Infinity"}),
                              httpx.Response(200, json={"ok": 1}))
     client = make_client(handler, ft)
@@ -507,7 +490,7 @@ def test_retry_after_infinity_does_not_block_the_source_until_restart() -> None:
 
 def test_retry_after_over_the_cap_blocks_only_for_the_cap() -> None:
     """A week-long Retry-After holds the source back max_retry_after, then requests go out."""
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(429, headers={"Retry-After": "604800"}))
     client = make_client(handler, ft, timeout=1.0, max_retry_after=20.0)
     with pytest.raises(PollError):
@@ -635,7 +618,7 @@ def test_an_endless_body_fails_as_too_large() -> None:
 
 def test_a_declared_oversized_body_is_refused_before_reading() -> None:
     """Content-Length above the cap fails at once; the cap is also applied to in-memory bodies."""
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(200, content=b"[" + b" " * 2000 + b"]"))
     client = make_client(handler, ft, max_response_bytes=1000)
     with pytest.raises(PollError) as info:
@@ -646,7 +629,7 @@ def test_a_declared_oversized_body_is_refused_before_reading() -> None:
 def test_an_answer_just_under_the_cap_is_read() -> None:
     """The cap is a bound, not an off-by-one: an answer of exactly the cap passes."""
     body = json.dumps({"jobs": ["x" * 50]}).encode()
-    ft = FakeTime()
+    ft = FakeClock()
     handler, _ = sequence(httpx.Response(200, content=body))
     client = make_client(handler, ft, max_response_bytes=len(body))
     assert run(client.get_json("/jobs", "/jobs")) == {"jobs": ["x" * 50]}
@@ -678,7 +661,7 @@ def test_an_integer_of_70k_digits_is_a_marker_not_a_failed_document() -> None:
 
 def test_requests_held_by_retry_after_tell_their_poll_how_long() -> None:
     """Every poll whose request waits out a Retry-After block hears of the wait (no stall)."""
-    ft = FakeTime()
+    ft = FakeClock()
     calls = 0
 
     async def handler(request: httpx.Request) -> httpx.Response:

@@ -7,9 +7,11 @@ import socket
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.config import ConfigError, check_config, load_config
 from exporter.scheduler import build_source
+from exporter.sources.json_config import JsonSettings
 from exporter.sources.json_source import JsonSource
 
 GH = """\
@@ -52,8 +54,8 @@ def test_preset_keys_are_overridable_one_by_one(gh_file: pathlib.Path) -> None:
     gh_file.write_text(GH + "    jobs: {type: display_title, paging: {max_pages: 3}}\n"
                        "    status_map: {stale: failed}\n")
     src = load_config(gh_file).sources[0]
-    spec = src.json_spec
-    assert spec is not None and src.token == "ghp-secret" and src.orgs[0].label == (
+    spec = src.kind_as(JsonSettings).spec
+    assert src.token == "ghp-secret" and src.orgs[0].label == (
         "octo-org/octo-repo")
     assert spec.jobs.type == "display_title" and spec.jobs.paging.max_pages == 3
     assert spec.jobs.paging.style == "link" and spec.jobs.path == "/repos/{org}/actions/runs"
@@ -103,8 +105,9 @@ sources:
 """
 
 
+@pytest.mark.parametrize("broken", [False, True])
 def test_gitlab_group_discovery_polls_every_project_by_its_path(
-        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, broken: bool) -> None:
     import asyncio
 
     import httpx
@@ -119,13 +122,15 @@ def test_gitlab_group_discovery_polls_every_project_by_its_path(
         raw = request.url.raw_path.decode().split("?")[0]
         if raw == "/api/v4/groups/grp/projects":
             assert request.url.params["include_subgroups"] == "true"
+            if broken:  # a proxy's login page instead of the project list
+                return httpx.Response(200, text="<html>sign in</html>")
             return httpx.Response(200, json=projects)
         polled.append(raw)
         return httpx.Response(200, json=[])
 
     def build(cfg: Any) -> JsonSource:
         settings = cfg.client_settings()
-        return JsonSource(cfg.name, settings, cfg.json_spec, token=cfg.token,
+        return JsonSource(cfg.name, settings, cfg.kind_as(JsonSettings).spec, token=cfg.token,
                           transport=httpx.MockTransport(handle))
 
     monkeypatch.setattr(scheduler_mod, "build_source", build)
@@ -134,17 +139,27 @@ def test_gitlab_group_discovery_polls_every_project_by_its_path(
     config = load_config(path)
     assert config.sources[0].organizations_auto and config.sources[0].orgs == ()
 
-    async def scenario() -> set[tuple[str, str]]:
+    async def scenario() -> Any:
         sched = scheduler_mod.Scheduler(config)
         await sched.start()
         for _ in range(200):
-            if len(sched.snapshot.health) == 2 and len(set(polled)) == 2:
+            found = sched.snapshot.discovery.get("gl")
+            if (len(sched.snapshot.health) == 2 and len(set(polled)) == 2) or (
+                    broken and found is not None and found.errors):
                 break
             await asyncio.sleep(0.01)
         await sched.stop()
-        return set(sched.snapshot.health)
+        return sched.snapshot
 
-    assert asyncio.run(scenario()) == {("gl", "grp/app"), ("gl", "grp/sub/lib")}
+    snapshot = asyncio.run(scenario())
+    health = snapshot.discovery["gl"]  # asyncjob_discovery_up / _errors_total / _last_success
+    if broken:
+        assert not health.up and health.last_success is None and dict(health.errors) == {
+            "decode": 1}
+        assert set(snapshot.health) == set() and polled == []
+        return
+    assert health.up and health.last_success is not None and not health.errors
+    assert set(snapshot.health) == {("gl", "grp/app"), ("gl", "grp/sub/lib")}
     assert set(polled) == {"/api/v4/projects/grp%2Fapp/pipelines",
                            "/api/v4/projects/grp%2Fsub%2Flib/pipelines"}
 
@@ -154,3 +169,17 @@ def test_organizations_and_discover_are_exclusive(gh_file: pathlib.Path) -> None
     with pytest.raises(ConfigError) as info:
         load_config(gh_file)
     assert "either organizations (a list) or discover" in str(info.value)
+
+
+def test_readme_example_and_docs_cover_every_preset() -> None:
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    first = (repo / "README.md").read_text().split("\n\n")[1]
+    for name in ("`kind: json`", "GitHub Actions", "GitLab CI", "Apache Airflow"):
+        assert name in first, name
+    example = yaml.safe_load((repo / "config.example.yaml").read_text())
+    shown = {s.get("preset") for s in example["sources"] if s["kind"] == "json"}
+    assert shown == {"github-actions", "gitlab-ci", "airflow"}
+    for preset in shown:
+        page = (repo / "docs" / "sources" / f"{preset}.md").read_text()
+        assert "| `job_type` |" in page and "| `step_type` |" in page and "## Request cost" in page
+    assert "## `kind: json` sources" in (repo / "docs" / "metrics.md").read_text()

@@ -28,6 +28,7 @@ from exporter.state.labels import (
     MAX_LABEL_LENGTH,
     OVERFLOW_VALUE,
     CappedLabels,
+    _clean_chars,
     clean_label,
     exemplar_labels,
 )
@@ -147,8 +148,8 @@ def test_exemplar_labels_respect_the_openmetrics_limit() -> None:
 
 def test_discovered_org_addresses_are_validated() -> None:
     src = SourceConfig(
-        name="s", kind="vocdoni", base_url="http://127.0.0.1:1", api="auto", token="t",
-        email=None, password=None, organizations_auto=True, orgs=(), interval=1.0, timeout=1.0,
+        name="s", kind="vocdoni", base_url="http://127.0.0.1:1", token="t",
+        organizations_auto=True, orgs=(), interval=1.0, timeout=1.0,
         concurrency=1, max_requests_per_second=1.0, full_resync_interval=60.0,
         failed_job_retention=60.0, jitter=0.0, retries=0, max_job_types_per_org=50,
         max_step_types_per_org=100, max_job_series_per_org=500,
@@ -254,3 +255,16 @@ def test_raised_caps_apply_through_the_tracker_settings() -> None:
     snap = tracker.snapshot(3.0)
     assert "gamma" in snap.job_types
     assert "S3" in {s for _, s in snap.step_types}
+
+
+def test_ascii_fast_path_equals_the_general_cleaning() -> None:
+    """clean_label's ASCII shortcut gives exactly what the general path gives, for any input."""
+    rng = random.Random(8)
+    cases = ["", " ", "a", " a", "a ", "0x" + "ab" * 20, "x" * 128, "x" * 129, "a\tb", "\x7f",
+             "ü", 'a"b\\c', "job id"]
+    cases += ["".join(chr(rng.randint(0, 0x2100)) for _ in range(rng.randint(0, 140)))
+              for _ in range(3000)]
+    cases += ["".join(chr(rng.randint(0x1F, 0x80)) for _ in range(rng.randint(0, 140)))
+              for _ in range(3000)]
+    for value in cases:
+        assert clean_label(value) == _clean_chars(value), repr(value)

@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.fakes import SourceFacts
+
 REPO = Path(__file__).resolve().parent.parent
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical", "msg"}
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
@@ -53,10 +55,8 @@ def test_every_log_event_is_documented() -> None:
     assert sorted(listed - events) == []  # no stale rows
 
 
-class _FakeSource:
+class _FakeSource(SourceFacts):
     """A source that answers from a script: a PollResult or a PollError."""
-
-    host = "api.example.org"
 
     def __init__(self, answers: list[object]) -> None:
         from exporter.sources.base import RequestStats

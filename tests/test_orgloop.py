@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
+from dataclasses import replace
 
 from exporter.config import OrgConfig
 from exporter.orgloop import STALL_INTERVALS, OrgLoop
@@ -14,6 +16,7 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
+from tests.fakes import SourceFacts
 
 INTERVAL = 10.0  # long: the loop never sleeps through it during a test
 
@@ -28,7 +31,7 @@ class Clock:
         return self.now
 
 
-class HangingSource:
+class HangingSource(SourceFacts):
     """Every poll records a request and then hangs until cancelled; remembers each org's hook."""
 
     def __init__(self) -> None:
@@ -42,7 +45,7 @@ class HangingSource:
         self.stats.record("/jobs", "200", 0.001)
         self.hooks[target.org] = ON_API_ANSWER.get()
         try:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # hangs until cancelled
         except asyncio.CancelledError:
             self.cancelled.append(target.org)
             raise
@@ -65,10 +68,11 @@ def _loop(name: str, source: HangingSource, clock: Clock) -> OrgLoop:
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
+    """Let the event loop run until `predicate` holds; the fake clock does not move."""
     for _ in range(500):
         if predicate():
             return
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
     raise AssertionError("condition not reached")
 
 
@@ -102,11 +106,12 @@ def test_watchdog_cancels_a_stalled_poll_as_a_timeout_and_the_loop_goes_on() -> 
         loop = _loop("org", source, clock)
         loop.start()
         await _until(lambda: len(source.polls) == 1)
-        loop.check(clock.now)  # not stalled yet: nothing happens
-        await asyncio.sleep(0.01)
+        assert not loop.check(clock.now)  # not stalled yet: nothing happens
+        for _ in range(20):
+            await asyncio.sleep(0)
         assert source.cancelled == [] and not loop.errors
         clock.now += STALL_INTERVALS * INTERVAL + 1
-        loop.check(clock.now)
+        assert loop.check(clock.now)  # stalled: the poll is cancelled
         await _until(lambda: loop.errors["timeout"] == 1)
         assert source.cancelled == ["org"]
         assert not loop.up and not loop.stalled(clock.now)  # a completed (failed) poll
@@ -144,6 +149,47 @@ def test_waiting_out_a_retry_after_is_not_a_stall() -> None:
         assert not loop.stalled(clock.now)
         clock.now += STALL_INTERVALS * INTERVAL + 1  # no answer after the wait: stalled
         assert loop.stalled(clock.now)
+        await loop.stop()
+
+    asyncio.run(scenario())
+
+
+class InstantSource(SourceFacts):
+    """Answers every poll at once with no jobs; moves the fake clock by the poll's cost."""
+
+    def __init__(self, clock: Clock, cost: float) -> None:
+        self.stats = RequestStats()
+        self.clock = clock
+        self.cost = cost
+
+    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
+        self.clock.now += self.cost
+        return PollResult(jobs=(), complete=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_interval_jitter_and_durations_come_from_the_injected_time_and_rng() -> None:
+    """The wait between polls is interval x rng jitter, taken through the injected sleep."""
+    async def scenario() -> None:
+        clock = Clock()
+        naps: list[float] = []
+        gate = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:
+            naps.append(seconds)
+            await gate.wait()
+
+        org = replace(_org("org"), jitter=0.2)
+        loop = OrgLoop(OrgTarget("src", "org", "org"), org, InstantSource(clock, 0.75),
+                       publish=lambda **_: None, clock=clock, monotonic=clock, sleep=sleep,
+                       rng=random.Random(7))
+        loop.start()
+        await _until(lambda: len(naps) == 1)
+        assert naps == [INTERVAL * random.Random(7).uniform(0.8, 1.2)]
+        assert loop.poll_hist.freeze().sum == 0.75  # the poll's duration on the fake clock
+        assert loop.last_success == clock.now
         await loop.stop()
 
     asyncio.run(scenario())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from exporter.config import load_config
 from exporter.orgloop import OrgLoop
 from exporter.sources.base import JobObservation, OrgTarget, PollResult, RequestStats
 from exporter.state.store import StateStore
+from tests.fakes import FullDisk, SourceFacts
 
 CONFIG = """
 state: {{path: "{state}"}}
@@ -28,28 +28,10 @@ ADDRESS = "0x" + "a" * 40
 DONE = {("t", "completed"): 1}
 
 
-class FullDisk:
-    """A connection whose commits fail like SQLite's on a full disk while `full` is set."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.full = False
-        self.commits_refused = 0
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if self.full and sql.strip().upper().startswith(("COMMIT", "INSERT", "DELETE")):
-            self.commits_refused += 1
-            raise sqlite3.OperationalError("database or disk is full")
-        return self.db.execute(sql, *args)
-
-    def executemany(self, sql: str, rows: Any) -> Any:
-        return self.db.executemany(sql, rows)
-
-    def close(self) -> None:
-        self.db.close()
 
 
-class ScriptedSource:
+
+class ScriptedSource(SourceFacts):
     """Answers every poll with the current job list, or fails."""
 
     def __init__(self) -> None:

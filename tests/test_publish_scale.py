@@ -11,7 +11,8 @@ from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.orgloop import OrgLoop
 from exporter.state.snapshot import OrgHealth
-from tests.test_scheduler import FakeSource, _job
+from tests.fakes import FakeSource
+from tests.fakes import fake_job as _job
 
 ORGS = 40
 
@@ -40,9 +41,9 @@ def test_one_orgs_poll_rebuilds_only_its_own_health(
     calls: list[str] = []
     real = OrgLoop.health
 
-    def counted(self: OrgLoop, now: float) -> OrgHealth:
+    def counted(self: OrgLoop, now: float, stalled: bool | None = None) -> OrgHealth:
         calls.append(self.target.org)
-        return real(self, now)
+        return real(self, now, stalled)
 
     monkeypatch.setattr(OrgLoop, "health", counted)
 

@@ -10,62 +10,14 @@ import pytest
 
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
+from exporter.discovery import discovery_interval
 from exporter.sharding import Shard
 from exporter.sources.base import (
-    ON_API_ANSWER,
     JobObservation,
-    KnownJobs,
-    OrgTarget,
     PollError,
-    PollResult,
-    RequestStats,
 )
-
-CONFIG = """
-state: {{path: ":memory:"}}
-defaults: {{interval: {interval}, jitter: 0}}
-sources:
-  - name: fake
-    kind: vocdoni
-    base_url: http://127.0.0.1:9
-    auth: {{token: t}}
-    organizations:
-{orgs}
-"""
-
-
-class FakeSource:
-    """Answers polls from a script: a list of jobs per org, or an exception."""
-
-    def __init__(self) -> None:
-        self.stats = RequestStats()
-        self.jobs: dict[str, list[JobObservation]] = {}
-        self.fail: PollError | None = None
-        self.hang = False
-        self.polls: list[tuple[str, bool]] = []
-        self.answered: Any = None  # the polling org's sign-of-life hook, as the client calls it
-        self.failures = 0  # polls answered with `fail`
-
-    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
-        self.polls.append((target.org, full))
-        self.stats.record("/jobs", "200", 0.001)
-        self.answered = ON_API_ANSWER.get()
-        if self.hang:
-            await asyncio.sleep(3600)
-        if self.fail is not None:
-            self.failures += 1
-            raise self.fail
-        return PollResult(jobs=tuple(self.jobs.get(target.address, [])), complete=True)
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _write(tmp_path: Path, orgs: list[str], interval: str = "0.05s") -> Path:
-    lines = "\n".join(f'      - address: "0x{o * 40}"\n        name: org{o}' for o in orgs)
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG.format(interval=interval, orgs=lines))
-    return path
+from tests.fakes import FakeSource, fake_job, write_config_at
+from tests.faketime import FakeTime, until
 
 
 @pytest.fixture
@@ -75,32 +27,37 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSource:
     return source
 
 
-def _job(job_id: str, status: str) -> JobObservation:
-    return JobObservation(job_id=job_id, job_type="publish_process", status=status)
+async def _until(predicate: Any, rounds: int = 5000) -> None:
+    """Let the event loop run until `predicate` holds (tests that bring their own sleep)."""
+    for _ in range(rounds):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+@pytest.fixture
+def t() -> FakeTime:
+    return FakeTime()
 
 
-def test_polls_publish_snapshots_and_keep_last_good_data(tmp_path: Path, fake: FakeSource) -> None:
+def test_polls_publish_snapshots_and_keep_last_good_data(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
     async def scenario() -> None:
         updates: list[int] = []
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])),
-                                        on_update=lambda: updates.append(1))
-        fake.jobs["0x" + "1" * 40] = [_job("a", "pending")]
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])),
+                                        on_update=lambda: updates.append(1), **t.kwargs())
+        fake.jobs["0x" + "1" * 40] = [fake_job("a", "pending")]
         await sched.start()
-        await _until(lambda: ("fake", "org1") in sched.snapshot.orgs)
+        await until(t, lambda: ("fake", "org1") in sched.snapshot.orgs)
         assert sched.readiness()[0]
         assert sched.snapshot.orgs[("fake", "org1")].jobs == {("publish_process", "pending"): 1}
         assert fake.polls[0] == ("org1", True)  # first poll is a full sync
-        await _until(lambda: len(fake.polls) >= 2)
+        await until(t, lambda: len(fake.polls) >= 2)
         assert fake.polls[1] == ("org1", False)
         fake.fail = PollError("http_5xx", "HTTP 500")
-        await _until(lambda: not sched.snapshot.health[("fake", "org1")].up)
+        await until(t, lambda: not sched.snapshot.health[("fake", "org1")].up)
         health = sched.snapshot.health[("fake", "org1")]
         # every failed poll counted once, under its reason only (no await since the last one)
         assert fake.failures >= 1 and health.poll_errors == {"http_5xx": fake.failures}
@@ -108,7 +65,7 @@ def test_polls_publish_snapshots_and_keep_last_good_data(tmp_path: Path, fake: F
         # the last good data stays
         assert sched.snapshot.orgs[("fake", "org1")].jobs == {("publish_process", "pending"): 1}
         fake.fail = None
-        await _until(lambda: sched.snapshot.health[("fake", "org1")].up)
+        await until(t, lambda: sched.snapshot.health[("fake", "org1")].up)
         assert updates and sched.snapshot.requests["fake"].requests[("/jobs", "200")] >= 3
         await sched.stop()
 
@@ -116,13 +73,13 @@ def test_polls_publish_snapshots_and_keep_last_good_data(tmp_path: Path, fake: F
 
 
 def test_unexpected_exception_is_a_counted_error_not_a_crash(
-    tmp_path: Path, fake: FakeSource
+    tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         fake.fail = KeyError("boom")  # type: ignore[assignment]
         await sched.start()
-        await _until(lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("internal"))
+        await until(t, lambda: sched.snapshot.health[("fake", "org1")].poll_errors.get("internal"))
         assert "schema" not in sched.snapshot.health[("fake", "org1")].poll_errors
         # one readiness rule: the first poll completed (and failed), so ready with up 0
         ready, details = sched.readiness()
@@ -133,16 +90,19 @@ def test_unexpected_exception_is_a_counted_error_not_a_crash(
     asyncio.run(scenario())
 
 
-def test_reload_keeps_unchanged_orgs_and_drops_removed(tmp_path: Path, fake: FakeSource) -> None:
+def test_reload_keeps_unchanged_orgs_and_drops_removed(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1", "2"])))
+        config = load_config(write_config_at(tmp_path, ["1", "2"]))
+        sched = scheduler_mod.Scheduler(config, **t.kwargs())
         await sched.start()
-        await _until(lambda: len(sched.snapshot.orgs) == 2)
+        await until(t, lambda: len(sched.snapshot.orgs) == 2)
         loop1 = sched.loops[("fake", "org1")]
-        await sched.reload(load_config(_write(tmp_path, ["1", "3"])))
+        await sched.reload(load_config(write_config_at(tmp_path, ["1", "3"])))
         assert sched.loops[("fake", "org1")] is loop1
         assert set(sched.loops) == {("fake", "org1"), ("fake", "org3")}
-        await _until(lambda: ("fake", "org3") in sched.snapshot.orgs)
+        await until(t, lambda: ("fake", "org3") in sched.snapshot.orgs)
         assert ("fake", "org2") not in sched.snapshot.orgs
         assert ("fake", "org2") not in sched.snapshot.health
         assert sched.snapshot.reload_success
@@ -156,15 +116,15 @@ def test_reload_keeps_unchanged_orgs_and_drops_removed(tmp_path: Path, fake: Fak
     asyncio.run(scenario())
 
 
-def test_stalled_loop_reads_as_down(tmp_path: Path, fake: FakeSource) -> None:
+def test_stalled_loop_reads_as_down(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
-        await _until(lambda: sched.snapshot.health.get(("fake", "org1")) is not None
-                     and sched.snapshot.health[("fake", "org1")].up)
+        await until(t, lambda: sched.snapshot.health.get(("fake", "org1")) is not None
+                       and sched.snapshot.health[("fake", "org1")].up)
         fake.hang = True
         loop = sched.loops[("fake", "org1")]
-        await _until(lambda: loop.stalled(sched.clock()))
+        await until(t, lambda: loop.stalled(sched.clock()))
         sched.publish()
         assert not sched.snapshot.health[("fake", "org1")].up
         await sched.stop()
@@ -172,28 +132,28 @@ def test_stalled_loop_reads_as_down(tmp_path: Path, fake: FakeSource) -> None:
     asyncio.run(scenario())
 
 
-def test_dead_task_is_restarted(tmp_path: Path, fake: FakeSource) -> None:
+def test_dead_task_is_restarted(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
         loop = sched.loops[("fake", "org1")]
         assert loop._task is not None
         loop._task.cancel()
-        await asyncio.sleep(0.01)
+        await t.settle()
         before = len(fake.polls)
         loop.check(sched.clock())
-        await _until(lambda: len(fake.polls) > before)
+        await until(t, lambda: len(fake.polls) > before)
         await sched.stop()
 
     asyncio.run(scenario())
 
 
-def test_shard_filters_orgs(tmp_path: Path, fake: FakeSource) -> None:
+def test_shard_filters_orgs(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def scenario() -> None:
-        config = load_config(_write(tmp_path, [str(i) for i in range(1, 10)]))
+        config = load_config(write_config_at(tmp_path, [str(i) for i in range(1, 10)]))
         owned = []
         for index in range(3):
-            sched = scheduler_mod.Scheduler(config, shard=Shard(index, 3))
+            sched = scheduler_mod.Scheduler(config, shard=Shard(index, 3), **t.kwargs())
             sched._apply(config)
             owned.append(set(sched.loops))
             assert sched.snapshot.shard == (index, 3)
@@ -203,14 +163,16 @@ def test_shard_filters_orgs(tmp_path: Path, fake: FakeSource) -> None:
     asyncio.run(scenario())
 
 
-def test_readiness_lists_stalled_orgs_but_stays_ready(tmp_path: Path, fake: FakeSource) -> None:
+def test_readiness_lists_stalled_orgs_but_stays_ready(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
-        await _until(lambda: sched.readiness()[0])
+        await until(t, lambda: sched.readiness()[0])
         fake.hang = True
         loop = sched.loops[("fake", "org1")]
-        await _until(lambda: loop.stalled(sched.clock()))
+        await until(t, lambda: loop.stalled(sched.clock()))
         sched.publish()
         ready, details = sched.readiness()
         assert ready and details["stalled"] == ["fake/org1"] and details["down"] == ["fake/org1"]
@@ -220,28 +182,28 @@ def test_readiness_lists_stalled_orgs_but_stays_ready(tmp_path: Path, fake: Fake
 
 
 def test_reload_with_new_credentials_keeps_loops_and_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, t: FakeTime
 ) -> None:
     built: list[FakeSource] = []
 
     def build(cfg: Any) -> FakeSource:
         built.append(FakeSource())
-        built[-1].jobs["0x" + "1" * 40] = [_job("a", "pending")]
+        built[-1].jobs["0x" + "1" * 40] = [fake_job("a", "pending")]
         return built[-1]
 
     monkeypatch.setattr(scheduler_mod, "build_source", build)
 
     async def scenario() -> None:
-        path = _write(tmp_path, ["1"])
-        sched = scheduler_mod.Scheduler(load_config(path))
+        path = write_config_at(tmp_path, ["1"])
+        sched = scheduler_mod.Scheduler(load_config(path), **t.kwargs())
         await sched.start()
-        await _until(lambda: ("fake", "org1") in sched.snapshot.orgs)
+        await until(t, lambda: ("fake", "org1") in sched.snapshot.orgs)
         loop, tracker = sched.loops[("fake", "org1")], sched.loops[("fake", "org1")].tracker
         path.write_text(path.read_text().replace("token: t", "token: t2"))
         await sched.reload(load_config(path))
         assert len(built) == 2 and sched.sources["fake"] is built[1]
         assert sched.loops[("fake", "org1")] is loop and loop.tracker is tracker
-        await _until(lambda: bool(built[1].polls))  # the next poll goes through the new client
+        await until(t, lambda: bool(built[1].polls))  # the next poll goes through the new client
         assert sched.snapshot.health[("fake", "org1")].up
         await sched.stop()
 
@@ -261,7 +223,9 @@ sources:
 """
 
 
-def test_discovery_follows_added_and_removed_orgs(tmp_path: Path, fake: FakeSource) -> None:
+def test_discovery_follows_added_and_removed_orgs(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
     found = ["0x" + "1" * 40]
 
     async def discover() -> list[str]:
@@ -271,61 +235,64 @@ def test_discovery_follows_added_and_removed_orgs(tmp_path: Path, fake: FakeSour
     path = tmp_path / "c.yaml"
     path.write_text(AUTO_CONFIG)
     config = load_config(path)
-    assert scheduler_mod.discovery_interval(config.sources[0]) == 0.05
+    assert discovery_interval(config.sources[0]) == 0.05
 
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(config)
+        sched = scheduler_mod.Scheduler(config, **t.kwargs())
         await sched.start()
-        await _until(lambda: set(sched.snapshot.orgs) == {("fake", "0x" + "1" * 40)})
+        await until(t, lambda: set(sched.snapshot.orgs) == {("fake", "0x" + "1" * 40)})
         found.append("0x" + "2" * 40)
-        await _until(lambda: len(sched.snapshot.orgs) == 2)
+        await until(t, lambda: len(sched.snapshot.orgs) == 2)
         found.pop(0)
-        await _until(lambda: set(sched.snapshot.health) == {("fake", "0x" + "2" * 40)})
+        await until(t, lambda: set(sched.snapshot.health) == {("fake", "0x" + "2" * 40)})
         await sched.stop()
 
     asyncio.run(scenario())
 
 
-def test_slow_poll_that_gets_answers_is_not_stalled(tmp_path: Path, fake: FakeSource) -> None:
+def test_slow_poll_that_gets_answers_is_not_stalled(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
     """A poll longer than 3 intervals is not a stall while the API keeps answering."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         await sched.start()
-        await _until(lambda: sched.snapshot.health.get(("fake", "org1")) is not None
-                     and sched.snapshot.health[("fake", "org1")].up)
+        await until(t, lambda: sched.snapshot.health.get(("fake", "org1")) is not None
+                       and sched.snapshot.health[("fake", "org1")].up)
         fake.hang = True
         loop = sched.loops[("fake", "org1")]
         interval = loop.org_config.interval
         for _ in range(8):  # the source answers requests while the poll goes on
             fake.answered()
-            await asyncio.sleep(interval)
+            await t.advance(interval)
             assert not loop.stalled(sched.clock())
-        await _until(lambda: loop.stalled(sched.clock()))  # answers stop: now it is stuck
+        await until(t, lambda: loop.stalled(sched.clock()))  # answers stop: now it is stuck
         await sched.stop()
 
     asyncio.run(scenario())
 
 
-def test_not_ready_before_start(tmp_path: Path, fake: FakeSource) -> None:
+def test_not_ready_before_start(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     """An exporter that has not created its org loops yet must not look ready (no org missing)."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"])))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"])), **t.kwargs())
         ready, details = sched.readiness()
         assert not ready and details["starting"]
         await sched.start()
         assert not sched.readiness()[0]  # started, but org1 has not polled yet
-        await _until(lambda: sched.readiness()[0])
+        await until(t, lambda: sched.readiness()[0])
         await sched.stop()
 
     asyncio.run(scenario())
 
 
-def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource) -> None:
+def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     """Publishing reuses an org's health object until that org polls again."""
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"], "10s")),
+                                        **t.kwargs())
         await sched.start()
-        await _until(lambda: sched.snapshot.health[("fake", "org1")].up)
+        await until(t, lambda: sched.snapshot.health[("fake", "org1")].up)
         loop = sched.loops[("fake", "org1")]
         first = loop.health(sched.clock())
         sched.publish()
@@ -338,19 +305,20 @@ def test_health_is_cached_between_polls(tmp_path: Path, fake: FakeSource) -> Non
     asyncio.run(scenario())
 
 
-def test_first_sync_records_its_update_generation(tmp_path: Path, fake: FakeSource) -> None:
-    """The publish of an org's first successful poll is the one /readyz waits to be rendered."""
+def test_first_sync_records_its_snapshot_sequence(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
+    """The publish of an org's first poll is the snapshot /readyz waits to be rendered."""
     async def scenario() -> None:
-        generations = iter(range(1, 1000))
-        sched = scheduler_mod.Scheduler(load_config(_write(tmp_path, ["1"], interval="10s")),
-                                        on_update=lambda: next(generations))
+        sched = scheduler_mod.Scheduler(load_config(write_config_at(tmp_path, ["1"], "10s")),
+                                        **t.kwargs())
         await sched.start()  # publish 1: nothing synced yet
-        assert sched.synced_generation == 0
-        await _until(lambda: sched.readiness()[0])
-        first = sched.synced_generation
-        assert first >= 2
+        assert sched.snapshot.sequence == 1 and sched.synced_sequence == 0
+        await until(t, lambda: sched.readiness()[0])
+        first = sched.synced_sequence
+        assert first == sched.snapshot.sequence >= 2
         await sched.loops[("fake", "org1")].poll_once()  # later polls are not first syncs
-        assert sched.synced_generation == first
+        assert sched.snapshot.sequence == first + 1 and sched.synced_sequence == first
         await sched.stop()
 
     asyncio.run(scenario())
@@ -419,7 +387,7 @@ def test_failed_discovery_is_counted_retried_with_backoff_and_blocks_readiness(
     asyncio.run(scenario())
 
 
-def test_once_fails_when_discovery_fails(tmp_path: Path, fake: FakeSource) -> None:
+def test_once_fails_when_discovery_fails(tmp_path: Path, fake: FakeSource, t: FakeTime) -> None:
     async def discover() -> list[str]:
         raise PollError("connect", "refused")
 
@@ -428,7 +396,7 @@ def test_once_fails_when_discovery_fails(tmp_path: Path, fake: FakeSource) -> No
     path.write_text(SLOW_AUTO_CONFIG)
 
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(load_config(path))
+        sched = scheduler_mod.Scheduler(load_config(path), **t.kwargs())
         assert await sched.poll_all_once() is False
         assert sched.snapshot.discovery["fake"].errors == {"connect": 1}
 
@@ -436,7 +404,7 @@ def test_once_fails_when_discovery_fails(tmp_path: Path, fake: FakeSource) -> No
 
 
 def test_empty_discovery_once_keeps_the_org_and_counts_its_finish(
-    tmp_path: Path, fake: FakeSource
+    tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     answer: list[str] = [ADDR]
 
@@ -454,22 +422,22 @@ def test_empty_discovery_once_keeps_the_org_and_counts_its_finish(
         return sched.snapshot.orgs[key].finished.get(("publish_process", "completed"), 0)
 
     async def scenario() -> None:
-        sched = scheduler_mod.Scheduler(config)
-        fake.jobs[ADDR] = [_job("a", "running"), _job("b", "running")]
+        sched = scheduler_mod.Scheduler(config, **t.kwargs())
+        fake.jobs[ADDR] = [fake_job("a", "running"), fake_job("b", "running")]
         assert await sched.poll_all_once()  # discovery + first poll: both jobs active
         tracker = sched.loops[key].tracker
         answer.clear()  # the API lists no org, once
-        assert await sched._discover(cfg)
+        assert await sched.discoverer.discover(cfg)
         assert key in sched.loops and sched.loops[key].tracker is tracker
-        fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "running")]
+        fake.jobs[ADDR] = [fake_job("a", "completed"), fake_job("b", "running")]
         assert await sched.loops[key].poll_once()
         assert finished(sched) == 1  # the job that finished meanwhile is counted
         # two discoveries in a row without it: parked, its state kept for full_resync_interval
-        assert await sched._discover(cfg)
+        assert await sched.discoverer.discover(cfg)
         assert key not in sched.loops
-        fake.jobs[ADDR] = [_job("a", "completed"), _job("b", "completed")]
+        fake.jobs[ADDR] = [fake_job("a", "completed"), fake_job("b", "completed")]
         answer.append(ADDR)
-        assert await sched._discover(cfg)
+        assert await sched.discoverer.discover(cfg)
         assert sched.loops[key].tracker is tracker  # back: same state, no new first sync
         assert await sched.loops[key].poll_once()
         assert finished(sched) == 2
@@ -498,12 +466,12 @@ def test_parked_org_is_forgotten_after_full_resync_interval(
         assert await sched.poll_all_once()
         tracker = sched.loops[("fake", ADDR)].tracker
         answer.clear()
-        await sched._discover(cfg)
-        await sched._discover(cfg)  # parked until now + 60 s
+        await sched.discoverer.discover(cfg)
+        await sched.discoverer.discover(cfg)  # parked until now + 60 s
         now[0] += 61.0
-        await sched._discover(cfg)  # grace over: forgotten
+        await sched.discoverer.discover(cfg)  # grace over: forgotten
         answer.append(ADDR)
-        await sched._discover(cfg)
+        await sched.discoverer.discover(cfg)
         assert sched.loops[("fake", ADDR)].tracker is not tracker
         await sched.stop()
 
@@ -525,7 +493,7 @@ sources:
 
 
 def test_reload_keeps_health_counters_and_applies_a_raised_cap_at_once(
-    tmp_path: Path, fake: FakeSource
+    tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     path = tmp_path / "c.yaml"
     key = ("fake", "org1")
@@ -534,9 +502,9 @@ def test_reload_keeps_health_counters_and_applies_a_raised_cap_at_once(
 
     async def scenario() -> None:
         path.write_text(CAPPED_CONFIG.format(cap=1, addr=ADDR))
-        sched = scheduler_mod.Scheduler(load_config(path))
+        sched = scheduler_mod.Scheduler(load_config(path), **t.kwargs())
         await sched.start()
-        await _until(lambda: key in sched.snapshot.orgs)
+        await until(t, lambda: key in sched.snapshot.orgs)
         fake.fail = PollError("http_5xx", "HTTP 500")
         assert not await sched.loops[key].poll_once()
         fake.fail = None

@@ -10,8 +10,8 @@ import pytest
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.state.store import StateStore
-from tests.test_orgloop_state import FullDisk
-from tests.test_scheduler import FakeSource, _job, _until
+from tests.fakes import FakeSource, FullDisk, fake_job
+from tests.faketime import FakeTime, until
 
 CONFIG = """
 state: {{path: "{state}"}}
@@ -37,6 +37,11 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSource:
     return source
 
 
+@pytest.fixture
+def t() -> FakeTime:
+    return FakeTime()
+
+
 def _config(tmp_path: Path, address: str, name: str) -> Path:
     path = tmp_path / f"{name}-{address[2]}.yaml"
     path.write_text(CONFIG.format(state=tmp_path / "state.db", address=address, name=name))
@@ -49,28 +54,29 @@ def _finished(sched: scheduler_mod.Scheduler, name: str) -> dict[tuple[str, str]
 
 
 def test_renamed_org_keeps_its_state_and_a_new_address_is_a_first_sync(
-    tmp_path: Path, fake: FakeSource
+    tmp_path: Path, fake: FakeSource, t: FakeTime
 ) -> None:
     async def scenario() -> None:
         store = StateStore(str(tmp_path / "state.db"))
-        sched = scheduler_mod.Scheduler(load_config(_config(tmp_path, A, "acme")), store=store)
-        fake.jobs[A] = [_job("old", "completed"), _job("a", "pending")]
+        sched = scheduler_mod.Scheduler(load_config(_config(tmp_path, A, "acme")), store=store,
+                                        **t.kwargs())
+        fake.jobs[A] = [fake_job("old", "completed"), fake_job("a", "pending")]
         await sched.start()
-        await _until(lambda: _finished(sched, "acme") == {})
-        await asyncio.sleep(0.15)  # a few polls: saved
+        await until(t, lambda: _finished(sched, "acme") == {})
+        await t.advance(0.15)  # a few polls: saved
         # renamed, and meanwhile a finished and c arrived already completed
-        fake.jobs[A] = [_job("old", "completed"), _job("a", "completed"),
-                        _job("c", "completed")]
+        fake.jobs[A] = [fake_job("old", "completed"), fake_job("a", "completed"),
+                        fake_job("c", "completed")]
         await sched.reload(load_config(_config(tmp_path, A, "acme-renamed")))
-        await _until(lambda: _finished(sched, "acme-renamed") is not None)
-        await asyncio.sleep(0.15)
+        await until(t, lambda: _finished(sched, "acme-renamed") is not None)
+        await t.advance(0.15)
         assert _finished(sched, "acme-renamed") == {("publish_process", "completed"): 2}
         # same name, another address: its history is not counted
-        fake.jobs[B] = [_job("x", "completed"), _job("y", "failed")]
+        fake.jobs[B] = [fake_job("x", "completed"), fake_job("y", "failed")]
         await sched.reload(load_config(_config(tmp_path, B, "acme-renamed")))
-        await _until(lambda: ("fake", "acme-renamed") in sched.snapshot.orgs
-                     and sched.snapshot.orgs[("fake", "acme-renamed")].tracked_jobs == 2)
-        await asyncio.sleep(0.15)
+        await until(t, lambda: ("fake", "acme-renamed") in sched.snapshot.orgs
+                       and sched.snapshot.orgs[("fake", "acme-renamed")].tracked_jobs == 2)
+        await t.advance(0.15)
         assert _finished(sched, "acme-renamed") == {}
         await sched.stop()
         db = StateStore(str(tmp_path / "state.db")).db
@@ -80,23 +86,26 @@ def test_renamed_org_keeps_its_state_and_a_new_address_is_a_first_sync(
     asyncio.run(scenario())
 
 
-def test_shutdown_retries_the_last_save(tmp_path: Path, fake: FakeSource) -> None:
+def test_shutdown_retries_the_last_save(
+    tmp_path: Path, fake: FakeSource, t: FakeTime
+) -> None:
     async def scenario() -> None:
         store = StateStore(str(tmp_path / "state.db"))
         disk = FullDisk(store.db)
         store.db = disk  # type: ignore[assignment]
-        sched = scheduler_mod.Scheduler(load_config(_config(tmp_path, A, "acme")), store=store)
-        fake.jobs[A] = [_job("a", "pending")]
+        sched = scheduler_mod.Scheduler(load_config(_config(tmp_path, A, "acme")), store=store,
+                                        **t.kwargs())
+        fake.jobs[A] = [fake_job("a", "pending")]
         await sched.start()
-        await _until(lambda: _finished(sched, "acme") == {})
-        await asyncio.sleep(0.15)
+        await until(t, lambda: _finished(sched, "acme") == {})
+        await t.advance(0.15)
         disk.full = True
-        fake.jobs[A] = [_job("a", "completed")]
-        await _until(lambda: sched.snapshot.state_persistent is False)
-        await asyncio.sleep(0.15)
+        fake.jobs[A] = [fake_job("a", "completed")]
+        await until(t, lambda: sched.snapshot.state_persistent is False)
+        await t.advance(0.15)
         assert _finished(sched, "acme") == {} and (sched.snapshot.state_write_errors or 0) >= 2
         fake.hang = True  # no more polls: only the shutdown save can record the finish
-        await asyncio.sleep(0.15)
+        await t.advance(0.15)
         disk.full = False
         await sched.stop()
 

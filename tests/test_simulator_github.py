@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from exporter.simulator.clock import SimClock
@@ -98,6 +99,31 @@ def test_airflow_face_filters_by_updated_at_and_pages_by_total_entries() -> None
                                  f"{run['dag_run_id']}/taskInstances", authorization=auth)
     assert status == 200 and tasks["total_entries"] >= 1
     assert call(app, runs)[0] == 401
+
+
+def test_airflow_face_streams_the_task_instances_of_every_run_changed_in_a_window() -> None:
+    import base64
+
+    from exporter.simulator.airflow import task_updated_at
+
+    app = SimApp(World(SimOptions(**OPTS), SimClock(source=lambda: T0, origin=T0)))
+    auth = "Basic " + base64.b64encode(b"admin:sim-token").decode()
+    stream = "/airflow/api/v1/dags/~/dagRuns/~/taskInstances"
+    page = call(app, f"{stream}?limit=10&offset=10", authorization=auth)[2]
+    steps = [(j, s) for j in app.world.ordo.jobs for s in j.steps]
+    assert page["total_entries"] == len(steps) > 20 and len(page["task_instances"]) == 10
+    updated = sorted(task_updated_at(j, s, T0) for j, s in steps)
+    low, high = int(updated[len(updated) // 4]), int(updated[len(updated) // 2])
+    window = {(j.recipe.name, f"manual__{j.jid}", s.sdef.step_id) for j, s in steps
+              if low <= task_updated_at(j, s, T0) <= high}
+    gte, lte = (datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                for t in (low, high))
+    got = call(app, f"{stream}?updated_at_gte={gte}&updated_at_lte={lte}&limit=100",
+               authorization=auth)[2]
+    assert 0 < got["total_entries"] == len(window) < len(steps)
+    assert {(t["dag_id"], t["dag_run_id"], t["task_id"]) for t in got["task_instances"]} == window
+    assert call(app, f"{stream}?updated_at_gte=soon", authorization=auth)[0] == 400
+    assert call(app, stream)[0] == 401
 
 
 def test_gitlab_face_lists_pages_details_and_retried_jobs() -> None:

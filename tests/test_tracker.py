@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from exporter.sources.base import JobObservation, PollResult, StepObservation
+import random
+
+from exporter.sources.base import (
+    TERMINAL_JOB_STATUSES,
+    JobObservation,
+    PollResult,
+    StepObservation,
+)
+from exporter.state.snapshot import SeriesKind
 from exporter.state.tracker import OrgTracker, TrackerSettings
 
 
@@ -107,7 +115,7 @@ def test_job_type_cap_overflows_into_other_and_counts_drops() -> None:
     snap = t.snapshot(1.0)
     assert set(snap.job_types) == {"t0", "t1", "other"}
     assert snap.jobs[("other", "pending")] == 3
-    assert snap.series_dropped["asyncjob_jobs"] == 3
+    assert snap.series_dropped[SeriesKind.JOBS] == 3
 
 
 def test_progress_series_cap_counts_each_job_once() -> None:
@@ -116,7 +124,7 @@ def test_progress_series_cap_counts_each_job_once() -> None:
     t.snapshot(1.0)
     snap = t.snapshot(2.0)
     assert len(snap.progress) == 2
-    assert snap.series_dropped["asyncjob_progress_ratio"] == 2
+    assert snap.series_dropped[SeriesKind.PROGRESS] == 2
 
 
 def test_hostile_labels_are_cleaned() -> None:
@@ -210,6 +218,24 @@ def test_job_series_cap_zero_exports_no_per_job_series() -> None:
     t.apply(_poll(_job("a", "running", progress=0.5), _job("b", "failed")), 1.0)
     snap = t.snapshot(1.0)
     assert snap.progress == {} and snap.failed_jobs == {}
-    assert snap.series_dropped == {"asyncjob_progress_ratio": 1, "asyncjob_failed_job_info": 1,
-                                   "asyncjob_active_job_start_timestamp_seconds": 1}
+    assert snap.series_dropped == {SeriesKind.PROGRESS: 1, SeriesKind.FAILED_JOB_INFO: 1,
+                                   SeriesKind.ACTIVE_JOB_START: 1}
     assert snap.finished == {("publish_process", "failed"): 1}
+
+
+def test_active_index_follows_every_status_change() -> None:
+    """active_ids() (an index, not a scan) equals the scan after random polls and removals."""
+    rng = random.Random(3)
+    tracker = OrgTracker("s", "o", TrackerSettings())
+    statuses = ("pending", "running", "completed", "failed", "partial", "unknown")
+    for step in range(60):
+        jobs = tuple(JobObservation(job_id=f"j{rng.randint(0, 80)}", job_type="t",
+                                    status=rng.choice(statuses)) for _ in range(20))
+        gone = tuple(f"j{rng.randint(0, 80)}" for _ in range(2))
+        tracker.apply(PollResult(jobs=jobs, complete=step % 7 == 6, gone=gone), float(step))
+        scan = {j for j, r in tracker.jobs.items() if r.status not in TERMINAL_JOB_STATUSES}
+        assert tracker.active_ids() == scan
+        snap = tracker.snapshot(float(step))
+        assert {s for _, s in snap.oldest_active} <= {"pending", "running"}
+        assert sum(n for (_, s), n in snap.jobs.items() if s in ("pending", "running")) == len(
+            [j for j in scan if tracker.jobs[j].status in ("pending", "running")])

@@ -22,6 +22,7 @@ from exporter.sources.base import (
     PollResult,
 )
 from exporter.sources.vocdoni import VocdoniSource
+from tests.fakes import FakeClock
 from tests.fakes import Known as SharedKnown
 
 ORG = "0x1111111111111111111111111111111111111111"
@@ -164,20 +165,8 @@ class Known(SharedKnown):
                                            o.status in TERMINAL_JOB_STATUSES)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-def make_source(fake: FakeVocdoni, clock: Clock | None = None, **kw: Any) -> VocdoniSource:
-    clock = clock or Clock()
+def make_source(fake: FakeVocdoni, clock: FakeClock | None = None, **kw: Any) -> VocdoniSource:
+    clock = clock or FakeClock(T0)
     kw.setdefault("token", "static-token")
     settings = ClientSettings(base_url="http://vocdoni.test", max_requests_per_second=1e6)
     return VocdoniSource("voc", settings, transport=httpx.MockTransport(fake), clock=clock,
@@ -798,88 +787,11 @@ def test_v2_100k_deep_nesting_in_one_item_fails_only_that_item() -> None:
     assert result.notes == {"bad_item": 1}
 
 
-# --- auth ----------------------------------------------------------------------------------
+# --- discovery ---------------------------------------------------------------------------
 
-def login_source(fake: FakeVocdoni, clock: Clock | None = None,
+def login_source(fake: FakeVocdoni, clock: FakeClock | None = None,
                  password: str = "hunter2-secret") -> VocdoniSource:
     return make_source(fake, clock, token=None, email="ops@example.org", password=password)
-
-
-def test_static_token_is_sent() -> None:
-    fake = FakeVocdoni()
-    fake.add(1)
-    sent: list[str] = []
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request.headers.get("Authorization", ""))
-        return await fake(request)
-
-    src = VocdoniSource("voc", ClientSettings(base_url="http://vocdoni.test"), token="static-token",
-                        transport=httpx.MockTransport(handler))
-    result = run(src.poll(TARGET, Known(), True))
-    assert len(result.jobs) == 1
-    assert sent and all(h == "Bearer static-token" for h in sent)
-    assert fake.count("/auth/", "POST") == 0
-
-
-def test_login_then_bearer_token() -> None:
-    fake = FakeVocdoni()
-    fake.add(1)
-    fake.tokens = set()
-    with structlog.testing.capture_logs() as logs:
-        poll(login_source(fake), Known(), True)
-    assert fake.count("/auth/login", "POST") == 1
-    assert "hunter2" not in repr(logs) and "jwt-1" not in repr(logs)
-
-
-def test_refresh_when_token_nears_expiry() -> None:
-    fake = FakeVocdoni()
-    fake.add(1)
-    fake.tokens = set()
-    fake.expirity = "2027-01-30T08:00:00Z"  # 15 days after T0
-    clock = Clock()
-    src = login_source(fake, clock)
-    known = Known()
-    poll(src, known, False)
-    clock.now += 12 * 86400  # 3 days left: more than 10% of 15 days
-    poll(src, known, False)
-    assert fake.count("/auth/refresh", "POST") == 0
-    clock.now += 2 * 86400  # 1 day left: refresh
-    poll(src, known, False)
-    assert fake.count("/auth/refresh", "POST") == 1
-    assert fake.count("/auth/login", "POST") == 1
-
-
-def test_relogin_once_on_401() -> None:
-    fake = FakeVocdoni()
-    fake.add(1)
-    fake.tokens = set()
-    src = login_source(fake)
-    known = Known()
-    poll(src, known, True)
-    fake.tokens = set()  # server restarted with a new secret: old JWTs are refused
-    result = poll(src, known, False)
-    assert len(result.jobs) == 1
-    assert fake.count("/auth/login", "POST") == 2
-
-
-def test_wrong_password_is_auth_error() -> None:
-    fake = FakeVocdoni()
-    fake.tokens = set()
-    with structlog.testing.capture_logs() as logs, pytest.raises(PollError) as info:
-        run(login_source(fake, password="wrong-pass").poll(TARGET, Known(), True))
-    assert info.value.reason == "auth"
-    assert fake.count("/auth/login", "POST") == 1
-    assert "wrong-pass" not in str(info.value) and "wrong-pass" not in repr(logs)
-
-
-def test_revoked_static_token_is_auth_error_without_login() -> None:
-    fake = FakeVocdoni()
-    fake.tokens = set()
-    with pytest.raises(PollError) as info:
-        run(make_source(fake, api="v2").poll(TARGET, Known(), True))
-    assert info.value.reason == "auth"
-    assert fake.count("/auth/", "POST") == 0
 
 
 def test_discover_orgs() -> None:
@@ -892,7 +804,7 @@ def test_discover_orgs() -> None:
 def test_rate_limited_list_is_retried_after_retry_after() -> None:
     fake = FakeVocdoni()
     fake.add(1)
-    clock = Clock()
+    clock = FakeClock(T0)
     answered: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -910,21 +822,6 @@ def test_rate_limited_list_is_retried_after_retry_after() -> None:
     assert len(result.jobs) == 1
     assert answered[1] - answered[0] >= 2
     assert src.stats.view().rate_limited == 1
-
-
-def test_refused_refresh_falls_back_to_login() -> None:
-    fake = FakeVocdoni()
-    fake.add(1)
-    fake.tokens = set()
-    clock = Clock()
-    src = login_source(fake, clock)
-    known = Known()
-    poll(src, known, False)
-    clock.now += 14 * 86400
-    fake.tokens = set()  # the refresh is refused with 401/40001
-    poll(src, known, False)
-    assert fake.count("/auth/refresh", "POST") == 1
-    assert fake.count("/auth/login", "POST") == 2
 
 
 def test_v1_job_without_position_forces_full_list() -> None:

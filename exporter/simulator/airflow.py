@@ -1,4 +1,8 @@
-"""An Airflow 2.x face of the simulated Ordo world: DAG runs, task instances, updated_at_gte."""
+"""An Airflow 2.x face of the simulated Ordo world: DAG runs, task instances, updated_at_gte.
+
+Both lists answer instance-wide (`dags/~/dagRuns`, `dags/~/dagRuns/~/taskInstances`) with the
+hidden `updated_at` filters, and one run's task instances by its ids (job-apis.md §4).
+"""
 
 from __future__ import annotations
 
@@ -37,9 +41,20 @@ def updated_at(job: OJob, now: float) -> float:
     return max(t for t in times if t is not None and t <= now)
 
 
+def task_updated_at(job: OJob, step: StepPlan, now: float) -> float:
+    """Return the last change of one task instance up to `now` (created with its run)."""
+    times = [job.created, step.finish, *(t for attempt in step.attempts for t in attempt)]
+    return max(t for t in times if t is not None and t <= now)
+
+
+def run_id(job: OJob) -> str:
+    """Return the dag_run_id of a simulated job."""
+    return f"manual__{job.jid}"
+
+
 def run_json(job: OJob, now: float) -> dict[str, Any]:
     """Render one simulated job as a v1 DAGRun."""
-    return {"dag_id": job.recipe.name, "dag_run_id": f"manual__{job.jid}",
+    return {"dag_id": job.recipe.name, "dag_run_id": run_id(job),
             "logical_date": iso(job.created), "execution_date": iso(job.created),
             "start_date": iso(_seen(job.started, now)),
             "end_date": iso(_seen(job.finish, now)) if job.status(now) not in (
@@ -48,13 +63,14 @@ def run_json(job: OJob, now: float) -> dict[str, Any]:
             "external_trigger": True, "conf": {}}
 
 
-def task_json(step: StepPlan, now: float) -> dict[str, Any]:
+def task_json(job: OJob, step: StepPlan, now: float) -> dict[str, Any]:
     """Render one step as a v1 TaskInstance."""
     tries = [a for a in step.attempts if a[0] <= now]
     done = step.finish is not None and step.finish <= now and step.outcome is not None
     state = (step.outcome if done else "running" if tries else "queued" if step.attempts
              else None)
-    return {"task_id": step.sdef.step_id, "map_index": -1, "state": state,
+    return {"dag_id": job.recipe.name, "dag_run_id": run_id(job),
+            "task_id": step.sdef.step_id, "map_index": -1, "state": state,
             "start_date": iso(tries[-1][0]) if tries else None,
             "end_date": iso(step.finish) if done else None, "try_number": len(tries),
             "max_tries": max(1, len(step.attempts)), "operator": step.sdef.step_type}
@@ -62,6 +78,17 @@ def task_json(step: StepPlan, now: float) -> dict[str, Any]:
 
 def _json(status: int, body: Any) -> Response:
     return Response(status, json.dumps(body).encode(), "application/json")
+
+
+def _window(req: Request) -> tuple[float, float] | None:
+    """Read [updated_at_gte, updated_at_lte] (open ends allowed); None when malformed."""
+    gte, lte = (req.query.get(k, [""])[0] for k in ("updated_at_gte", "updated_at_lte"))
+    try:
+        low = datetime.fromisoformat(gte).timestamp() if gte else float("-inf")
+        high = datetime.fromisoformat(lte).timestamp() if lte else float("inf")
+    except ValueError:
+        return None
+    return low, high
 
 
 def _page(req: Request, rows: list[dict[str, Any]], key: str) -> Response:
@@ -72,7 +99,7 @@ def _page(req: Request, rows: list[dict[str, Any]], key: str) -> Response:
 
 
 class AirflowApi:
-    """Serve /api/v1/dags/~/dagRuns and one run's taskInstances from the Ordo world."""
+    """Serve /api/v1/dags/~/dagRuns and task instances (all runs' or one's) from the world."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -82,6 +109,9 @@ class AirflowApi:
         parts = req.path.strip("/").split("/")
         if parts == ["api", "v1", "dags", "~", "dagRuns"]:
             return "/api/v1/dags/~/dagRuns", lambda: self._auth(req) or self._runs(req)
+        if parts == ["api", "v1", "dags", "~", "dagRuns", "~", "taskInstances"]:
+            return ("/api/v1/dags/~/dagRuns/~/taskInstances",
+                    lambda: self._auth(req) or self._all_tasks(req))
         if len(parts) == 7 and parts[:3] == ["api", "v1", "dags"] and parts[6] == "taskInstances":
             return ("/api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
                     lambda: self._auth(req) or self._tasks(req, parts[5]))
@@ -96,18 +126,29 @@ class AirflowApi:
 
     def _runs(self, req: Request) -> Response:
         """List runs changed in [updated_at_gte, updated_at_lte], by updated_at."""
-        gte, lte = (req.query.get(k, [""])[0] for k in ("updated_at_gte", "updated_at_lte"))
-        try:
-            low = datetime.fromisoformat(gte).timestamp() if gte else float("-inf")
-            high = datetime.fromisoformat(lte).timestamp() if lte else float("inf")
-        except ValueError:
+        window = _window(req)
+        if window is None:
             return _json(400, {"title": "Bad Request", "status": 400})
+        low, high = window
         with self.world.lock:
             now = self.world.sync()
             found = [(updated_at(j, now), j) for j in self.world.ordo.jobs if not j.deleted]
             rows = [run_json(j, now) for u, j in sorted(found, key=lambda x: (x[0], x[1].jid))
                     if low <= u <= high]
         return _page(req, rows, "dag_runs")
+
+    def _all_tasks(self, req: Request) -> Response:
+        """List the task instances of every run changed in the window (no order_by in v1)."""
+        window = _window(req)
+        if window is None:
+            return _json(400, {"title": "Bad Request", "status": 400})
+        low, high = window
+        with self.world.lock:
+            now = self.world.sync()
+            rows = [task_json(j, s, now) for j in self.world.ordo.jobs if not j.deleted
+                    and j.created <= now for s in j.steps
+                    if low <= task_updated_at(j, s, now) <= high]
+        return _page(req, rows, "task_instances")
 
     def _tasks(self, req: Request, run_id: str) -> Response:
         """List the task instances of one run."""
@@ -117,5 +158,5 @@ class AirflowApi:
             job = self.world.ordo.by_id.get(int(jid)) if jid.isdigit() else None
             if job is None or job.deleted:
                 return _json(404, {"title": "DAGRun not found", "status": 404})
-            rows = [task_json(s, now) for s in job.steps]
+            rows = [task_json(job, s, now) for s in job.steps]
         return _page(req, rows, "task_instances")

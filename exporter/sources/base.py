@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
+
+from exporter.state.hist import API_LATENCY_BUCKETS, Histogram, HistogramAccumulator
 
 # Normalized job statuses (metrics contract). Terminal ones are counted once.
 JOB_STATUSES: tuple[str, ...] = (
@@ -22,15 +25,27 @@ STEP_STATUSES: tuple[str, ...] = (
 FINISHED_STEP_STATUSES: tuple[str, ...] = ("success", "failed", "skipped")
 TERMINAL_STEP_STATUSES: frozenset[str] = frozenset(FINISHED_STEP_STATUSES)
 
-# Reasons a poll can fail (label values of asyncjob_poll_errors_total).
-# schema = the API changed shape; too_large = an answer over max_response_bytes;
-# internal = a bug of the exporter itself (tracker or source code).
-POLL_ERROR_REASONS: tuple[str, ...] = (
-    "timeout", "connect", "http_4xx", "http_5xx", "rate_limited", "auth", "decode", "schema",
-    "too_large", "internal",
-)
 
-# The one vocabulary of `what` in asyncjob_api_invalid_items_total, for every source: an item
+
+class PollReason(StrEnum):
+    """Why a poll (or an org discovery) failed; the collector maps each to its label value.
+
+    The values are what logs show; the exposition's label values live in the collector.
+    """
+
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    DECODE = "decode"
+    SCHEMA = "schema"  # the API changed shape
+    TOO_LARGE = "too_large"  # an answer over max_response_bytes
+    INTERNAL = "internal"  # a bug of the exporter itself (tracker or source code)
+
+
+# The one vocabulary of `what` for invalid API items, for every source: an item
 # (or one field of it) the API sent that the exporter left out or clamped, the poll succeeding.
 INVALID_TIMESTAMP = "bad_timestamp"  # unparseable, no time zone, or finish before creation
 INVALID_NUMBER = "bad_number"  # a count that is fractional, NaN, infinite, negative or huge
@@ -59,13 +74,15 @@ ON_API_ANSWER: ContextVar[Callable[..., None] | None] = ContextVar("on_api_answe
 
 
 class PollError(Exception):
-    """A poll failed for one of POLL_ERROR_REASONS; the message must carry no secret."""
+    """A poll failed for a PollReason; the message must carry no secret."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        if reason not in POLL_ERROR_REASONS:
-            raise ValueError(f"unknown poll error reason {reason!r}")
+    def __init__(self, reason: PollReason, message: str) -> None:
+        try:
+            checked = PollReason(reason)
+        except ValueError:
+            raise ValueError(f"unknown poll error reason {reason!r}") from None
         super().__init__(message)
-        self.reason = reason
+        self.reason = checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +201,9 @@ class Source(Protocol):
     """An API source: polls one org at a time; owns its HTTP client and request stats."""
 
     stats: RequestStats
-    # Optional class attribute `job_statuses`: the statuses this kind of API can produce, so
-    # status series are dense over those only (the org loop reads it with getattr)
+    host: str  # the API's host, for log lines
+    # the statuses this kind of API can produce, so status series are dense over those only
+    job_statuses: tuple[str, ...]
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """Poll one org; `full` asks for a complete re-list. Raises PollError."""
@@ -205,32 +223,29 @@ class Discoverer(Protocol):
         ...
 
 
-# Latency buckets for API requests (seconds): the API answers in ms, slow pages in seconds.
-API_LATENCY_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)
-
-
 @dataclass(frozen=True, slots=True)
 class RequestStatsView:
     """Frozen copy of a source's request counters, for the collector."""
 
     # (endpoint, code) -> count; code: HTTP status ("200") or "timeout"/"connect_error"
     requests: Mapping[tuple[str, str], int]
-    # endpoint template -> (cumulative bucket counts aligned to API_LATENCY_BUCKETS + +Inf, sum)
-    latency: Mapping[str, tuple[tuple[int, ...], float]]
+    latency: Mapping[str, Histogram]  # endpoint template -> request latency (seconds)
     rate_limited: int
     # requests left in the API's own budget (X-RateLimit-Remaining / RateLimit-Remaining)
     rate_limit_remaining: float | None = None
 
 
 class RequestStats:
-    """Mutable request counters of one source; mutated on the event loop only."""
+    """Mutable request counters of one source; mutated on the event loop only.
 
-    def __init__(self) -> None:
+    Latency is bucketed by the same accumulator as every other histogram; the bounds are
+    injected (sources never choose them).
+    """
+
+    def __init__(self, latency_buckets: tuple[float, ...] = API_LATENCY_BUCKETS) -> None:
         self.requests: dict[tuple[str, str], int] = {}
-        self._buckets: dict[str, list[int]] = {}
-        self._sums: dict[str, float] = {}
+        self._latency_buckets = latency_buckets
+        self._latency: dict[str, HistogramAccumulator] = {}
         self.rate_limited = 0
         self.rate_limit_remaining: float | None = None  # set by sources whose API tells
         self._total = 0  # kept running: every publish asks each org's loop for it
@@ -244,12 +259,10 @@ class RequestStats:
             self.rate_limited += 1
         if seconds is None:
             return
-        buckets = self._buckets.setdefault(endpoint, [0] * (len(API_LATENCY_BUCKETS) + 1))
-        for i, bound in enumerate(API_LATENCY_BUCKETS):
-            if seconds <= bound:
-                buckets[i] += 1
-        buckets[-1] += 1
-        self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
+        hist = self._latency.get(endpoint)
+        if hist is None:
+            hist = self._latency[endpoint] = HistogramAccumulator(self._latency_buckets)
+        hist.observe(seconds)
 
     def total(self) -> int:
         """Return how many requests were made in all."""
@@ -259,7 +272,7 @@ class RequestStats:
         """Return a frozen copy for the collector."""
         return RequestStatsView(
             requests=dict(self.requests),
-            latency={ep: (tuple(b), self._sums.get(ep, 0.0)) for ep, b in self._buckets.items()},
+            latency={ep: hist.freeze() for ep, hist in self._latency.items()},
             rate_limited=self.rate_limited,
             rate_limit_remaining=self.rate_limit_remaining,
         )

@@ -6,7 +6,7 @@ import json
 import zlib
 from typing import Any
 
-from exporter.sources.base import PollError
+from exporter.sources.base import PollError, PollReason
 
 # JSON nested deeper than this is cut (the value becomes TOO_DEEP) instead of crashing the parser.
 MAX_JSON_DEPTH = 200
@@ -21,7 +21,7 @@ class TooLarge(PollError):
     """An answer grew past max_response_bytes (after decompression): refused, not retried."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("too_large", message)
+        super().__init__(PollReason.TOO_LARGE, message)
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -30,13 +30,13 @@ def parse_json(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         if "limit" not in str(exc):  # not an integer of thousands of digits: not JSON at all
-            raise PollError("decode", f"{what} body is not JSON") from None
+            raise PollError(PollReason.DECODE, f"{what} body is not JSON") from None
     except RecursionError:
         pass
     try:
         return json.loads(cut_deep_json(text, MAX_JSON_DEPTH), parse_int=_parse_int)
     except (ValueError, RecursionError):
-        raise PollError("decode", f"{what} body is not JSON") from None
+        raise PollError(PollReason.DECODE, f"{what} body is not JSON") from None
 
 
 def _parse_int(digits: str) -> int | str:
@@ -85,7 +85,7 @@ class BoundedBody:
         elif encoding == "deflate":
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS)
         elif encoding not in ("", "identity"):
-            raise PollError("decode", f"{what}: unsupported Content-Encoding")
+            raise PollError(PollReason.DECODE, f"{what}: unsupported Content-Encoding")
 
     def feed(self, raw: bytes) -> None:
         """Add one raw chunk; decoded output is bounded before it is ever allocated."""
@@ -98,7 +98,7 @@ class BoundedBody:
             while self._inflate.unconsumed_tail:
                 self._add(self._inflate.decompress(self._inflate.unconsumed_tail, self._room()))
         except zlib.error:
-            raise PollError("decode", f"{self._what}: undecodable body") from None
+            raise PollError(PollReason.DECODE, f"{self._what}: undecodable body") from None
 
     def _room(self) -> int:
         return self._cap - len(self._buf) + 1

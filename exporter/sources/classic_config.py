@@ -16,12 +16,13 @@ from exporter.sources.settings import (
 )
 
 Targets = Callable[[str, Any, Mapping[str, Any], ErrorList], tuple[OrgConfig, ...]]
+# (validated model, password read from the config or its file) -> the kind's own settings
+OwnSettings = Callable[[Any, str | None], object]
 
 
 def configurer(
     check: Callable[[str, Any, ErrorList], None], targets: Targets,
-    address_of: Callable[[str], str], *, api: Callable[[Any], str], auto: Callable[[Any], bool],
-    extra: Callable[[Any], dict[str, Any]] = lambda src: {},
+    address_of: Callable[[str], str], *, own: OwnSettings, auto: Callable[[Any], bool],
 ) -> Callable[[str, Any, Mapping[str, Any], pathlib.Path | None, ErrorList], SourceConfig]:
     """Return the `configure` of a kind whose model subclasses SourceModel."""
 
@@ -32,12 +33,11 @@ def configurer(
         token, password = resolve_auth(loc, src, base, errs)
         eff = effective(src, defaults)
         return SourceConfig(
-            name=src.name, kind=src.kind, base_url=src.base_url, api=api(src),
-            token=token, email=src.auth.email, password=password,
-            organizations_auto=auto(src),
+            name=src.name, kind=src.kind, base_url=src.base_url, token=token,
+            kind_settings=own(src, password), organizations_auto=auto(src),
             orgs=targets(loc, src, org_base(eff), errs),
             status_map=tuple(sorted((src.status_map or {}).items())),
-            address_of=address_of, **eff, **extra(src),
+            address_of=address_of, **eff,
         )
 
     return configure

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 
-from exporter.sources.base import ON_API_ANSWER, ClientSettings, PollError, RequestStats
+from exporter.sources.base import ON_API_ANSWER, ClientSettings, PollError, PollReason, RequestStats
 from exporter.sources.body import ACCEPT_ENCODING, CHUNK, BoundedBody, TooLarge, parse_json
 
 log = structlog.get_logger()
@@ -30,7 +30,8 @@ DEFAULT_RETRY_AFTER = 1.0
 class HttpStatusError(PollError):
     """An unexpected HTTP status; carries the status and the API's numeric error code if any."""
 
-    def __init__(self, reason: str, message: str, status: int, api_code: int | None = None) -> None:
+    def __init__(self, reason: PollReason, message: str, status: int,
+                 api_code: int | None = None) -> None:
         super().__init__(reason, message)
         self.status = status
         self.api_code = api_code
@@ -40,14 +41,14 @@ class AuthError(HttpStatusError):
     """401/403, kept distinct so a caller can log in again on 401 before giving up."""
 
     def __init__(self, message: str, status: int, api_code: int | None = None) -> None:
-        super().__init__("auth", message, status, api_code)
+        super().__init__(PollReason.AUTH, message, status, api_code)
 
 
 class NotFound(HttpStatusError):
     """404 with a JSON error body: the resource is gone (a plain-text 404 means a missing route)."""
 
     def __init__(self, message: str, api_code: int | None = None) -> None:
-        super().__init__("http_4xx", message, 404, api_code)
+        super().__init__(PollReason.HTTP_4XX, message, 404, api_code)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ class _Limiter:
             now = self._clock()
             block = self.blocked_until - now
             if block > max_block_wait:
-                raise PollError("rate_limited", f"API asked to wait {block:.0f}s (Retry-After)")
+                raise PollError(PollReason.RATE_LIMITED,
+                                f"API asked to wait {block:.0f}s (Retry-After)")
             tat = max(self._tat, now)
             wait = max(block, tat - self._tolerance - now)
             if wait <= 0:
@@ -162,10 +164,10 @@ def status_error(method: str, endpoint: str, status: int, text: str) -> PollErro
     if status == 404 and _is_json(text):
         return NotFound(msg, code)
     if status == 429:
-        return HttpStatusError("rate_limited", msg, status, code)
+        return HttpStatusError(PollReason.RATE_LIMITED, msg, status, code)
     if status >= 500:
-        return HttpStatusError("http_5xx", msg, status, code)
-    return HttpStatusError("http_4xx", msg, status, code)
+        return HttpStatusError(PollReason.HTTP_5XX, msg, status, code)
+    return HttpStatusError(PollReason.HTTP_4XX, msg, status, code)
 
 
 class ApiClient:
@@ -295,21 +297,24 @@ class ApiClient:
                         method, path, endpoint, params, json_body, headers)
             except (TimeoutError, httpx.TimeoutException):
                 self.stats.record(endpoint, "timeout", self._clock() - start)
-                return PollError("timeout", f"{method} {endpoint} timed out "
-                                            f"(no full answer within {self.settings.timeout:g}s)")
+                return PollError(PollReason.TIMEOUT, f"{method} {endpoint} timed out "
+                                 f"(no full answer within {self.settings.timeout:g}s)")
             except httpx.TransportError as exc:
                 self.stats.record(endpoint, "connect_error", self._clock() - start)
-                return PollError("connect", f"{method} {endpoint} failed: {type(exc).__name__}")
+                return PollError(PollReason.CONNECT,
+                                 f"{method} {endpoint} failed: {type(exc).__name__}")
             except PollError as exc:  # too large or undecodable: retrying will not help
-                code = "decode_error" if exc.reason == "decode" else exc.reason
+                code = "decode_error" if exc.reason is PollReason.DECODE else exc.reason.value
                 self.stats.record(endpoint, code, self._clock() - start)
                 raise
             except httpx.DecodingError:  # e.g. a broken gzip body: retrying will not help
                 self.stats.record(endpoint, "decode_error", self._clock() - start)
-                raise PollError("decode", f"{method} {endpoint}: undecodable body") from None
+                raise PollError(PollReason.DECODE,
+                                f"{method} {endpoint}: undecodable body") from None
             except httpx.HTTPError as exc:  # anything else httpx raises is a failed exchange
                 self.stats.record(endpoint, "error", self._clock() - start)
-                raise PollError("connect", f"{method} {endpoint}: {type(exc).__name__}") from None
+                raise PollError(PollReason.CONNECT,
+                                f"{method} {endpoint}: {type(exc).__name__}") from None
             self.stats.record(endpoint, str(status), self._clock() - start)
             on_answer = ON_API_ANSWER.get()
             if on_answer is not None:

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
-from exporter.sources.base import PollError
+from exporter.sources.base import PollError, PollReason
 from exporter.sources.http import ApiResponse, AuthError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class JsonAuth:
     async def _login(self) -> str:
         """Exchange username and password for a JWT (201 {access_token})."""
         if self._client is None:
-            raise PollError("internal", "json auth used before bind")
+            raise PollError(PollReason.INTERNAL, "json auth used before bind")
         response = await self._client.request(
             "POST", self._model.login_path, self._model.login_path, auth=False,
             json_body={"username": self._model.username, "password": self._password},
@@ -65,7 +65,7 @@ class JsonAuth:
         if isinstance(body, dict):
             token = body.get("access_token") or body.get("jwt_token")
         if not isinstance(token, str) or not token:
-            raise PollError("auth", f"POST {self._model.login_path} gave no access_token")
+            raise PollError(PollReason.AUTH, f"POST {self._model.login_path} gave no access_token")
         return token
 
     async def retrying(self, call: Callable[[], Awaitable[ApiResponse]]) -> ApiResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pathlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import jmespath
@@ -127,9 +128,26 @@ class JobsModel(RequestModel):
     duration: Expr | None = None
 
 
+class StepStreamModel(RequestModel):
+    """Every changed step of an org in one list (Airflow `~/~`), tied to jobs by `job_id`."""
+
+    job_id: Expr  # the parent job's id of one item, the same text `jobs.id` gives
+    incremental: IncrementalModel
+
+    @model_validator(mode="after")
+    def _changed_since_only(self) -> StepStreamModel:
+        """A stream without a changed-since filter would re-read every step of the org."""
+        if self.incremental.mode != "since":
+            raise ValueError("a steps stream needs incremental mode since (e.g. updated_at_gte)")
+        return self
+
+
 class StepsModel(RequestModel):
     """The steps of one job ({job_id} in the path) and how one item becomes a step."""
 
+    # with a stream, incremental polls read every changed step in one list instead of
+    # `path` per job; `path` stays for full polls (after a start, each full_resync_interval)
+    stream: StepStreamModel | None = None
     id: Expr
     type: Expr | None = None
     status: Expr
@@ -231,9 +249,18 @@ class JsonSourceModel(SourceCommon):
 
 
 JSON_MODELS: tuple[type[BaseModel], ...] = (
-    DiscoverModel, JsonSourceModel, JobsModel, StepsModel, PagingModel, IncrementalModel,
-    JsonAuthModel, JsonOrgModel,
+    DiscoverModel, JsonSourceModel, JobsModel, StepsModel, StepStreamModel, PagingModel,
+    IncrementalModel, JsonAuthModel, JsonOrgModel,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class JsonSettings:
+    """The json kind's own settings: the model with its preset applied, and the login."""
+
+    spec: JsonSourceModel = field(repr=False)  # requests, paging, mappings
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
@@ -249,19 +276,20 @@ def configure(loc: str, src: JsonSourceModel, defaults: Mapping[str, Any],
                      f"(also organizations[{seen[org.label]}])")
         seen.setdefault(org.label, j)
     return SourceConfig(
-        name=src.name, kind=src.kind, base_url=src.base_url, api="auto", token=token,
-        email=src.auth.username, password=password,
+        name=src.name, kind=src.kind, base_url=src.base_url, token=token,
+        kind_settings=JsonSettings(src, src.auth.username, password),
         organizations_auto=src.discover is not None, orgs=orgs,
-        status_map=tuple(sorted(src.status_map.items())), json_spec=src, address_of=str, **eff,
+        status_map=tuple(sorted(src.status_map.items())), address_of=str, **eff,
     )
 
 
 def auth_text(src: SourceConfig) -> str:
     """Name the auth method for `check-config`, without the secret."""
-    return "token" if src.token is not None else "none" if src.email is None else "password"
+    username = src.kind_as(JsonSettings).username
+    return "token" if src.token is not None else "none" if username is None else "password"
 
 
 def head_text(src: SourceConfig) -> str:
     """Show the preset in the check-config summary."""
-    preset = src.json_spec.preset if src.json_spec is not None else None
+    preset = src.kind_as(JsonSettings).spec.preset
     return f", preset {preset}" if preset else ""

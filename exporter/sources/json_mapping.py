@@ -18,6 +18,7 @@ from exporter.sources.base import (
     TERMINAL_STEP_STATUSES,
     JobObservation,
     PollError,
+    PollReason,
     StepObservation,
 )
 from exporter.sources.json_config import JobsModel, StepsModel
@@ -52,7 +53,7 @@ def search(expr: ParsedResult, value: Any, what: str) -> Any:
     try:
         return expr.search(value)
     except JMESPathError as exc:
-        raise PollError("schema", f"{what}: expression {expr.expression!r} failed: "
+        raise PollError(PollReason.SCHEMA, f"{what}: expression {expr.expression!r} failed: "
                         f"{type(exc).__name__}") from None
 
 
@@ -61,7 +62,7 @@ def items_of(expr: ParsedResult, body: Any, endpoint: str) -> list[Any]:
     found = search(expr, body, endpoint)
     if not isinstance(found, list):
         kind = "nothing" if found is None else type(found).__name__
-        raise PollError("schema", f"{endpoint}: items expression {expr.expression!r} "
+        raise PollError(PollReason.SCHEMA, f"{endpoint}: items expression {expr.expression!r} "
                         f"matched {kind}, expected a list")
     return found
 

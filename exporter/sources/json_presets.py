@@ -77,6 +77,17 @@ AIRFLOW: dict[str, Any] = {
         "finished_at": "end_date",
     },
     "steps": {
+        # incremental polls: every task instance changed since the last read, of all runs, in
+        # one list (`~/~`); full polls (start, full_resync_interval): `path` per active run
+        "stream": {
+            "path": "/api/{api}/dags/~/dagRuns/~/taskInstances",
+            "items": "task_instances",
+            "paging": {"style": "offset", "size_param": "limit", "page_size": 100,
+                       "total": "total_entries", "max_pages": 20},
+            "incremental": {"mode": "since", "since_param": "updated_at_gte",
+                            "until_param": "updated_at_lte", "overlap": 60},
+            "job_id": "join('/', [dag_id, dag_run_id])",
+        },
         "path": "/api/{api}/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
         "items": "task_instances",
         "paging": {"style": "offset", "size_param": "limit", "page_size": 100,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from exporter.sources.base import PollError, RequestStats
+from exporter.sources.base import PollError, PollReason, RequestStats
 from exporter.sources.http import ApiClient, ApiResponse, status_error
 
 log = structlog.get_logger()
@@ -65,5 +65,6 @@ class RateLimitWatch:
         remaining = _number(response.headers, "X-RateLimit-Remaining", "RateLimit-Remaining")
         if remaining == 0:
             self._stats.rate_limited += 1
-            return PollError("rate_limited", f"GET {endpoint} answered 403: rate limit spent")
+            return PollError(PollReason.RATE_LIMITED,
+                             f"GET {endpoint} answered 403: rate limit spent")
         return status_error("GET", endpoint, 403, response.text)

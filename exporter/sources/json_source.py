@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
@@ -18,21 +16,24 @@ import structlog
 
 from exporter.sources import json_config
 from exporter.sources.base import (
+    JOB_STATUSES,
     TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
     KnownJobs,
     OrgTarget,
     PollError,
+    PollReason,
     PollResult,
     RequestStats,
 )
 from exporter.sources.http import ApiClient, NotFound, gather_limited
 from exporter.sources.json_auth import JsonAuth
 from exporter.sources.json_config import JsonSourceModel
-from exporter.sources.json_mapping import MapNotes, Mapper, search, step_progress
+from exporter.sources.json_mapping import MapNotes, Mapper, search
 from exporter.sources.json_paging import Listing, Page, PageReader, Params
 from exporter.sources.json_ratelimit import RateLimitWatch
+from exporter.sources.json_steps import StepReader, iso
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 
@@ -43,6 +44,9 @@ MAX_ETAG_BYTES = 32 * 1024 * 1024  # and their total size (as received), oldest 
 
 class JsonSource:
     """Poll one org of a configured JSON job API per call; owns its HTTP client and stats."""
+
+    # a mapping may name any status; `unknown` joins the dense series once seen
+    job_statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
 
     def __init__(
         self,
@@ -57,6 +61,7 @@ class JsonSource:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
+        self.host = httpx.URL(settings.base_url).host  # for log lines
         self.spec = spec
         self.stats = RequestStats()
         self._clock = clock
@@ -72,13 +77,15 @@ class JsonSource:
         self._watermarks: dict[str, float] = {}  # org address -> server time of the last list
         self._skew: dict[str, float] = {}  # org address -> server clock minus ours
         self._vars: dict[tuple[str, str], dict[str, str]] = {}  # path vars of active jobs
+        self._steps = None if spec.steps is None else StepReader(
+            spec.steps, self._mapper, self._fetcher, fill, settings.base_url, self._concurrency)
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """List jobs (incrementally unless `full`), re-check unlisted active ones, read steps."""
         notes = MapNotes()
         org_vars = {"org": target.address, "org_encoded": quote(target.address, safe=""),
                     "api": self.spec.api}
-        listing, filtered = await self._list(target, org_vars, known, full)
+        listing, filtered, listed_at = await self._list(target, org_vars, known, full)
         listed = self._map_jobs(listing.items, org_vars, target, notes)
         jobs = dict(listed)
         complete = listing.complete and not filtered and not notes.dropped
@@ -94,10 +101,10 @@ class JsonSource:
             changed = [j.job_id for j in wanted if j.job_id in listed]
             jobs.update(await self._details(target, changed, org_vars, notes, gone))
             wanted = [jobs[j.job_id] for j in wanted if j.job_id not in gone]
-        jobs.update(await self._with_steps(target, wanted, notes))
+        jobs.update(await self._with_steps(target, wanted, org_vars, notes, full, listed_at))
         for job_id in gone:
             jobs.pop(job_id, None)
-        self._forget(target, jobs, gone)
+        self._forget(target, jobs, gone, known)
         log.debug("json_poll", source=self.name, org=target.org, listed=len(listing.items),
                   pages=listing.pages, kept=len(jobs), steps=len(wanted), gone=len(gone))
         return PollResult(jobs=tuple(jobs.values()), complete=complete, gone=tuple(gone),
@@ -105,15 +112,19 @@ class JsonSource:
                           notes=dict(notes.counts))
 
     def _forget(self, target: OrgTarget, jobs: Mapping[str, JobObservation],
-                gone: list[str]) -> None:
-        """Drop the path variables of jobs that will not be asked about again."""
+                gone: list[str], known: KnownJobs) -> None:
+        """Drop the path variables and steps of jobs that will not be asked about again."""
         done = [j for j, job in jobs.items() if job.status in TERMINAL_JOB_STATUSES]
         for job_id in [*done, *gone]:
             self._vars.pop((target.address, job_id), None)
+        if self._steps is not None:
+            active = known.active_ids()
+            self._steps.forget(target.address, [*done, *gone],
+                               lambda j: j in jobs or j in active)
 
     async def _list(self, target: OrgTarget, org_vars: Mapping[str, str], known: KnownJobs,
-                    full: bool) -> tuple[Listing, bool]:
-        """Read the job list; return it and whether a changed-since filter narrowed it."""
+                    full: bool) -> tuple[Listing, bool, float]:
+        """Read the job list; return it, whether a filter narrowed it, the server time read."""
         spec = self.spec.jobs
         params: Params = dict(spec.params)
         inc = spec.incremental
@@ -134,9 +145,10 @@ class JsonSource:
         server_now = http_date(listing.date)
         if server_now is not None:
             self._skew[target.address] = server_now - self._clock()
+        bound = until or server_now or self._clock()
         if inc.mode == "since":  # the server's clock, never ours, bounds what was read
-            self._watermarks[target.address] = until or server_now or self._clock()
-        return listing, filtered
+            self._watermarks[target.address] = bound
+        return listing, filtered, bound
 
     def _known_stop(self, known: KnownJobs) -> Callable[[list[Any]], bool]:
         """Stop a newest-first list at the first page holding an already-known job."""
@@ -209,29 +221,15 @@ class JsonSource:
         return {job.job_id: job for job in found if job is not None}
 
     async def _with_steps(self, target: OrgTarget, jobs: list[JobObservation],
-                          notes: MapNotes) -> dict[str, JobObservation]:
-        """Read the steps of each job that can still change; progress defaults to their share."""
-        steps = self.spec.steps
-        if steps is None or not jobs:
+                          org_vars: Mapping[str, str], notes: MapNotes, full: bool,
+                          listed_at: float) -> dict[str, JobObservation]:
+        """Read the steps of each job that can still change (per job or by stream)."""
+        if self._steps is None:
             return {}
-        reader = PageReader(self._fetcher(steps.path, steps.etag), steps.paging, steps.items,
-                            steps.path, self._client.settings.base_url)
-
-        async def one(job: JobObservation) -> JobObservation | None:
-            path_vars = self._vars.get((target.address, job.job_id))
-            if path_vars is None:
-                return None
-            try:
-                listing = await reader.read(fill(steps.path, path_vars), dict(steps.params))
-            except NotFound:  # the job went away between list and steps: keep what is known
-                return job
-            found = [self._mapper.step_or_none(item, notes) for item in listing.items]
-            seen = tuple({s.step_id: s for s in found if s is not None}.values())
-            progress = job.progress if job.progress is not None else step_progress(seen)
-            return replace(job, steps=seen, progress=progress)
-
-        done = await gather_limited([partial(one, j) for j in jobs], self._concurrency)
-        return {job.job_id: job for job in done if job is not None}
+        server_now = self._clock() + self._skew.get(target.address, 0.0)
+        return await self._steps.read(
+            target, jobs, lambda job_id: self._vars.get((target.address, job_id)), org_vars,
+            notes, full=full, listed_at=listed_at, server_now=server_now)
 
     def _fetcher(self, endpoint: str, etag: bool) -> Callable[[str, Params], Awaitable[Page]]:
         """Return a GET that records `endpoint`, sends If-None-Match and reuses 304 answers."""
@@ -248,7 +246,7 @@ class JsonSource:
                 raise self._rate.forbidden(response, endpoint)
             if response.status == 304:
                 if cached is None:
-                    raise PollError("http_4xx", f"GET {endpoint} answered 304 unasked")
+                    raise PollError(PollReason.HTTP_4XX, f"GET {endpoint} answered 304 unasked")
                 return Page(cached[1], response.headers)
             body = response.json()
             tag = response.headers.get("ETag")
@@ -306,12 +304,7 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     try:
         return template.format_map(safe)
     except (KeyError, IndexError, ValueError) as exc:
-        raise PollError("schema", f"path template {template!r} needs {exc}") from None
-
-
-def iso(seconds: float) -> str:
-    """Render a watermark as RFC 3339 with Z (Airflow rejects an unencoded +)."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise PollError(PollReason.SCHEMA, f"path template {template!r} needs {exc}") from None
 
 
 def http_date(value: str | None) -> float | None:
@@ -326,8 +319,9 @@ def http_date(value: str | None) -> float | None:
 
 def build(cfg: SourceConfig) -> JsonSource:
     """Create the API client of one configured json source."""
-    return JsonSource(cfg.name, cfg.client_settings(), cfg.json_spec, token=cfg.token,
-                      password=cfg.password)
+    own = cfg.kind_as(json_config.JsonSettings)
+    return JsonSource(cfg.name, cfg.client_settings(), own.spec, token=cfg.token,
+                      password=own.password)
 
 
 SPEC = SourceSpec(kind="json", rank=2, model=JsonSourceModel, build=build,

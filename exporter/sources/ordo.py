@@ -50,7 +50,8 @@ BATCH_MAX = 100
 # What Ordo's status vocabulary normalizes to (ordo_parse.JOB_STATUS_MAP); anything else, or a
 # status_map target outside this set, joins the dense series once seen.
 ORDO_JOB_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(JOB_STATUS_MAP.values()))
-ID_WINDOW = 25  # ids probed past the highest known: tolerates this many burned ids in a row
+# ids probed past the highest known: tolerates this many burned ids in a row
+ID_WINDOW = ordo_config.ID_WINDOW
 PROBE_ROUNDS = 20  # windows probed per poll at most; a burst beyond continues next poll
 UNNAMED_JOB_TYPE = "unknown"  # jobs without a recipe_id
 
@@ -355,8 +356,9 @@ def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservatio
 
 def build(cfg: SourceConfig) -> OrdoSource:
     """Create the API client of one configured ordo source."""
+    own = cfg.kind_as(ordo_config.OrdoSettings)
     return OrdoSource(cfg.name, cfg.client_settings(), token=cfg.token or "",
-                      status_map=dict(cfg.status_map), id_window=cfg.id_window)
+                      status_map=dict(cfg.status_map), id_window=own.id_window)
 
 
 SPEC = SourceSpec(kind="ordo", rank=1, model=ordo_config.OrdoSourceModel, build=build,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -10,6 +11,15 @@ from pydantic import Field
 from exporter.config_schema import ErrorList, NonEmptyStr, SourceModel, normalize_address
 from exporter.sources.classic_config import configurer
 from exporter.sources.settings import OrgConfig
+
+ID_WINDOW = 25  # default `id_window`
+
+
+@dataclass(frozen=True, slots=True)
+class OrdoSettings:
+    """The ordo kind's own settings."""
+
+    id_window: int = ID_WINDOW  # ids probed past the highest known each poll
 
 
 class OrdoSourceModel(SourceModel):
@@ -31,11 +41,10 @@ def targets(loc: str, src: OrdoSourceModel, base: Mapping[str, Any],
     return (OrgConfig(address=name, label=name, job_types=(), **base),)
 
 
-REQUIRED = {"organization": "required for ordo sources: the org label"}
-def extra(src: OrdoSourceModel) -> dict[str, Any]:
+def own(src: OrdoSourceModel, password: str | None) -> OrdoSettings:
     """Return the Ordo-only settings given (the dataclass defaults cover the rest)."""
-    return {} if src.id_window is None else {"id_window": src.id_window}
+    return OrdoSettings() if src.id_window is None else OrdoSettings(id_window=src.id_window)
 
 
-configure = configurer(check, targets, normalize_address, api=lambda src: "auto",
-                       auto=lambda src: False, extra=extra)
+REQUIRED = {"organization": "required for ordo sources: the org label"}
+configure = configurer(check, targets, normalize_address, own=own, auto=lambda src: False)

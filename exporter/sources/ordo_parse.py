@@ -15,6 +15,7 @@ from exporter.sources.base import (
     INVALID_PROGRESS,
     JobObservation,
     PollError,
+    PollReason,
     StepObservation,
 )
 from exporter.sources.parse import ParseNotes
@@ -39,7 +40,8 @@ class _BadId(PollError):
     """A job id that is not one: the item is left out as bad_id."""
 
     def __init__(self, what: str) -> None:
-        super().__init__("schema", f"ordo: unexpected response shape: {what} id is not an integer")
+        super().__init__(PollReason.SCHEMA,
+                         f"ordo: unexpected response shape: {what} id is not an integer")
 
 
 def parse_items(notes: ParseNotes, raws: list[Any], parse: Callable[[Any], T],
@@ -52,7 +54,7 @@ def parse_items(notes: ParseNotes, raws: list[Any], parse: Callable[[Any], T],
         except _BadId:
             notes.note(INVALID_ID)
         except PollError as exc:
-            if exc.reason != "schema":
+            if exc.reason is not PollReason.SCHEMA:
                 raise
             notes.note(INVALID_ITEM)
     if raws and not out:
@@ -86,7 +88,7 @@ class ListedJob:
 
 def schema_error(what: str) -> PollError:
     """Build the schema PollError; never echo API text, which may carry job errors."""
-    return PollError("schema", f"ordo: unexpected response shape: {what}")
+    return PollError(PollReason.SCHEMA, f"ordo: unexpected response shape: {what}")
 
 
 def normalize_job_status(raw: str, notes: ParseNotes) -> str:

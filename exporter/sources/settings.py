@@ -6,7 +6,7 @@ import os
 import pathlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -18,6 +18,8 @@ from exporter.config_schema import (
     normalize_address,
 )
 from exporter.sources.base import ClientSettings
+
+KindSettings = TypeVar("KindSettings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +43,12 @@ class OrgConfig:
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    """One API endpoint, its credentials and effective settings; repr hides secrets."""
+    """One API endpoint, its token and effective settings; repr hides secrets."""
 
     name: str
     kind: str  # a key of exporter.sources.registry.SPECS
     base_url: str  # no trailing slash; may carry a path prefix
-    api: str  # the API version a kind selects ("auto" where the kind has none)
     token: str | None = field(repr=False)
-    email: str | None
-    password: str | None = field(repr=False)
     organizations_auto: bool
     orgs: tuple[OrgConfig, ...]
     interval: float
@@ -67,14 +66,19 @@ class SourceConfig:
     max_retry_after: float = BUILTIN_DEFAULTS["max_retry_after"]
     # raw API status (lowercased) -> normalized status, as the operator configured it
     status_map: tuple[tuple[str, str], ...] = ()
-    # kind json: the validated model with its preset applied (requests, paging, mappings)
-    json_spec: Any = field(default=None, repr=False)
     duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["duration_buckets"]
     step_duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["step_duration_buckets"]
-    id_window: int = 25  # kind ordo: ids probed past the highest known
+    # the kind's own settings (a frozen value its `configure` builds; its repr hides secrets)
+    kind_settings: object = None
     # how the kind checks and spells a discovered org's address (default: the 0x form)
     address_of: Callable[[str], str] = field(default=normalize_address, repr=False,
                                              compare=False)
+
+    def kind_as(self, cls: type[KindSettings]) -> KindSettings:
+        """Return the kind's own settings typed, so a source reads only its own keys."""
+        if not isinstance(self.kind_settings, cls):
+            raise TypeError(f"source {self.name!r}: kind settings are not {cls.__name__}")
+        return self.kind_settings
 
     def client_settings(self) -> ClientSettings:
         """Return the HTTP policy of this source."""
@@ -92,9 +96,9 @@ class SourceConfig:
 
     def identity(self) -> tuple[Any, ...]:
         """Return what forces a new HTTP client when it changes on reload."""
-        return (self.kind, self.base_url, self.api, self.token, self.email, self.password,
+        return (self.kind, self.base_url, self.token, self.kind_settings,
                 self.timeout, self.concurrency, self.max_requests_per_second, self.retries,
-                self.max_response_bytes, self.max_retry_after, self.status_map, self.json_spec)
+                self.max_response_bytes, self.max_retry_after, self.status_map)
 
 
 def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from exporter.sources.base import (
     KnownJobs,
     OrgTarget,
     PollError,
+    PollReason,
     PollResult,
     RequestStats,
 )
@@ -157,8 +158,8 @@ class VocdoniSource:
         path = f"/organizations/{quote(address, safe='')}/jobs"
         if await self._answers_json(path, "/organizations/{address}/jobs", {"page": 1, "limit": 1}):
             return "v1"
-        raise PollError("http_4xx", "vocdoni: neither API generation's list route answered "
-                                    "JSON (a proxy page?); detecting again next poll")
+        raise PollError(PollReason.HTTP_4XX, "vocdoni: neither API generation's list route "
+                        "answered JSON (a proxy page?); detecting again next poll")
 
     async def _answers_json(self, path: str, endpoint: str, params: Mapping[str, str | int]
                             ) -> bool:
@@ -339,7 +340,7 @@ class VocdoniSource:
         except NotFound:
             return None
         if not isinstance(body, dict):
-            raise PollError("schema", "vocdoni: unexpected job body (not an object)")
+            raise PollError(PollReason.SCHEMA, "vocdoni: unexpected job body (not an object)")
         return v2_job(body, ctx.notes)
 
     async def _confirm_empty(self, ctx: _Poll) -> bool:
@@ -450,7 +451,7 @@ def _one_item(parse: Callable[[dict[str, Any], ParseNotes], T], job: dict[str, A
     try:
         return parse(job, notes)
     except PollError as exc:
-        if exc.reason != "schema":
+        if exc.reason is not PollReason.SCHEMA:
             raise
         notes.drop(exc)
         return None
@@ -464,9 +465,10 @@ def _unknown(known: KnownJobs, job_id: str) -> bool:
 
 def build(cfg: SourceConfig) -> VocdoniSource:
     """Create the API client of one configured vocdoni source."""
+    own = cfg.kind_as(vocdoni_config.VocdoniSettings)
     return VocdoniSource(
-        cfg.name, cfg.client_settings(), token=cfg.token, email=cfg.email,
-        password=cfg.password, api=cfg.api, status_map=dict(cfg.status_map),
+        cfg.name, cfg.client_settings(), token=cfg.token, email=own.email,
+        password=own.password, api=own.api, status_map=dict(cfg.status_map),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from exporter.sources.base import PollError
+from exporter.sources.base import PollError, PollReason
 from exporter.sources.http import ApiClient, AuthError
 from exporter.sources.parse import ParseNotes
 from exporter.sources.vocdoni_parse import parse_time
@@ -134,7 +134,7 @@ class VocdoniAuth:
         """Keep the token of a login/refresh answer and when it expires."""
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise PollError("schema", "vocdoni: login answer without token")
+            raise PollError(PollReason.SCHEMA, "vocdoni: login answer without token")
         self._token = token
         self.generation += 1
         self._issued = self._clock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from exporter.config_schema import (
@@ -13,6 +14,15 @@ from exporter.config_schema import (
 )
 from exporter.sources.classic_config import configurer
 from exporter.sources.settings import OrgConfig, SourceConfig, build_org
+
+
+@dataclass(frozen=True, slots=True)
+class VocdoniSettings:
+    """The vocdoni kind's own settings: API generation and login; repr hides the password."""
+
+    api: str = "auto"  # "auto", "v2" or "v1"
+    email: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 class VocdoniSourceModel(SourceModel):
@@ -53,9 +63,14 @@ def targets(loc: str, src: VocdoniSourceModel, base: Mapping[str, Any],
 
 def head_text(src: SourceConfig) -> str:
     """Show the API version in the check-config summary."""
-    return f", api {src.api}"
+    return f", api {src.kind_as(VocdoniSettings).api}"
+
+
+def own(src: VocdoniSourceModel, password: str | None) -> VocdoniSettings:
+    """Return the API generation and the login of one source."""
+    return VocdoniSettings(api=src.api or "auto", email=src.auth.email, password=password)
 
 
 REQUIRED = {"organizations": "required for vocdoni sources: 'auto' or a list"}
-configure = configurer(check, targets, normalize_address, api=lambda src: src.api or "auto",
+configure = configurer(check, targets, normalize_address, own=own,
                        auto=lambda src: src.organizations == "auto")

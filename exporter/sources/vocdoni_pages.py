@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.sources.base import PollError
+from exporter.sources.base import PollError, PollReason
 from exporter.sources.vocdoni_parse import Page, job_identity, slim_item
 
 
@@ -47,7 +47,8 @@ class Read:
     def add(self, number: int, page: Page) -> None:
         """Record a page's jobs with positions from the oldest end; dedupe shifted items."""
         if page.last_page > max_pages(page.total, self.limit):
-            raise PollError("schema", "vocdoni: pagination.lastPage contradicts totalItems")
+            raise PollError(PollReason.SCHEMA,
+                            "vocdoni: pagination.lastPage contradicts totalItems")
         self.pages.add(number)
         self.invalid.update(page.invalid)
         self.dropped += page.dropped

@@ -18,6 +18,7 @@ from exporter.sources.base import (
     MAX_JOB_ID_LENGTH,
     JobObservation,
     PollError,
+    PollReason,
 )
 from exporter.sources.parse import ParseNotes
 
@@ -42,7 +43,7 @@ class Page:
 
 def _schema(what: str) -> PollError:
     """Name the field, never its value: values may be members' personal data."""
-    return PollError("schema", f"vocdoni: unexpected {what}")
+    return PollError(PollReason.SCHEMA, f"vocdoni: unexpected {what}")
 
 
 def _int_field(obj: dict[str, Any], key: str, where: str) -> int | None:

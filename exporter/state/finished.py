@@ -1,7 +1,7 @@
 """Finished jobs packed in arrays: all a counted terminal job needs until it leaves the list.
 
 A finished job is "seen, counted": its id (to recognise it when listed again), its type and
-status (the asyncjob_jobs gauge), its creation time (a reused id is another job) and when it was
+status (the jobs-by-status gauge), its creation time (a reused id is another job) and when it was
 first seen. At a million jobs one Python object per job costs ~0.5 KB; here a job is a few
 array slots and its packed id in one bytearray (~90 bytes for a 64-hex id), found through an
 open-addressing hash table that is itself an array.

@@ -39,14 +39,14 @@ _UPSERT = ("INSERT OR REPLACE INTO finished (org_id, job_id, kind, created_at, f
 
 def migrate(db: sqlite3.Connection) -> None:
     """Move a schema 2/3 file's counted finished jobs into packed rows (caller's transaction)."""
-    db.create_function("asyncjob_pack", 1, pack_id, deterministic=True)
+    db.create_function("pack_job_id", 1, pack_id, deterministic=True)
     db.execute(f"INSERT OR IGNORE INTO org_ids (source, org)"
                f" SELECT DISTINCT source, org FROM jobs WHERE {_DONE}")
     db.execute(f"INSERT OR IGNORE INTO job_types (name)"
                f" SELECT DISTINCT job_type FROM jobs WHERE {_DONE}")
     db.execute(
         f"INSERT OR REPLACE INTO finished (org_id, job_id, kind, created_at, first_seen)"
-        f" SELECT o.id, asyncjob_pack(j.job_id), (t.id << {_STATUS_BITS}) | j.code,"
+        f" SELECT o.id, pack_job_id(j.job_id), (t.id << {_STATUS_BITS}) | j.code,"
         f" j.created_at, j.first_seen FROM (SELECT *, {_STATUS_CODE} AS code FROM jobs"
         f" WHERE {_DONE}) AS j JOIN org_ids o ON o.source = j.source AND o.org = j.org"
         f" JOIN job_types t ON t.name = j.job_type")

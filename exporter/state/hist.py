@@ -1,10 +1,45 @@
-"""Mutable histogram accumulator that freezes into snapshot Histograms."""
+"""Histograms: the frozen form snapshots carry and the mutable accumulator that builds it.
+
+Every histogram of the exporter (job and step durations, poll durations, API request latency)
+is accumulated here, so they all bucket alike. Nothing here imports the rest of the exporter:
+sources record their request latency with it too.
+"""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from exporter.state.snapshot import Exemplar, Histogram
+# Bounds of API request latency (seconds): the API answers in ms, slow pages in seconds.
+# Handed to every source's RequestStats, so no source picks its own.
+API_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """An OpenMetrics exemplar: which job produced an observation."""
+
+    job_id: str
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Frozen histogram data; `counts` are cumulative per bound, last entry is +Inf (= count)."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+    exemplars: Mapping[int, Exemplar] = field(default_factory=dict)  # bucket index -> exemplar
+
+    @property
+    def count(self) -> int:
+        """Return the number of observations."""
+        return self.counts[-1] if self.counts else 0
 
 
 class HistogramAccumulator:

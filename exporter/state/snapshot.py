@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
-from exporter.sources.base import JOB_STATUSES, RequestStatsView
+from exporter.sources.base import JOB_STATUSES, PollReason, RequestStatsView
+
+# Defined in hist.py (sources use them too); re-exported: most modules import them from here.
+from exporter.state.hist import Exemplar as Exemplar
+from exporter.state.hist import Histogram as Histogram
 
 # Job and step run times span seconds (vote relays) to hours (LiDAR pipelines, big imports).
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -18,28 +23,14 @@ POLL_DURATION_BUCKETS: tuple[float, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Exemplar:
-    """An OpenMetrics exemplar: which job produced an observation."""
+class SeriesKind(Enum):
+    """Which capped series a dropped label set belongs to; the collector names the metric."""
 
-    job_id: str
-    value: float
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class Histogram:
-    """Frozen histogram data; `counts` are cumulative per bound, last entry is +Inf (= count)."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    sum: float
-    exemplars: Mapping[int, Exemplar] = field(default_factory=dict)  # bucket index -> exemplar
-
-    @property
-    def count(self) -> int:
-        """Return the number of observations."""
-        return self.counts[-1] if self.counts else 0
+    JOBS = "job types over max_job_types_per_org"
+    STEPS = "step types over max_step_types_per_org"
+    PROGRESS = "per-job progress over max_job_series_per_org"
+    ACTIVE_JOB_START = "per-job start times over max_job_series_per_org"
+    FAILED_JOB_INFO = "failed jobs over max_job_series_per_org"
 
 
 JobKey = tuple[str, str]  # (job_type, status)
@@ -78,7 +69,7 @@ class OrgSnapshot:
     # (job_type, step_type) -> unix time of the stalest running step's last progress report
     step_stale: Mapping[StepTypeKey, float] = field(default_factory=dict)
     tracked_jobs: int = 0
-    series_dropped: Mapping[str, int] = field(default_factory=dict)  # metric name -> count
+    series_dropped: Mapping[SeriesKind, int] = field(default_factory=dict)  # -> count
     # API items rejected or clamped (negative numbers, progress outside 0..1, bad timestamps)
     invalid_items: Mapping[str, int] = field(default_factory=dict)  # what -> count
     # active jobs that left the API before their outcome could be read
@@ -94,7 +85,7 @@ class OrgHealth:
     up: bool
     last_success: float | None
     poll_duration: Histogram
-    poll_errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
+    poll_errors: Mapping[PollReason, int] = field(default_factory=dict)  # -> count
     synced: bool = False  # had at least one successful poll
     polled: bool = False  # its first poll completed, successfully or not (readiness)
 
@@ -106,7 +97,7 @@ class DiscoveryHealth:
     source: str
     up: bool
     last_success: float | None
-    errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
+    errors: Mapping[PollReason, int] = field(default_factory=dict)  # -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +113,4 @@ class ExporterSnapshot:
     state_persistent: bool | None = None  # last state write committed; None: no state file
     state_write_errors: int | None = None  # failed state writes; None: no state store
     discovery: Mapping[str, DiscoveryHealth] = field(default_factory=dict)  # source ->
+    sequence: int = 0  # publish count: the render cache records the one it rendered (/readyz)

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from exporter.sources.base import TERMINAL_STEP_STATUSES, StepObservation
 from exporter.state.hist import HistogramAccumulator
 from exporter.state.labels import CappedLabels, clean_label
-from exporter.state.snapshot import DURATION_BUCKETS, Histogram, StepKey, StepTypeKey
+from exporter.state.snapshot import (
+    DURATION_BUCKETS,
+    Histogram,
+    SeriesKind,
+    StepKey,
+    StepTypeKey,
+)
 
 
 @dataclass(slots=True)
@@ -36,7 +42,7 @@ class StepBook:
     """Keep the steps of non-terminal jobs and the step counters of one org."""
 
     def __init__(
-        self, max_step_types: int, dropped: Counter[str],
+        self, max_step_types: int, dropped: Counter[SeriesKind],
         buckets: tuple[float, ...] = DURATION_BUCKETS,
     ) -> None:
         self.buckets = buckets
@@ -85,7 +91,7 @@ class StepBook:
     def _step_type(self, job_type: str, raw: str) -> str:
         label, dropped = self._types.admit(clean_label(raw))
         if dropped:
-            self._dropped["asyncjob_steps"] += 1
+            self._dropped[SeriesKind.STEPS] += 1
         self._known.setdefault((job_type, label), None)
         return label
 

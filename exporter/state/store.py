@@ -61,7 +61,7 @@ class StateStore:
     """One SQLite file (or :memory:) holding every org's known jobs and counted flags.
 
     Orgs are keyed by (source, address): renaming an org keeps its state, a new address is a
-    new org. Writes are accounted (`persistent`, `write_errors`) for asyncjob_state_* metrics.
+    new org. Writes are accounted (`persistent`, `write_errors`) for the state health metrics.
     """
 
     def __init__(self, path: str) -> None:

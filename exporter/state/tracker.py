@@ -19,7 +19,7 @@ from exporter.sources.base import (
 from exporter.state.hist import HistogramAccumulator
 from exporter.state.jobbook import JobBook, JobRecord, compactable
 from exporter.state.labels import CappedLabels, clean_label
-from exporter.state.snapshot import DURATION_BUCKETS, OrgSnapshot
+from exporter.state.snapshot import DURATION_BUCKETS, OrgSnapshot, SeriesKind
 from exporter.state.steps import StepBook
 
 log = structlog.get_logger()
@@ -57,10 +57,10 @@ class _Aggregates:
     durations: dict[tuple[str, str], HistogramAccumulator] = field(default_factory=dict)
     queue_wait: dict[str, HistogramAccumulator] = field(default_factory=dict)
     import_items: Counter[str] = field(default_factory=Counter)
-    series_dropped: Counter[str] = field(default_factory=Counter)
+    series_dropped: Counter[SeriesKind] = field(default_factory=Counter)
     failed_at: dict[str, tuple[str, float]] = field(default_factory=dict)  # job_id -> (type, t)
     invalid_items: Counter[str] = field(default_factory=Counter)
-    capped_ids: set[str] = field(default_factory=set)  # job ids whose series a cap dropped
+    capped_ids: set[tuple[SeriesKind, str]] = field(default_factory=set)  # (kind, job id)
     vanished: Counter[str] = field(default_factory=Counter)  # job_type -> active jobs lost
 
 
@@ -185,7 +185,7 @@ class OrgTracker:
     def _job_type(self, raw: str) -> str:
         label, dropped = self._types.admit(clean_label(raw))
         if dropped:
-            self.agg.series_dropped["asyncjob_jobs"] += 1
+            self.agg.series_dropped[SeriesKind.JOBS] += 1
         # One shared string per type (the cap bounds them): 100k records, not 100k copies.
         label = self._known_types.setdefault(label, label)
         self._raw_types.setdefault(raw, label)
@@ -437,7 +437,7 @@ class OrgTracker:
                 if len(progress) < cap:
                     progress[(rec.job_type, clean_label(job_id))] = rec.progress
                 else:
-                    self._drop_series("asyncjob_progress_ratio", job_id)
+                    self._drop_series(SeriesKind.PROGRESS, job_id)
         return oldest, progress
 
     def _statuses_view(self) -> tuple[str, ...]:
@@ -461,7 +461,7 @@ class OrgTracker:
             kept_ids = {job_id for _, job_id, _ in kept}
             for _, job_id, _ in starts:
                 if job_id not in kept_ids:
-                    self._drop_series("asyncjob_active_job_start_timestamp_seconds", job_id)
+                    self._drop_series(SeriesKind.ACTIVE_JOB_START, job_id)
         return {(rec.job_type, rec.status, clean_label(jid)): t for t, jid, rec in kept}
 
     def _failed_view(self) -> dict[tuple[str, str], float]:
@@ -469,16 +469,16 @@ class OrgTracker:
         cap = self.settings.max_job_series_per_org
         failed_items = list(self.agg.failed_at.items())
         for jid, _ in failed_items[: max(0, len(failed_items) - cap)]:
-            self._drop_series("asyncjob_failed_job_info", jid)
+            self._drop_series(SeriesKind.FAILED_JOB_INFO, jid)
         kept = failed_items[len(failed_items) - cap:] if cap else []
         return {(jt, clean_label(jid)): t for jid, (jt, t) in kept}
 
-    def _drop_series(self, metric: str, job_id: str) -> None:
+    def _drop_series(self, kind: SeriesKind, job_id: str) -> None:
         """Count a job's series dropped by the cap once, not once per poll."""
-        key = f"{metric}/{job_id}"
+        key = (kind, job_id)
         if key not in self.agg.capped_ids:
             self.agg.capped_ids.add(key)
-            self.agg.series_dropped[metric] += 1
+            self.agg.series_dropped[kind] += 1
 
     def _expire_failed(self, now: float) -> None:
         horizon = now - self.settings.failed_job_retention

@@ -2,84 +2,18 @@
 
 from __future__ import annotations
 
-import sys
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from benchmarks.harness import Proc, free_port, wait_for
+from scripts.stack import EXE, exporter, scrape, select, sim_post, simulator, truth
 
-EXE = [sys.executable, "-m", "exporter"]
-__all__ = ["EXE", "MOUNTS", "Proc", "config_for", "exporter", "free_port", "scrape", "select",
-           "sim_post", "simulator", "truth", "wait_for"]
-
-
-@contextmanager
-def simulator(tmp: Path, *knobs: str) -> Iterator[str]:
-    """Run `asyncjob-exporter simulate` and yield its base URL."""
-    port = free_port()
-    proc = Proc([*EXE, "simulate", "--listen", f"127.0.0.1:{port}", *knobs], tmp / "sim.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/_sim/truth", timeout=2).status_code == 200, 20,
-                 f"simulator start\n{proc.output()}")
-        yield url
-    finally:
-        proc.stop()
-
-
-@contextmanager
-def exporter(tmp: Path, config: str, *flags: str, env: dict[str, str] | None = None,
-             name: str = "exporter") -> Iterator[tuple[str, Proc]]:
-    """Run `asyncjob-exporter run` on a config text and yield (base URL, process)."""
-    port = free_port()
-    cfg = tmp / f"{name}.yaml"
-    cfg.write_text(config)
-    proc = Proc([*EXE, "--config.file", str(cfg), "--web.listen-address", f"127.0.0.1:{port}",
-                 "--log.format", "json", *flags], tmp / f"{name}.log", env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 20,
-                 f"exporter start\n{proc.output()}")
-        yield url, proc
-    finally:
-        proc.stop()
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Scrape /metrics and return {(sample name, sorted labels): value}."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def select(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-           **labels: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """Return the samples of one name whose labels include `labels`."""
-    out = {}
-    for (n, lbls), value in samples.items():
-        if n == name and all(dict(lbls).get(k) == v for k, v in labels.items()):
-            out[lbls] = value
-    return out
-
-
-def sim_post(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """POST to a simulator control endpoint."""
-    resp = httpx.post(f"{url}/_sim/{path}", json=body or {}, timeout=10)
-    resp.raise_for_status()
-    return resp.json()
-
-
-def truth(url: str) -> Any:
-    """Return the simulator's truth document."""
-    return httpx.get(f"{url}/_sim/truth", timeout=10).json()
+__all__ = ["EXE", "MOUNTS", "STEADY_KNOBS", "Proc", "all_up", "config_for", "exporter", "fill",
+           "finished", "free_port", "scrape", "select", "sim_post", "simulator", "tmpfs", "total",
+           "truth", "truth_delta", "wait_for"]
 
 
 # Simulator mount -> the source name the shared config gives it.
@@ -118,3 +52,72 @@ sources:
     auth: {{token: "{token}"}}
     organization: ordo
 """
+
+
+# a steady simulated world for the state and restart tests (the `sim` fixture)
+STEADY_KNOBS = ("--seed", "11", "--job-rate", "3", "--failure-ratio", "0.3",
+                "--job-duration-s", "1", "--history", "10", "--vocdoni-orgs", "2",
+                "--vocdoni-v1-orgs", "1", "--ordo-job-rate", "1.5", "--ordo-history", "5")
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def total(url: str, name: str, **labels: str) -> float:
+    """Scrape once and return the sum of one family's samples whose labels include `labels`."""
+    return sum(select(scrape(url), name, **labels).values())
+
+
+def finished(samples: Samples) -> dict[tuple[str, str, str, str], float]:
+    """Return asyncjob_finished_total as {(source, org, job_type, status): value}."""
+    out = {}
+    for labels, value in select(samples, "asyncjob_finished_total").items():
+        d = dict(labels)
+        if value:
+            out[(d["source"], d["org"], d["job_type"], d["status"])] = value
+    return out
+
+
+def truth_delta(first: dict[str, Any], now: dict[str, Any]) -> dict[tuple[str, ...], float]:
+    """Return the jobs finished between two truths, keyed like finished()."""
+    out: dict[tuple[str, ...], float] = {}
+    for mount, source in MOUNTS.items():
+        for addr, org in now[mount].items():
+            before = first[mount].get(addr, {}).get("finished", {})
+            for jt, by in org["finished"].items():
+                for st, n in by.items():
+                    delta = n - before.get(jt, {}).get(st, 0)
+                    if delta:
+                        out[("ordo" if mount == "ordo" else source,
+                             "ordo" if mount == "ordo" else addr, jt, st)] = float(delta)
+    return out
+
+
+def all_up(url: str, value: float) -> bool:
+    """Tell whether every org's asyncjob_up has the value."""
+    ups = select(scrape(url), "asyncjob_up")
+    return len(ups) == 4 and all(v == value for v in ups.values())
+
+
+@contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """Mount a small tmpfs (a disk that can fill up or turn read-only) and yield it."""
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"this test mounts a tmpfs and needs root: {done.stderr}"
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(where: Path) -> Path:
+    """Fill the filesystem at `where` to the last byte; return the filler to free it."""
+    filler = where / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for chunk in (1 << 16, 4096, 512, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * chunk)
+            except OSError:
+                continue
+    return filler

@@ -21,8 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.harness import exporter, scrape, sim_post, simulator, truth, wait_for
-from tests.integration.promstack import (
+from scripts.promstack import (
     REPO,
     RULES,
     WebhookReceiver,
@@ -30,6 +29,7 @@ from tests.integration.promstack import (
     example_config,
     has_value,
     load_dashboards,
+    metric_names,
     panel_queries,
     prometheus,
     query,
@@ -38,7 +38,7 @@ from tests.integration.promstack import (
     scaled_rules,
     variable_selectors,
 )
-from tests.test_dashboards import _metric_names
+from tests.integration.harness import exporter, scrape, sim_post, simulator, truth, wait_for
 
 RETENTION_S = 10  # failed_job_retention of source `alerting`: the alert resolves after it
 RUN_S = 25  # how long simulator B runs before the dashboard queries
@@ -355,7 +355,7 @@ def test_every_metric_the_dashboards_use_is_exported(stack: dict[str, Any]) -> N
     exprs = [q.target["expr"] for q in panel_queries()]
     for dashboard in load_dashboards().values():
         exprs += [sel for sel, _ in variable_selectors(dashboard).values()]
-    used = set().union(*(_metric_names(e) for e in exprs))
+    used = set().union(*(metric_names(e) for e in exprs))
     assert len(used) > 25, used
     missing = {n for n in used if n not in exported and n not in recorded}
     assert not missing, f"dashboards use metrics the exporter does not expose: {missing}"

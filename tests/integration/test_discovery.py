@@ -7,7 +7,16 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.harness import EXE, exporter, scrape, select, sim_post, simulator, wait_for
+from tests.integration.harness import (
+    EXE,
+    exporter,
+    scrape,
+    select,
+    sim_post,
+    simulator,
+    total,
+    wait_for,
+)
 
 
 def _config(url: str, password_file: Path) -> str:
@@ -24,7 +33,7 @@ sources:
 
 
 def _errors(url: str) -> float:
-    return sum(select(scrape(url), "asyncjob_discovery_errors_total", source="auto").values())
+    return total(url, "asyncjob_discovery_errors_total", source="auto")
 
 
 def test_failing_discovery_is_visible_retried_soon_and_heals(tmp_path: Path) -> None:

@@ -5,69 +5,23 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.harness import (
-    MOUNTS,
+    all_up,
     config_for,
     exporter,
+    finished,
     scrape,
-    select,
     sim_post,
-    simulator,
     truth,
+    truth_delta,
     wait_for,
 )
 
 INTERVAL = 0.5
-KNOBS = ("--seed", "11", "--job-rate", "3", "--failure-ratio", "0.3", "--job-duration-s", "1",
-         "--history", "10", "--vocdoni-orgs", "2", "--vocdoni-v1-orgs", "1",
-         "--ordo-job-rate", "1.5", "--ordo-history", "5")
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One simulator for the module."""
-    with simulator(tmp_path_factory.mktemp("rel-sim"), *KNOBS) as url:
-        yield url
-
-
-def finished(samples: Samples) -> dict[tuple[str, str, str, str], float]:
-    """Return asyncjob_finished_total as {(source, org, job_type, status): value}."""
-    out = {}
-    for labels, value in select(samples, "asyncjob_finished_total").items():
-        d = dict(labels)
-        if value:
-            out[(d["source"], d["org"], d["job_type"], d["status"])] = value
-    return out
-
-
-def truth_delta(first: dict[str, Any], now: dict[str, Any]) -> dict[tuple[str, ...], float]:
-    """Return the jobs finished between two truths, keyed like finished()."""
-    out: dict[tuple[str, ...], float] = {}
-    for mount, source in MOUNTS.items():
-        for addr, org in now[mount].items():
-            before = first[mount].get(addr, {}).get("finished", {})
-            for jt, by in org["finished"].items():
-                for st, n in by.items():
-                    delta = n - before.get(jt, {}).get(st, 0)
-                    if delta:
-                        out[("ordo" if mount == "ordo" else source,
-                             "ordo" if mount == "ordo" else addr, jt, st)] = float(delta)
-    return out
-
-
-def all_up(url: str, value: float) -> bool:
-    """Tell whether every org's asyncjob_up has the value."""
-    ups = select(scrape(url), "asyncjob_up")
-    return len(ups) == 4 and all(v == value for v in ups.values())
-
 
 def test_kill_9_and_restart_counts_every_finish_exactly_once(
     sim: str, tmp_path: Path

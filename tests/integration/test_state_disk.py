@@ -4,33 +4,27 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.integration.harness import (
+    all_up,
     config_for,
     exporter,
+    fill,
+    finished,
     scrape,
     select,
     sim_post,
-    simulator,
+    tmpfs,
     truth,
+    truth_delta,
     wait_for,
 )
-from tests.integration.test_reliability import KNOBS, all_up, finished, truth_delta
-from tests.integration.test_state_file import _tmpfs, fill
 
 INTERVAL = 0.5
 
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One simulator for the module."""
-    with simulator(tmp_path_factory.mktemp("disk-sim"), *KNOBS) as url:
-        yield url
 
 
 def _state(url: str) -> tuple[float | None, float | None]:
@@ -43,7 +37,7 @@ def test_full_disk_holds_finishes_then_publishes_and_never_double_counts(
     sim: str, tmp_path: Path
 ) -> None:
     # 3 MB: the WAL never reaches its 4 MB autocheckpoint, so every commit needs new space
-    with _tmpfs(tmp_path / "mnt", "3m") as mnt:
+    with tmpfs(tmp_path / "mnt", "3m") as mnt:
         sim_post(sim, "pause")
         first = truth(sim)
         cfg = config_for(sim, mnt / "state.db", first, interval=INTERVAL)

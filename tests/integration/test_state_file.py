@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from exporter.state.fileguard import APPLICATION_ID
 from exporter.state.store import StateStore
-from tests.integration.harness import EXE, exporter, free_port, scrape, wait_for
+from tests.integration.harness import EXE, exporter, fill, free_port, scrape, tmpfs, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -122,34 +121,9 @@ def test_no_permission_is_refused(tmp_path: Path) -> None:
     assert _snapshot(state.parent) == before
 
 
-@contextmanager
-def _tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """Mount a small tmpfs (a disk that can fill up or turn read-only) and yield it."""
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, f"this test mounts a tmpfs and needs root: {done.stderr}"
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(where: Path) -> Path:
-    """Fill the filesystem at `where` to the last byte; return the filler to free it."""
-    filler = where / "filler"
-    with open(filler, "wb", buffering=0) as fh:
-        for chunk in (1 << 16, 4096, 512, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * chunk)
-            except OSError:
-                continue
-    return filler
-
 
 def test_read_only_mount_is_refused(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mnt", "4m") as mnt:
+    with tmpfs(tmp_path / "mnt", "4m") as mnt:
         state = mnt / "state.db"
         StateStore(str(state)).close()
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
@@ -159,7 +133,7 @@ def test_read_only_mount_is_refused(tmp_path: Path) -> None:
 
 
 def test_disk_full_at_start_is_refused_and_leaves_no_file(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mnt", "1m") as mnt:
+    with tmpfs(tmp_path / "mnt", "1m") as mnt:
         fill(mnt)
         state = mnt / "state.db"
         proc = _start(_config(tmp_path, state))

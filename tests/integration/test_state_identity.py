@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.integration.harness import exporter, scrape, select, sim_post, simulator, truth, wait_for
-from tests.integration.test_reliability import KNOBS
+from tests.integration.harness import exporter, scrape, select, sim_post, truth, wait_for
 
 INTERVAL = 0.5
 CONFIG = """
@@ -28,12 +25,6 @@ sources:
         name: {name}
 """
 
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One simulator for the module."""
-    with simulator(tmp_path_factory.mktemp("identity-sim"), *KNOBS) as url:
-        yield url
 
 
 def _finished(url: str, name: str) -> dict[tuple[str, str], float]:

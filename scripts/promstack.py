@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.integration.harness import Proc, free_port, wait_for
+from benchmarks.harness import Proc, free_port, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "prometheus" / "alerts.yml"
 AM_EXAMPLE = REPO / "prometheus" / "alertmanager.example.yml"
 DASHBOARDS = REPO / "grafana" / "dashboards"
@@ -321,3 +321,20 @@ def variable_selectors(dashboard: dict[str, Any]) -> dict[str, tuple[str, str]]:
         assert match, f"variable {var['name']} is not a label_values() query"
         out[var["name"]] = (re.sub(r"\$\{?\w+\}?", ".*", match.group(1)), match.group(2))
     return out
+
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+            "unless", "bool", "offset", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Extract the metric names a PromQL expression selects."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set()
+    for match in re.finditer(r"(?<![\w$.])([A-Za-z_:][\w:]*)(\s*\()?", expr):
+        if match.group(2) is None and match.group(1).lower() not in PROMQL_KEYWORDS:
+            names.add(match.group(1))
+    return names
