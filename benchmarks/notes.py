@@ -34,6 +34,10 @@ NOTES = """
   lines). It is a full sync (the heaviest cycle); 100 orgs are the first 100 of the same world.
   The naive exporter polls orgs one after another; it runs a few seconds and its cycle is
   extrapolated from its pace per org (marked in the table).
+- Vote scale: `--full` adds one org of 1,000,000 finished jobs (ours only: the naive exporter
+  would need ~15 minutes a cycle) and 10,000 orgs; bytes per tracked job come from
+  `benchmarks.memcurve` (10k and 100k in `--quick`, plus 1M in `--full`), one child process per
+  size. The org scenario waits for the polls by counting raw log lines every 0.25 s.
 - `--quick` measures every figure once with fewer repetitions (3 steady cycles, 1.5 s of scrapes,
   3 detections per scale, the naive exporter's first cycle, which does the same requests as any
   other); `--full` uses 10 cycles, 15 s of scrapes, 10 detections and the naive's second cycle.
@@ -95,8 +99,58 @@ requests are counted by the simulator, not by itself.
    ACK. With `disable_nagle_algorithm`: **~0.5 ms p50**. Scrapes never render: they copy the
    cached bytes of the last render (plain and gzip, text and OpenMetrics).
 
-Not done yet (outside the files of this change): `Scheduler.publish` could rebuild only the
-polled org's health (or coalesce publishes within one event-loop tick), which would remove the
-O(orgs^2) term; `StateStore.save` is 12 % of a 100k first sync; normalizing Vocdoni items page by
-page (instead of slimmed dicts) would cut the 100k peak RSS by roughly another 30 MB.
+Not done yet (outside the files of this change): `StateStore.save` is 12 % of a 100k first
+sync; normalizing Vocdoni items page by page (instead of slimmed dicts) would cut the 100k peak
+RSS by roughly another 30 MB.
+
+## Vote scale (issue 16): profiles and changes
+
+6. **Bytes per tracked job** (tracemalloc, `python -m benchmarks.memcurve`): 258 B a job in the
+   tracker (a 64-hex id string 113 B, a `JobRecord` with 9 slots, two floats, a dict slot) and
+   122 B in the state file (source and org address repeated on every row). A counted finished
+   job now lives in `FinishedJobs` (`state/finished.py`): its id packed (hex as raw bytes) in one
+   bytearray, type and status as one integer, created_at and first_seen in `array('d')`, found
+   through an open-addressing table that is itself an `array('I')`: **~90 B a job, no Python
+   object per job**. Schema 4 of the state file keeps them in a `finished` table (integer org
+   key, packed id, one integer for type and status): **~50 B a job**; schema 2/3 files are
+   migrated when opened. Live jobs stay full records (`JobBook.full`); a finished job listed
+   again is checked against its packed row without building a record.
+7. **Peak RSS at 100k and 1M jobs** (VmHWM): the tracker is now ~9 MB at 100k, ~90 MB at 1M;
+   the peak is the first sync itself: the Vocdoni source holds every page's slimmed items and
+   then every observation until the poll ends (~650 MB at 1M: 842 MB peak, 344 MB after the
+   sync, 52 MB state file, the harness's 1M scale run alone). The `sync` change (pages written
+   in batches) is what brings `rss_mb_1m` and `rss_mb_100k` under their targets.
+8. **1,000 orgs, first cycle** (cProfile on every thread: `python -m benchmarks.profile_run`):
+   `Scheduler.publish` walked every org after each poll: 1M `OrgLoop.health` and 2M
+   `stalled` calls per cycle (19 % of the main thread). `publish_org` now refreshes the polled
+   org's entries only (a dict copy); stalls stay the watchdog's full publish. The render thread
+   re-encoded all orgs each time (1.05 s CPU at 1,000 orgs): `OrgFragments`
+   (`exporter/fragments.py`) keeps each org's encoded lines while its snapshot and health are the
+   same objects and re-encodes only rows that age with the render time: **0.1 s** after one
+   org's poll (mostly gzip). It writes the sample lines itself (the library validated and
+   escaped every name character by character): a cold render of 1,000 orgs **0.46 s instead of
+   1.29 s**, byte for byte the library's output (`tests/test_fragments.py`). httpcore tried
+   `import sniffio` on every request (not installed:
+   a failed import searches sys.path, ~65 µs, far more under load): sniffio is now a dependency.
+   And the benchmark itself parsed the exporter's whole JSON log every 20 ms while waiting for
+   the polls, on the same 2 CPUs: it now counts raw lines every 0.25 s. Process CPU for the
+   1,000-org run (start to all polled): 6.1 s before, **3.6-4.0 s** after, of which 0.7 s
+   is startup. What remains is mostly httpx/httpcore (half of the main thread: its pool scans
+   every connection, `is_idle` 1.3M calls a cycle, and asks each socket its peer name per
+   request; a pool sized to `concurrency` is the next step, in `sources/http.py`), then the
+   state saves (one transaction per org) and one encoding of each org's lines. On 2 cores
+   shared with the simulator, ~3 s of CPU is the floor of this cycle, above the 2.5 s target.
+
+## Ordo steady-state poll vs history (`python -m benchmarks.ordo_scale`)
+
+Run on 2026-12-04 against the simulator (`--ordo-history N`, 0.5 new jobs/s, poll interval 2 s,
+full resync hourly), 5 steady polls per size, exporter CPU from /proc. Keys in results.json:
+`ordo_steady`, `ordo_requests_per_poll_100k`, `ordo_cpu_s_per_poll_100k`. Before (list every poll,
+issue 17, real Ordo): 2 requests, 18.1 MB and 1.17 s exporter CPU per poll at 100k jobs.
+
+| history | requests / poll | exporter CPU / poll | first sync | tracked jobs | peak RSS |
+|---|---|---|---|---|---|
+| 1,000 | 1.2 | 10 ms | 0.59 s | 1,004 | 49.9 MiB |
+| 10,000 | 1.8 | 14 ms | 0.58 s | 10,007 | 56.9 MiB |
+| 100,000 | 1.8 | 12 ms | 3.21 s | 100,009 | 134.7 MiB |
 """

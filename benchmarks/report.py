@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import issue16
 from benchmarks.notes import NOTES
 
 
@@ -30,7 +31,8 @@ def _scale_rows(results: dict[str, Any]) -> list[str]:
     def row(label: str, get: Any, digits: int = 2, ratio: bool = True) -> None:
         cells = []
         for n in names:
-            ours, naive = get(scales[n]["ours"]), get(scales[n]["naive"])
+            ours = get(scales[n]["ours"])
+            naive = get(scales[n]["naive"]) if scales[n]["naive"] else None
             if ours is None or naive is None:
                 cells.append(f"{_f(ours, digits) if ours is not None else '-'} / - / -")
                 continue
@@ -120,6 +122,8 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
             f"{s['org_latency_ms']:g} ms API latency per request, concurrency "
             f"{s['org_concurrency']})", ""]
     out += _org_rows(results)
+    out += ["", "## Vote scale (issue 16)", ""]
+    out += issue16.rows(results)
     if notes:
         out += ["", NOTES.strip()]
     return "\n".join(out) + "\n"

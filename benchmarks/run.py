@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import issue16, memcurve, report
 from benchmarks.scenarios import Settings, run_orgs, run_scale
 
 HERE = Path(__file__).resolve().parent
@@ -29,13 +29,15 @@ FULL = Settings(
     naive_scrape_seconds=20.0, naive_min_scrapes=10, detection_reps=10,
     naive_detection_scales=(1_000, 10_000),
     naive_steady_cycle=True, naive_org_seconds=30.0,
+    scales=(1_000, 10_000, 100_000, 1_000_000), org_counts=(100, 1_000, 10_000),
+    memory_sizes=(10_000, 100_000, 1_000_000),
 )
 # A seconds-long run for the test suite: proves the harness works, not the targets.
 SMOKE = replace(
     QUICK, mode="smoke", scales=(300,), org_counts=(20,), active_jobs=5, finished_between=2,
     steady_cycles=2, scrape_seconds=0.5, max_scrapes=50, naive_scrape_seconds=0.5,
     detection_reps=1, naive_detection_scales=(300,), naive_org_seconds=2.0, org_latency_ms=5.0,
-    org_concurrency=10,
+    org_concurrency=10, memory_sizes=(1_000,),
 )
 
 
@@ -65,9 +67,9 @@ def _ratio(a: float, b: float) -> float:
 
 def summarize(settings: Settings, scales: dict[int, Any], orgs: dict[str, Any]) -> dict[str, Any]:
     """Compute the headline keys and target verdicts from the raw measurements."""
-    top = max(scales)
+    top = 100_000 if 100_000 in scales else max(n for n in scales if scales[n]["naive"])
     mid = 10_000 if 10_000 in scales else sorted(scales)[len(scales) // 2]
-    big_orgs = str(max(int(k) for k in orgs))
+    big_orgs = "1000" if "1000" in orgs else str(max(int(k) for k in orgs))
     ours_top, naive_top = scales[top]["ours"], scales[top]["naive"]
     detections = [d for r in scales.values() for d in r["ours"]["detection_s"]]
     keys: dict[str, Any] = {
@@ -97,6 +99,30 @@ def summarize(settings: Settings, scales: dict[int, Any], orgs: dict[str, Any]) 
         f"detection_latency_max_s < poll_interval_s + 1 ({limit:g})":
             keys["detection_latency_max_s"] < limit,
     }
+    keys.update(_issue16_keys(scales, orgs))
+    return keys
+
+
+def _issue16_keys(scales: dict[int, Any], orgs: dict[str, Any]) -> dict[str, Any]:
+    """Add the vote-scale keys (issue 16) the run measured: 1M jobs, 10,000 orgs."""
+    keys: dict[str, Any] = {}
+    targets: dict[str, bool] = {
+        "rss_mb_100k < 100": 100_000 in scales and scales[100_000]["ours"]["rss_mb"] < 100,
+        "cycle_seconds_1000_orgs <= 2.5": "1000" in orgs and orgs["1000"]["ours"]["cycle_s"] <= 2.5,
+    }
+    if 1_000_000 in scales:
+        big = scales[1_000_000]["ours"]
+        keys.update(rss_mb_1m=big["rss_mb"], scrape_p99_ms_1m=big["scrape"]["p99_ms"],
+                    poll_cpu_s_1m=big["cpu_s_per_cycle"])
+        targets.update({"rss_mb_1m < 400": big["rss_mb"] < 400,
+                        "scrape_p99_ms_1m < 5": big["scrape"]["p99_ms"] < 5,
+                        "poll_cpu_s_1m < 0.05": big["cpu_s_per_cycle"] < 0.05})
+    if "10000" in orgs:
+        many = orgs["10000"]["ours"]
+        keys.update(cycle_seconds_10000_orgs=many["cycle_s"], rss_mb_10000_orgs=many["rss_mb"])
+        targets.update({"cycle_seconds_10000_orgs <= 25": many["cycle_s"] <= 25,
+                        "rss_mb_10000_orgs < 600": many["rss_mb"] < 600})
+    keys["issue16_targets"] = targets
     return keys
 
 
@@ -126,7 +152,14 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         begin = time.monotonic()
         orgs = run_orgs(tmp, settings)
         took["orgs"] = time.monotonic() - begin
+    print(f"[bench] bytes per job {settings.memory_sizes} ...", file=sys.stderr, flush=True)
+    begin = time.monotonic()
+    memory = memcurve.curve(settings.memory_sizes)
+    took["memory"] = time.monotonic() - begin
     results: dict[str, Any] = summarize(settings, scales, orgs)
+    results["bytes_per_job"] = memory
+    results["issue16_measured_separately"] = {  # not this run's: dated, with their conditions
+        k: {"value": v, "how": how} for k, (v, how) in issue16.SEPARATE.items()}
     results.update({
         "machine": machine(),
         "mode": settings.mode,
@@ -139,9 +172,26 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         "orgs": orgs,
     })
     out_dir.mkdir(parents=True, exist_ok=True)
+    results.update(_kept(out_dir / "results.json", results))
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (out_dir / "RESULTS.md").write_text(report.markdown(results, notes=profile_notes))
     return results
+
+
+# Keys other scenarios write into results.json (benchmarks.ordo_scale, the sync scenario): kept.
+KEPT_PREFIXES = ("ordo_", "first_sync_", "resync_")
+
+
+def _kept(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Return the other scenarios' keys of the previous results.json this run did not set."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(previous, dict):
+        return {}
+    return {k: v for k, v in previous.items()
+            if k.startswith(KEPT_PREFIXES) and k not in results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in results.items():
         if not isinstance(value, dict | list):
             print(f"{key}: {value}")
-    for target, met in results["targets"].items():
+    for target, met in {**results["targets"], **results["issue16_targets"]}.items():
         print(f"target {'MET ' if met else 'MISSED'} {target}")
     return 0
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from exporter import __version__
 from exporter.collector import JobsCollector
 from exporter.config import Config, ConfigError, load_config
+from exporter.fragments import OrgFragments
 from exporter.pool import Background, Build
 from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
@@ -41,10 +42,11 @@ class RunOptions:
     enable_lifecycle: bool = False  # POST /-/reload allowed (--web.enable-lifecycle)
 
 
-def make_registry(scheduler: Scheduler) -> CollectorRegistry:
+def make_registry(scheduler: Scheduler, jobs: bool = True) -> CollectorRegistry:
     """Return a private registry: the scheduler's snapshot, plus process_* and python_*."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobsCollector(lambda: scheduler.snapshot, version=__version__))
+    if jobs:  # the daemon encodes the job families itself, org by org (OrgFragments)
+        registry.register(JobsCollector(lambda: scheduler.snapshot, version=__version__))
     ProcessCollector(registry=registry)  # memory, CPU, fds: the exporter's own resources
     PlatformCollector(registry=registry)
     return registry
@@ -70,8 +72,10 @@ class Daemon:
         self.store = StateStore(config.state_path)  # refuses a file it must not touch
         self.scheduler = Scheduler(config, shard=options.shard, store=self.store, clock=clock,
                                    monotonic=monotonic, sleep=sleep, rng=rng, build=build)
-        self.cache = MetricsCache(make_registry(self.scheduler), monotonic=monotonic,
-                                  sequence=lambda: self.scheduler.snapshot.sequence)
+        jobs = JobsCollector(lambda: self.scheduler.snapshot, version=__version__)
+        self.cache = MetricsCache(make_registry(self.scheduler, jobs=False), monotonic=monotonic,
+                                  sequence=lambda: self.scheduler.snapshot.sequence,
+                                  fragments=OrgFragments(jobs).encode)
         self.scheduler.on_update = self.cache.invalidate
         self.loop: asyncio.AbstractEventLoop | None = None
         self._background = Background()  # SIGHUP reloads

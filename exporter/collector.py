@@ -102,6 +102,11 @@ def _ages(data: Mapping[Any, float], now: float) -> Iterator[Row]:
         yield _key(key), _age(now, data[key])
 
 
+# Row functions made by _per_org/_per_health: their rows are one org's each, so a render can
+# reuse an unchanged org's encoded lines (exporter/fragments.py).
+SCOPES: dict[SnapRows, str] = {}
+
+
 def _per_org(rows: OrgRows) -> SnapRows:
     """Run `rows` for every org snapshot, prefixing each row with (source, org)."""
 
@@ -111,6 +116,7 @@ def _per_org(rows: OrgRows) -> SnapRows:
             for labels, value in rows(org, now):
                 yield (org.source, org.org, *labels), value
 
+    SCOPES[gen] = "org"
     return gen
 
 
@@ -123,6 +129,7 @@ def _per_health(rows: HealthRows) -> SnapRows:
             for labels, value in rows(health):
                 yield (health.source, health.org, *labels), value
 
+    SCOPES[gen] = "health"
     return gen
 
 
@@ -378,10 +385,18 @@ class JobsCollector:
         """Return the contract's families, empty: the registry checks names without collecting."""
         return [new_family(fam) for fam in self._families]
 
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """Return the families this collector shows, in exposition order."""
+        return self._families
+
+    def snapshot_and_now(self) -> tuple[ExporterSnapshot, float]:
+        """Return the snapshot to render and the time its ages are computed at."""
+        return self._get_snapshot(), self._clock()
+
     def collect(self) -> Iterator[Metric]:
         """Yield fresh families from one snapshot reference, so a scrape is self-consistent."""
-        snap = self._get_snapshot()
-        now = self._clock()
+        snap, now = self.snapshot_and_now()
         for fam in self._families:
             metric = build_family(fam, snap, now)
             if metric is not None:

@@ -74,8 +74,12 @@ class MetricsCache:
         max_age: float = 5.0,
         sequence: Callable[[], int] = lambda: 0,
         monotonic: Callable[[], float] = time.monotonic,
+        fragments: Callable[[], tuple[list[bytes], list[bytes]]] | None = None,
     ) -> None:
         self._registry = registry
+        # Encodes the job families first (text, OpenMetrics without # EOF), reusing unchanged
+        # orgs' lines (exporter/fragments.py); the registry then holds the other collectors.
+        self._fragments = fragments
         self._min_interval = min_interval
         self._max_age = max_age
         self._sequence = sequence  # the sequence number of the snapshot the registry shows
@@ -123,6 +127,9 @@ class MetricsCache:
             families = _Collected(list(self._registry.collect()))
             text = generate_text(families)
             om = generate_openmetrics(families)  # type: ignore[arg-type]
+            if self._fragments is not None:
+                head_text, head_om = self._fragments()
+                text, om = b"".join((*head_text, text)), b"".join((*head_om, om))
             self._rendered = Rendered(text, _compress(text), om, _compress(om))
             self.rendered_sequence = sequence
             self.last_render_seconds = self._monotonic() - started

@@ -8,6 +8,7 @@ and applies a config to all of them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -231,7 +232,8 @@ class Scheduler:
         else:
             tracker, committed = self.discoverer.parking.unpark(key, org.address)
         target = OrgTarget(cfg.name, org.label, org.address, org.job_types)
-        new_loop = OrgLoop(target, org, self.pool.sources[cfg.name], publish=self.publish,
+        new_loop = OrgLoop(target, org, self.pool.sources[cfg.name],
+                           publish=functools.partial(self.publish_org, key),
                            store=self.store, clock=self.clock, monotonic=self._monotonic,
                            sleep=self._sleep, rng=self._rng, tracker=tracker,
                            committed=committed)
@@ -258,6 +260,10 @@ class Scheduler:
     def publish(self, synced: bool = False) -> None:
         """Swap in a new snapshot; `synced` marks an org's first poll or first discovery."""
         self.publisher.publish(synced)
+
+    def publish_org(self, key: Key, synced: bool = False) -> None:
+        """Swap in a snapshot after one org's poll, refreshing only that org's entries."""
+        self.publisher.publish_org(key, synced)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Return (ready, details): ready once every discovery succeeded and every org polled."""

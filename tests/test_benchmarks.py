@@ -77,3 +77,20 @@ def test_render_collects_once_and_matches_separate_renders() -> None:
     assert cache.get(openmetrics=True, gzip=False) == generate_openmetrics(registry)
     assert gzip.decompress(cache.get(openmetrics=True, gzip=True)) == generate_openmetrics(
         registry)
+
+
+def test_issue16_table_lists_every_target_and_keeps_other_scenarios_keys(tmp_path: Path) -> None:
+    """RESULTS.md shows each issue 16 target; results.json keeps ordo/sync keys it did not set."""
+    from benchmarks import issue16
+
+    results = {"rss_mb_100k": 90.0, "issue16_targets": {"rss_mb_100k < 100": True},
+               "bytes_per_job": {"10000": {"memory_bytes_per_job": 88.0,
+                                           "file_bytes_per_job": 55.0}}}
+    table = "\n".join(issue16.rows(results))
+    for key, *_ in issue16.TARGETS:
+        assert f"| `{key}` |" in table
+    assert "| `rss_mb_100k` | < 100 | 139 | 90 | yes | - |" in table
+    assert "| 10,000 | 262 B | 88 B | 125 B | 55 B |" in table
+    old = tmp_path / "results.json"
+    old.write_text(json.dumps({"ordo_steady": {"x": 1}, "rss_mb_100k": 500.0}))
+    assert bench._kept(old, {"rss_mb_100k": 90.0}) == {"ordo_steady": {"x": 1}}

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 
 import structlog
 
 from exporter.sources.base import TERMINAL_JOB_STATUSES
+from exporter.state import finished_rows
 from exporter.state.dbfile import open_db
-from exporter.state.tracker import JobRecord, OrgTracker
+from exporter.state.finished_rows import FinishedRows
+from exporter.state.jobbook import JobRecord
+from exporter.state.tracker import OrgTracker
 
 log = structlog.get_logger()
 
-SCHEMA_VERSION = "3"  # 3: the org column holds the address (2: the label)
+SCHEMA_VERSION = "4"  # 4: counted finished jobs packed; 3: org = address; 2: org = label
 LEGACY_PREFIX = "v2-label:"  # org keys of a version 2 file, until their org claims them
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,7 +38,7 @@ CREATE TABLE IF NOT EXISTS orgs (
     PRIMARY KEY (source, org)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+""" + finished_rows.SCHEMA
 # Reading every column once at open turns a foreign or half-migrated file into "unusable".
 _PROBES = (
     "SELECT source, org, job_id, job_type, status, first_seen, finished_seen, counted,"
@@ -65,6 +69,7 @@ class StateStore:
         opened = open_db(path, _prepare, _is_our_legacy_file)  # raises StateFileError
         self.db = opened.db
         self._claim = opened.claim
+        self._finished = FinishedRows(self.db)
         self._synced: set[tuple[str, str]] = set()  # orgs whose first sync is on file
         # None with :memory: (nothing to persist); else whether the last write committed
         self.persistent: bool | None = None if path == ":memory:" else True
@@ -92,10 +97,12 @@ class StateStore:
             steps = self.db.execute(
                 "SELECT job_id, step_id, job_type, step_type, status, attempt, counted,"
                 " last_progress_at FROM steps WHERE source = ? AND org = ?", found).fetchall()
+            packed = self._restore_finished(tracker, found)
         except sqlite3.Error as exc:
             log.error("state_restore_failed", effect="org starts fresh", source=key[0],
                       org=tracker.org,
                       error=str(exc)[:200])
+            tracker.forget_jobs()
             return 0
         for job_id, job_type, status, first_seen, finished_seen, counted, created_at in rows:
             tracker.restore(job_id, JobRecord(
@@ -118,10 +125,18 @@ class StateStore:
             self._synced.add(key)
         if synced is not None:
             tracker.synced = True  # an org that had no job at all is still past its first sync
-        if rows or synced is not None:
-            log.info("state_restored", source=key[0], org=tracker.org, jobs=len(rows),
+        if rows or packed or synced is not None:
+            log.info("state_restored", source=key[0], org=tracker.org, jobs=len(rows) + packed,
                      steps=restored_steps)
-        return len(rows)
+        return len(rows) + packed
+
+    def _restore_finished(self, tracker: OrgTracker, key: tuple[str, str]) -> int:
+        """Load an org's packed finished jobs, streamed (a million rows are never a list)."""
+        count = 0
+        for packed, job_type, status, created_at, first_seen in self._finished.read(key):
+            tracker.restore_finished(packed, job_type, status, created_at, first_seen)
+            count += 1
+        return count
 
     def save(self, tracker: OrgTracker, address: str | None = None) -> bool:
         """Write what the last poll changed in one transaction; False (and retry later) on error."""
@@ -130,16 +145,17 @@ class StateStore:
         first = tracker.synced and key not in self._synced
         if not (tracker.dirty or tracker.removed or book.dirty or first or tracker.scope_dirty):
             return True
-        rows = _job_rows(tracker, key)
         step_jobs = book.dirty | tracker.removed
         step_rows = _step_rows(tracker, key)
+        deleted = tracker.jobs.moved | tracker.removed  # left, or now in the other table
         try:
             with self._transaction():
-                self.db.executemany(_UPSERT, rows)
                 self.db.executemany(
                     "DELETE FROM jobs WHERE source = ? AND org = ? AND job_id = ?",
-                    [(*key, job_id) for job_id in tracker.removed],
+                    [(*key, job_id) for job_id in deleted],
                 )
+                self.db.executemany(_UPSERT, _job_rows(tracker, key))
+                self._finished.write(key, deleted, _packed_rows(tracker))
                 self.db.executemany(
                     "DELETE FROM steps WHERE source = ? AND org = ? AND job_id = ?",
                     [(*key, job_id) for job_id in step_jobs],
@@ -151,6 +167,7 @@ class StateStore:
                                     " VALUES (?, ?, ?)", (*key, time.time()))
         except sqlite3.Error as exc:
             self._wrote(False)
+            self._finished.forget_cache()
             log.error("state_save_failed", effect="finishes held until a write succeeds",
                       source=key[0], org=tracker.org, error=str(exc)[:200],
                       write_errors=self.write_errors)
@@ -159,6 +176,7 @@ class StateStore:
         tracker.dirty.clear()
         tracker.scope_dirty = False
         tracker.removed.clear()
+        tracker.jobs.moved.clear()
         book.dirty.clear()
         self._synced.add(key)
         return True
@@ -171,8 +189,10 @@ class StateStore:
                 for table in ("jobs", "steps", "orgs", "read_scopes"):
                     self.db.execute(f"DELETE FROM {table} WHERE source = ? AND org = ?",
                                     (source, address))
+                self._finished.forget((source, address))
         except sqlite3.Error as exc:
             self._wrote(False)
+            self._finished.forget_cache()
             log.error("state_forget_failed", source=source, error=str(exc)[:200])
             return
         self._wrote(True)
@@ -184,8 +204,9 @@ class StateStore:
         """
         legacy = (key[0], LEGACY_PREFIX + label)
         found = self.db.execute("SELECT 1 FROM orgs WHERE source = ? AND org = ? UNION ALL"
-                                " SELECT 1 FROM jobs WHERE source = ? AND org = ? LIMIT 1",
-                                (*legacy, *legacy)).fetchone()
+                                " SELECT 1 FROM jobs WHERE source = ? AND org = ? UNION ALL"
+                                " SELECT 1 FROM org_ids WHERE source = ? AND org = ? LIMIT 1",
+                                (*legacy, *legacy, *legacy)).fetchone()
         if found is None:
             return key
         mine = self.db.execute("SELECT 1 FROM orgs WHERE source = ? AND org = ?", key).fetchone()
@@ -198,8 +219,10 @@ class StateStore:
                     else:
                         self.db.execute(f"UPDATE {table} SET org = ? WHERE source = ?"
                                         " AND org = ?", (key[1], *legacy))
+                self._finished.claim(legacy, key, stale=mine is not None)
         except sqlite3.Error as exc:
             self._wrote(False)
+            self._finished.forget_cache()
             log.error("state_migration_failed", effect="retried at the next save",
                       source=key[0], org=label, error=str(exc)[:200])
             return legacy if mine is None else key
@@ -244,15 +267,26 @@ class _Tx:
             pass  # the failed statement may already have ended the transaction
 
 
-def _job_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, ...]]:
-    """Return the jobs rows the last poll changed."""
-    rows: list[tuple[object, ...]] = []
+def _job_rows(tracker: OrgTracker, key: tuple[str, str]) -> Iterator[tuple[object, ...]]:
+    """Yield the `jobs` rows (live jobs) the last poll changed."""
+    full = tracker.jobs.full
     for job_id in tracker.dirty:
-        rec = tracker.jobs.get(job_id)
+        rec = full.get(job_id)
         if rec is not None:
-            rows.append((*key, job_id, rec.job_type, rec.status, rec.first_seen,
-                         rec.finished_seen, int(rec.counted), rec.created_at))
-    return rows
+            yield (*key, job_id, rec.job_type, rec.status, rec.first_seen,
+                   rec.finished_seen, int(rec.counted), rec.created_at)
+
+
+def _packed_rows(tracker: OrgTracker) -> Iterator[tuple[bytes, str, str, float | None, float]]:
+    """Yield the packed rows (counted finished jobs) the last poll changed."""
+    full, done = tracker.jobs.full, tracker.jobs.done
+    for job_id in tracker.dirty:
+        if job_id in full:
+            continue
+        row = done.find(job_id)
+        if row >= 0:
+            yield (done.packed(row), done.job_type(row), done.status(row), done.created_at(row),
+                   done.first_seen(row))
 
 
 def _step_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, ...]]:
@@ -273,13 +307,15 @@ def _prepare(db: sqlite3.Connection) -> None:
     """Create or check the schema; a version 2 file's label keys become legacy keys."""
     db.executescript(_SCHEMA)
     db.execute(_SCOPE_TABLE)
-    for probe in _PROBES:
+    for probe in (*_PROBES, *finished_rows.PROBES):
         db.execute(probe).fetchall()
     row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     with _Tx(db):
         if row is not None and row[0] == "2":
             for table in ("jobs", "steps", "orgs"):
                 db.execute(f"UPDATE {table} SET org = ? || org", (LEGACY_PREFIX,))
+        if row is not None and row[0] in ("2", "3"):
+            finished_rows.migrate(db)  # counted finished jobs become packed rows
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
                    (SCHEMA_VERSION,))
 
@@ -290,7 +326,7 @@ def _is_our_legacy_file(db: sqlite3.Connection) -> bool:
     if not {"jobs", "steps", "orgs", "meta"} <= tables:
         return False
     row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    if row is None or row[0] not in ("2", SCHEMA_VERSION):
+    if row is None or row[0] not in ("2", "3", SCHEMA_VERSION):
         return False
     for probe in _PROBES:
         db.execute(probe).fetchall()

@@ -17,6 +17,7 @@ from exporter.sources.base import (
     PollResult,
 )
 from exporter.state.hist import HistogramAccumulator
+from exporter.state.jobbook import JobBook, JobRecord, compactable
 from exporter.state.labels import CappedLabels, clean_label
 from exporter.state.snapshot import DURATION_BUCKETS, OrgSnapshot, SeriesKind
 from exporter.state.steps import StepBook
@@ -34,21 +35,6 @@ class TrackerSettings:
     max_job_series_per_org: int = 500
     duration_buckets: tuple[float, ...] = DURATION_BUCKETS  # job run time and queue wait
     step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
-
-
-@dataclass(slots=True)
-class JobRecord:
-    """What is remembered of one job; persisted by the state store."""
-
-    job_type: str
-    status: str
-    first_seen: float
-    finished_seen: float | None = None
-    counted: bool = False  # its finish was counted, or it was already history at first sync
-    created_at: float | None = None
-    progress: float | None = None
-    queue_observed: bool = False
-    seen_active: bool = False  # seen pending/running at least once: first-seen timing is sound
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +71,8 @@ class OrgTracker:
         self.source = source
         self.org = org
         self._settings = settings
-        self.jobs: dict[str, JobRecord] = {}
+        # Live jobs as records, counted finished ones packed (a few bytes each, no objects).
+        self.jobs = JobBook()
         # Non-terminal jobs, kept in step with `jobs` so polls and snapshots cost O(active),
         # not O(history): at 100k tracked jobs a full scan per poll dominated the poll's CPU.
         self._active: dict[str, JobRecord] = {}
@@ -123,11 +110,15 @@ class OrgTracker:
     # --- KnownJobs protocol -------------------------------------------------
     def get(self, job_id: str) -> KnownJob | None:
         """Return the remembered job for incremental polling."""
-        rec = self.jobs.get(job_id)
-        if rec is None:
+        rec = self.jobs.full.get(job_id)
+        if rec is not None:
+            terminal = rec.status in TERMINAL_JOB_STATUSES
+            return KnownJob(job_id, rec.job_type, rec.status, terminal, rec.created_at)
+        done = self.jobs.done
+        row = done.find(job_id)
+        if row < 0:
             return None
-        terminal = rec.status in TERMINAL_JOB_STATUSES
-        return KnownJob(job_id, rec.job_type, rec.status, terminal, rec.created_at)
+        return KnownJob(job_id, done.job_type(row), done.status(row), True, done.created_at(row))
 
     def active_ids(self) -> frozenset[str]:
         """Return ids of non-terminal jobs."""
@@ -186,7 +177,7 @@ class OrgTracker:
     def _narrow(self, scope: frozenset[str]) -> int:
         """Forget jobs of types no longer read: they are out of scope, not gone."""
         labels = {self._raw_types[t] for t in scope if t in self._raw_types}
-        outside = [j for j, rec in self.jobs.items() if rec.job_type not in labels]
+        outside = [j for j, job_type in self.jobs.type_of() if job_type not in labels]
         for job_id in outside:
             self._drop(job_id, vanished=False)
         return len(outside)
@@ -203,16 +194,21 @@ class OrgTracker:
     def _merge(
         self, job_id: str, obs: JobObservation, now: float, history: bool
     ) -> tuple[bool, bool]:
-        rec = self.jobs.get(job_id)
+        rec = self.jobs.full.get(job_id)
+        if rec is None and (row := self.jobs.done.find(job_id)) >= 0:
+            if self._merge_done(job_id, row, obs):
+                return False, False
+            rec = self.jobs.full.get(job_id)
         if rec is not None and _other_job(rec, obs):
-            # Same id, another creation time: the API's ids restarted (database reset).
-            log.info("job_id_reused", source=self.source, org=self.org)
-            self._drop(job_id, vanished=rec.status not in TERMINAL_JOB_STATUSES)
+            self._reused(job_id, rec.status)
             rec = None
         is_new = rec is None
         terminal = obs.status in TERMINAL_JOB_STATUSES
         if rec is None:
-            rec = self._add(job_id, obs, now, counted=history and terminal)
+            if history and terminal:
+                self._add_done(job_id, obs, now)
+                return True, False
+            rec = self._add(job_id, obs, now, counted=False)
         elif rec.status != obs.status:
             self.counts[(rec.job_type, rec.status)] -= 1
             rec.status = obs.status
@@ -223,7 +219,6 @@ class OrgTracker:
             rec.created_at = obs.created_at
         rec.seen_active = rec.seen_active or obs.status in ACTIVE_JOB_STATUSES
         self._observe_queue_wait(job_id, rec, obs, now)
-        was_history = rec.counted and is_new
         did_finish = False
         if terminal:
             rec.progress = None
@@ -234,23 +229,58 @@ class OrgTracker:
             if not 0.0 <= obs.progress <= 1.0:
                 self.agg.invalid_items["progress_out_of_range"] += 1
             rec.progress = _clamp(obs.progress)
-        if obs.steps is not None and not was_history:
+        if obs.steps is not None:
             self.steps.merge(job_id, rec.job_type, obs.steps, now, baseline=history)
         if terminal:
             self.steps.forget(job_id)
+            if compactable(rec):
+                self.jobs.compact(job_id)
+                self.dirty.add(job_id)  # its row moves to the packed table
         return is_new, did_finish
+
+    def _merge_done(self, job_id: str, row: int, obs: JobObservation) -> bool:
+        """Handle a packed finished job listed again; False when it needs a full record."""
+        done = self.jobs.done
+        created = done.created_at(row)
+        if created is not None and obs.created_at is not None \
+                and abs(created - obs.created_at) > 0.001:
+            self._reused(job_id, done.status(row))
+            return False
+        if obs.status != done.status(row) or obs.steps is not None:
+            self.jobs.promote(job_id, row)  # status went back, or steps to merge: a record
+            self.dirty.add(job_id)  # its row moves to the jobs table
+            return False
+        if obs.created_at is not None and created != obs.created_at:
+            done.set_created_at(row, obs.created_at)
+            self.dirty.add(job_id)
+        return True
+
+    def _reused(self, job_id: str, status: str) -> None:
+        """Same id, another creation time: the API's ids restarted (database reset)."""
+        log.info("job_id_reused", source=self.source, org=self.org)
+        self._drop(job_id, vanished=status not in TERMINAL_JOB_STATUSES)
 
     def _add(self, job_id: str, obs: JobObservation, now: float, counted: bool) -> JobRecord:
         """Start remembering a job; `counted` marks history that is never counted."""
         rec = JobRecord(job_type=self._job_type(obs.job_type), status=obs.status,
                         first_seen=now, created_at=obs.created_at, counted=counted)
-        self.jobs[job_id] = rec
+        self.jobs.full[job_id] = rec
         self.counts[(rec.job_type, rec.status)] += 1
         self._track_active(job_id, rec)
+        self._note_added(job_id)
+        return rec
+
+    def _add_done(self, job_id: str, obs: JobObservation, now: float) -> None:
+        """Remember a finished job of a first sync: history, packed at once, never counted."""
+        job_type = self._job_type(obs.job_type)
+        self.jobs.done.add(job_id, job_type, obs.status, obs.created_at, now)
+        self.counts[(job_type, obs.status)] += 1
+        self._note_added(job_id)
+
+    def _note_added(self, job_id: str) -> None:
         self._missing.pop(job_id, None)
         self.removed.discard(job_id)  # a reused id: the store replaces the old row, keeps this
         self.dirty.add(job_id)
-        return rec
 
     def _observe_queue_wait(
         self, job_id: str, rec: JobRecord, obs: JobObservation, now: float
@@ -297,21 +327,22 @@ class OrgTracker:
                     self._missing[job_id] = misses
         dropped = 0
         for job_id in gone:
-            rec = self.jobs.get(job_id)
-            if rec is not None:
-                self._drop(job_id, vanished=rec.status not in TERMINAL_JOB_STATUSES)
+            rec = self.jobs.full.get(job_id)
+            if rec is not None or job_id in self.jobs:  # a packed one is finished: not vanished
+                self._drop(job_id, vanished=rec is not None
+                           and rec.status not in TERMINAL_JOB_STATUSES)
                 dropped += 1
         return dropped
 
     def _drop(self, job_id: str, vanished: bool) -> None:
         """Forget one job; an active one the API no longer knows is counted as vanished."""
-        rec = self.jobs.pop(job_id)
+        job_type, status = self.jobs.pop(job_id)
         if vanished:
-            self.agg.vanished[rec.job_type] += 1
-            log.info("job_vanished", source=self.source, org=self.org, job_type=rec.job_type)
+            self.agg.vanished[job_type] += 1
+            log.info("job_vanished", source=self.source, org=self.org, job_type=job_type)
         self._active.pop(job_id, None)
         self._missing.pop(job_id, None)
-        self.counts[(rec.job_type, rec.status)] -= 1
+        self.counts[(job_type, status)] -= 1
         self.steps.forget(job_id)
         self.agg.failed_at.pop(job_id, None)
         self.removed.add(job_id)
@@ -330,9 +361,29 @@ class OrgTracker:
         # A job pending at stop has its queue wait still to come; an active one was seen active.
         rec.queue_observed = rec.status != "pending"
         rec.seen_active = rec.status in ACTIVE_JOB_STATUSES
-        self.jobs[job_id] = rec
+        if compactable(rec):  # a finished row left in the jobs table: move it at the next save
+            self.jobs.moved.add(job_id)
+            self.dirty.add(job_id)
+        self.jobs.add(job_id, rec)
         self.counts[(rec.job_type, rec.status)] += 1
         self._track_active(job_id, rec)
+        self.synced = True
+
+    def forget_jobs(self) -> None:
+        """Drop what a failed restore loaded so far: the org starts fresh."""
+        self.jobs = JobBook()
+        self._active.clear()
+        self.counts.clear()
+        self.synced = False
+
+    def restore_finished(self, packed: bytes, job_type: str, status: str,
+                         created_at: float | None, first_seen: float) -> None:
+        """Load one packed finished job from the state store."""
+        if self.jobs.moved and self.jobs.done.find_packed(packed) >= 0:
+            return  # also restored from the jobs table above
+        job_type = self._job_type(job_type)
+        self.jobs.done.add_packed(packed, job_type, status, created_at, first_seen)
+        self.counts[(job_type, status)] += 1
         self.synced = True
 
     # --- snapshot -------------------------------------------------------------

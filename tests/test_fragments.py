@@ -1,0 +1,76 @@
+"""Org-by-org rendering: the same bytes as a full render, unchanged orgs reused, ages fresh."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import JobsCollector
+from exporter.fragments import OrgFragments
+from exporter.render import MetricsCache
+from exporter.sources.base import JobObservation, PollResult, StepObservation
+from exporter.state.hist import HistogramAccumulator
+from exporter.state.snapshot import POLL_DURATION_BUCKETS, ExporterSnapshot, OrgHealth
+from exporter.state.tracker import OrgTracker, TrackerSettings
+
+
+def _org(name: str, now: float, *jobs: JobObservation) -> OrgTracker:
+    tracker = OrgTracker("src", name, TrackerSettings())
+    tracker.apply(PollResult(jobs=(), complete=True), now - 10)
+    tracker.apply(PollResult(jobs=jobs, complete=False), now)
+    return tracker
+
+
+def _health(name: str, up: bool = True) -> OrgHealth:
+    hist = HistogramAccumulator(POLL_DURATION_BUCKETS)
+    hist.observe(0.07)
+    return OrgHealth("src", name, up, 50.0, hist.freeze(), {"timeout": 2}, True, True)
+
+
+def _world(now: float) -> ExporterSnapshot:
+    step = StepObservation(step_id="s", step_type="scan", status="running",
+                           last_progress_at=now - 30)
+    a = _org("a", now, JobObservation("1", "relay_vote", "pending", progress=0.5),
+             JobObservation("2", "relay_vote", "failed", created_at=now - 40,
+                            finished_at=now - 5, started_at=now - 30))
+    b = _org("b\"quoted\\", now, JobObservation("x", "lidar", "running", steps=(step,)))
+    c = _org("c", now, JobObservation("y", "relay_vote", "completed"))
+    orgs = {("src", t.org): t.snapshot(now) for t in (a, b, c)}
+    health = {key: _health(key[1], up=key[1] != "c") for key in orgs}
+    health[("src", "never")] = _health("never", up=False)  # polled, never succeeded
+    return ExporterSnapshot(orgs=orgs, health=health)
+
+
+def _both(snap: list[ExporterSnapshot], clock: list[float]) -> tuple[MetricsCache, MetricsCache,
+                                                                       OrgFragments]:
+    collector = JobsCollector(lambda: snap[0], clock=lambda: clock[0], version="t")
+    plain = CollectorRegistry(auto_describe=False)
+    plain.register(collector)
+    fragments = OrgFragments(collector)
+    return (MetricsCache(plain), MetricsCache(CollectorRegistry(), fragments=fragments.encode),
+            fragments)
+
+
+def _same(full: MetricsCache, split: MetricsCache) -> None:
+    full.render_now()
+    split.render_now()
+    for om in (False, True):
+        assert split.get(om, False) == full.get(om, False)
+
+
+def test_org_by_org_render_equals_the_full_render_and_reuses_unchanged_orgs() -> None:
+    now = [1000.0]
+    snap = [_world(now[0])]
+    full, split, fragments = _both(snap, now)
+    _same(full, split)
+    assert fragments.reused == 0
+    now[0] += 7.0  # ages (oldest active, stale steps) move with the render time
+    _same(full, split)
+    assert fragments.reused == 4
+    changed = _org("c", now[0], JobObservation("y", "relay_vote", "completed"),
+                   JobObservation("z", "relay_vote", "pending"))
+    orgs = dict(snap[0].orgs)
+    orgs[("src", "c")] = changed.snapshot(now[0])
+    snap[0] = ExporterSnapshot(orgs=orgs, health=snap[0].health)
+    _same(full, split)
+    assert fragments.reused == 4 + 3  # only org c re-encoded
+    assert b'org="c"' in split.get(False, False)
