@@ -188,7 +188,7 @@ class OrgLoop:
             return self._failed("internal", type(exc).__name__, time.perf_counter() - start)
         try:
             now = self.clock()
-            summary = self.tracker.apply(result, now, self.target.job_types)
+            summary = await self.tracker.apply_paced(result, now, self.target.job_types)
             if full:
                 self.last_full = start_wall
             saved = self.save()  # one transaction; on error retried after the next poll

@@ -8,6 +8,7 @@ import time
 
 import structlog
 
+from exporter.pacing import Pacer
 from exporter.sources.base import TERMINAL_JOB_STATUSES
 from exporter.state.dbfile import open_db
 from exporter.state.tracker import JobRecord, OrgTracker
@@ -15,6 +16,7 @@ from exporter.state.tracker import JobRecord, OrgTracker
 log = structlog.get_logger()
 
 SCHEMA_VERSION = "3"  # 3: the org column holds the address (2: the label)
+WRITE_SLICE = 500  # rows written between two looks at the pacer's clock
 LEGACY_PREFIX = "v2-label:"  # org keys of a version 2 file, until their org claims them
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -133,12 +135,13 @@ class StateStore:
         rows = _job_rows(tracker, key)
         step_jobs = book.dirty | tracker.removed
         step_rows = _step_rows(tracker, key)
+        pacer = Pacer()
         try:
             with self._transaction():
-                self.db.executemany(_UPSERT, rows)
-                self.db.executemany(
-                    "DELETE FROM jobs WHERE source = ? AND org = ? AND job_id = ?",
-                    [(*key, job_id) for job_id in tracker.removed],
+                _write_many(self.db, _UPSERT, rows, pacer)
+                _write_many(
+                    self.db, "DELETE FROM jobs WHERE source = ? AND org = ? AND job_id = ?",
+                    [(*key, job_id) for job_id in tracker.removed], pacer,
                 )
                 self.db.executemany(
                     "DELETE FROM steps WHERE source = ? AND org = ? AND job_id = ?",
@@ -242,6 +245,15 @@ class _Tx:
             self.db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # the failed statement may already have ended the transaction
+
+
+def _write_many(db: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]],
+                pacer: Pacer) -> None:
+    """Run `sql` over rows in slices, pausing between them: the transaction stays one, and a
+    first sync of 100k jobs lets scrapes in (the GIL) instead of holding them for its length."""
+    for start in range(0, len(rows), WRITE_SLICE):
+        db.executemany(sql, rows[start:start + WRITE_SLICE])
+        pacer.breathe_blocking()
 
 
 def _job_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, ...]]:

@@ -1,0 +1,138 @@
+"""Big first syncs and the amortized resync: scrapes during them, their wall time, their cost.
+
+`python -m benchmarks.sync_scale [N]` prints the keys as JSON; run.py adds them to results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import harness as h
+from benchmarks.ordo_scale import KNOBS as ORDO_KNOBS
+from benchmarks.ordo_scale import config as ordo_config
+from benchmarks.scenarios import SCALE_KNOBS, _events, _wait_events
+
+PAGE_LATENCY_MS = 10.0
+
+
+def scrapes_until(url: str, done: threading.Event) -> list[float]:
+    """Scrape /metrics back to back like Prometheus until `done`; return latencies in ms."""
+    latencies: list[float] = []
+    with httpx.Client(headers=h.PROM_HEADERS, timeout=60) as client:
+        while not done.is_set():
+            started = time.perf_counter()
+            client.get(f"{url}/metrics").read()
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def _stats(latencies: list[float]) -> dict[str, float]:
+    return {"scrapes": len(latencies), "p50_ms": round(h.median(latencies), 2),
+            "p99_ms": round(h.percentile(latencies, 99), 2), "max_ms": round(max(latencies), 2)}
+
+
+def ordo_first_sync(tmp: Path, n: int) -> dict[str, Any]:
+    """Scrape while the exporter lists, parses, merges and saves n Ordo jobs of history."""
+    with h.simulator(tmp, *ORDO_KNOBS, "--ordo-history", str(n)) as (sim, _):
+        with h.ours(tmp, ordo_config(sim, tmp / f"sync-ordo-{n}.db"), f"sync-ordo-{n}") as (
+                url, proc):
+            done = threading.Event()
+            out: list[list[float]] = []
+            scraper = threading.Thread(target=lambda: out.append(scrapes_until(url, done)))
+            scraper.start()
+            try:
+                first = _wait_events(proc, "poll_summary", 1, 600)[0]
+            finally:
+                done.set()
+                scraper.join(120)
+            return {"jobs": int(first["jobs"]), "poll_s": float(first["duration"]),
+                    "scrape": _stats(out[0]), "rss_mb": round(proc.status_kb("VmHWM") / 1024, 1)}
+
+
+def vocdoni_config(sim: str, org: str, state: Path, concurrency: int, extra: str = "") -> str:
+    """One org, rate limit off: the pages' latency, not the bucket, sets the pace."""
+    return f"""
+state: {{path: {state}}}
+defaults: {{interval: 1s, jitter: 0, timeout: 60s, concurrency: {concurrency},
+           max_requests_per_second: 100000{extra}}}
+sources:
+  - name: bench
+    kind: vocdoni
+    base_url: {sim}/vocdoni
+    api: v2
+    auth: {{token: sim-token}}
+    organizations:
+      - address: "{org}"
+"""
+
+
+def vocdoni_first_sync(tmp: Path, n: int) -> dict[str, Any]:
+    """Time one org's first sync of n jobs at 10 ms a page, one page at a time and concurrently."""
+    knobs = (*SCALE_KNOBS, "--vocdoni-orgs", "1", "--history", str(n),
+             "--latency-ms", str(PAGE_LATENCY_MS))
+    out: dict[str, Any] = {}
+    with h.simulator(tmp, *knobs) as (sim, _):
+        h.sim_post(sim, "pause")
+        org = next(iter(h.sim_get(sim, "truth")["vocdoni"]))
+        for name, concurrency in (("sequential", 1), ("concurrent", 8)):
+            cfg = vocdoni_config(sim, org, tmp / f"sync-voc-{name}-{n}.db", concurrency)
+            with h.ours(tmp, cfg, f"sync-voc-{name}-{n}") as (_, proc):
+                first = _wait_events(proc, "poll_summary", 1, 900)[0]
+                out[name] = {"first_sync_s": round(float(first["duration"]), 2),
+                             "jobs": int(first["jobs"]), "requests": int(first["requests"])}
+    return out
+
+
+def resync_requests(tmp: Path, n: int, rate: float = 50.0) -> dict[str, Any]:
+    """Requests per poll while the amortized resync walks n jobs (budget: 10% of `rate`)."""
+    knobs = (*SCALE_KNOBS, "--vocdoni-orgs", "1", "--history", str(n))
+    with h.simulator(tmp, *knobs) as (sim, _):
+        h.sim_post(sim, "pause")
+        org = next(iter(h.sim_get(sim, "truth")["vocdoni"]))
+        extra = ", full_resync_interval: 5s"
+        cfg = vocdoni_config(sim, org, tmp / f"resync-{n}.db", 8, extra).replace(
+            "max_requests_per_second: 100000", f"max_requests_per_second: {rate:g}")
+        with h.ours(tmp, cfg, f"resync-{n}") as (url, proc):
+            _wait_events(proc, "poll_summary", 1, 900)
+            time.sleep(8.0)  # past full_resync_interval: the trickled pass is under way
+            polls = _events(proc, "poll_summary")[1:]
+            text = httpx.get(f"{url}/metrics", timeout=30).text
+    ratio = [line for line in text.splitlines()
+             if line.startswith("asyncjob_resync_progress_ratio{")]
+    budget = max(1, int(0.1 * rate * 1.0))
+    return {"max_requests_per_poll": max(int(p["requests"]) for p in polls),
+            "polls": len(polls), "budget_per_poll": budget, "progress": ratio[:1]}
+
+
+def run(tmp: Path, n: int) -> dict[str, Any]:
+    """Run the three scenarios at n jobs; return the headline keys."""
+    ordo = ordo_first_sync(tmp, n)
+    voc = vocdoni_first_sync(tmp, n)
+    resync = resync_requests(tmp, n)
+    suffix = "1m" if n >= 1_000_000 else f"{n // 1000}k"
+    return {
+        f"scrape_p99_ms_ordo_first_sync_{suffix}": ordo["scrape"]["p99_ms"],
+        f"first_sync_seconds_{suffix}": voc["concurrent"]["first_sync_s"],
+        f"first_sync_seconds_sequential_{suffix}": voc["sequential"]["first_sync_s"],
+        f"resync_max_requests_per_poll_{suffix}": resync["max_requests_per_poll"],
+        "sync_scale": {"ordo_first_sync": ordo, "vocdoni_first_sync": voc, "resync": resync},
+    }
+
+
+def main() -> None:
+    """Run at the size given (default 100k) and print the keys as JSON."""
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(run(Path(tmp), n), indent=2))
+
+
+if __name__ == "__main__":
+    main()
