@@ -7,12 +7,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 import structlog
 
+from exporter.pacing import Pacer
 from exporter.sources import vocdoni_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
@@ -57,6 +59,7 @@ API_MODES = ("auto", "v1", "v2")
 # Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
 VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
+PAGE_WINDOW = 4  # pages fetched per window of a full read, per unit of concurrency
 # v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
 MAX_RESOLVED = 200_000
 
@@ -266,16 +269,30 @@ class VocdoniSource:
         return read.items[state.anchor][1] == anchor_pos
 
     async def _read_rest(self, key: StreamKey, read: Read) -> None:
-        """Read every page not read yet, up to the first empty one."""
-        page = 2
-        while page <= min(read.last_page, max_pages(read.total, read.limit)):
-            if page not in read.pages:
-                got = await self._fetch_page(key, page)
-                read.add(page, got)
+        """Read every page not read yet, up to the first empty one, `concurrency` at a time.
+
+        Pages are fetched a window at a time and added in page order, so positions, repeats
+        and totals are checked exactly as one page after another would check them. The window
+        starts at one page and doubles while pages come back full (an empty page, a hole, wastes
+        few requests), up to PAGE_WINDOW pages per unit of concurrency.
+        """
+        page, window = 2, 1
+        while True:
+            last = min(read.last_page, max_pages(read.total, read.limit))
+            numbers = list(islice((n for n in range(page, last + 1) if n not in read.pages),
+                                  window))
+            window = min(window * 2, self._workers * PAGE_WINDOW)
+            if not numbers:
+                break
+            pages = await gather_limited([partial(self._fetch_page, key, n) for n in numbers],
+                                         self._workers)
+            for number, got in zip(numbers, pages, strict=True):
+                read.add(number, got)
                 if not got.jobs:
-                    read.uneven = read.uneven or page < read.last_page
-                    break
-            page += 1
+                    read.uneven = read.uneven or number < read.last_page
+                    read.full = True
+                    return
+            page = numbers[-1] + 1
         read.full = True
 
     # --- re-checking known active jobs ----------------------------------------------
@@ -378,7 +395,11 @@ class VocdoniSource:
         if types:
             raw = {j: job for j, job in raw.items() if job_identity(job)[1] in types}
         if ctx.api == "v2":
-            found = [_one_item(v2_job, job, ctx.notes) for job in raw.values()]
+            pacer = Pacer()  # a first sync of 100k jobs: let scrapes in every few ms
+            found = []
+            for job in raw.values():
+                found.append(_one_item(v2_job, job, ctx.notes))
+                await pacer.breathe()
         else:
             found = await gather_limited(
                 [partial(self._v1_observe, ctx, job) for job in raw.values()], self._workers
