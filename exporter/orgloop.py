@@ -175,6 +175,11 @@ class OrgLoop:
         start_wall, start = self.clock(), time.perf_counter()
         full = (not self.tracker.synced or not self.last_full
                 or start_wall - self.last_full >= self.org_config.full_resync_interval)
+        started_pass = False
+        plan = getattr(self.source, "plan_resync", None)  # a source that trickles its re-list
+        if plan is not None and self.tracker.synced and self.last_full:
+            started_pass = plan(self.target, self.org_config.interval, full)
+            full = False  # the pass reads a budget of pages per poll instead of all at once
         before = _requests(self.source)
         try:
             result = await self.source.poll(self.target, self.tracker, full)
@@ -189,7 +194,7 @@ class OrgLoop:
         try:
             now = self.clock()
             summary = await self.tracker.apply_paced(result, now, self.target.job_types)
-            if full:
+            if full or started_pass:
                 self.last_full = start_wall
             saved = self.save()  # one transaction; on error retried after the next poll
             self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
@@ -268,8 +273,15 @@ class OrgLoop:
             poll_errors=dict(self.errors),
             synced=self.last_success is not None,
             polled=self.completed,
+            resync_progress=_resync_progress(self.source, self.target),
         )
         return self._health
+
+
+def _resync_progress(source: Source, target: OrgTarget) -> float | None:
+    """Return how far the source's amortized resync of this org has got, if it trickles."""
+    progress = getattr(source, "resync_progress", None)
+    return progress(target) if progress is not None else None
 
 
 def _requests(source: Source) -> int:

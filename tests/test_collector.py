@@ -61,6 +61,7 @@ CONTRACT: list[tuple[str, str, set[str]]] = [
     ("asyncjob_api_rate_limited", "counter", {"source"}),
     ("asyncjob_api_rate_limit_remaining", "gauge", {"source"}),
     ("asyncjob_tracked_jobs", "gauge", {"source", "org"}),
+    ("asyncjob_resync_progress_ratio", "gauge", {"source", "org"}),
     ("asyncjob_series_dropped", "counter", {"source", "org", "metric"}),
     ("asyncjob_api_invalid_items", "counter", {"source", "org", "what"}),  # ours, documented
     ("asyncjob_config_last_reload_successful", "gauge", set()),
@@ -107,7 +108,7 @@ def full_snapshot(shard: tuple[int, int] | None = (1, 3)) -> ExporterSnapshot:
     )
     health = OrgHealth(S, ORG_NAME, up=True, last_success=9_990.0,
                        poll_duration=Histogram((0.1, 1.0), (3, 4, 4), 0.9),
-                       poll_errors={"timeout": 2}, synced=True)
+                       poll_errors={"timeout": 2}, synced=True, resync_progress=0.25)
     latency = ((*([1] * len(API_LATENCY_BUCKETS)), 2), 31.0)
     requests = RequestStatsView({("/jobs", "200"): 5, ("/jobs/{id}", "429"): 1},
                                 {"/jobs": latency}, rate_limited=1, rate_limit_remaining=42)
@@ -160,6 +161,7 @@ def registry_for(snap: ExporterSnapshot, now: float = NOW) -> CollectorRegistry:
     ("asyncjob_poll_errors_total", {"reason": "timeout"}, 2),
     ("asyncjob_poll_errors_total", {"reason": "schema"}, 0),
     ("asyncjob_tracked_jobs", {}, 11),
+    ("asyncjob_resync_progress_ratio", {}, 0.25),
     ("asyncjob_series_dropped_total", {"metric": "asyncjob_progress_ratio"}, 4),
 ])
 def test_org_sample_values(name: str, labels: dict[str, str], value: float) -> None:
@@ -348,6 +350,7 @@ def test_golden_text_output() -> None:
             ("asyncjob_api_request_duration_seconds", "histogram"),
             ("asyncjob_api_rate_limited_total", "counter"),
             ("asyncjob_api_rate_limit_remaining", "gauge"),
+            ("asyncjob_resync_progress_ratio", "gauge"),
             ("asyncjob_tracked_jobs", "gauge"),
         ]),
         'asyncjob_tracked_jobs{org="acme",source="v"} 1.0',

@@ -117,6 +117,9 @@ class PollResult:
     unknown_statuses: tuple[str, ...] = ()
     # label values the source sanitized or rejected, for counting (reason -> count)
     notes: Mapping[str, int] = field(default_factory=dict)
+    # with `complete`: ids the complete list showed beyond `jobs` (an amortized resync pass
+    # read them over several polls); known jobs in neither are missing from this list
+    listed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,10 +50,10 @@ from exporter.sources.vocdoni_parse import (
     v1_status,
     v2_job,
 )
+from exporter.sources.vocdoni_resync import ResyncPass, StreamKey, StreamView
 
 log = structlog.get_logger()
 T = TypeVar("T")
-StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
 
 API_MODES = ("auto", "v1", "v2")
 # Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
@@ -98,6 +98,7 @@ class VocdoniSource:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         status_map: Mapping[str, str] | None = None,
+        resync_budget: float = 0.1,
     ) -> None:
         if api not in API_MODES:
             raise ValueError(f"api must be one of {API_MODES}")
@@ -119,6 +120,10 @@ class VocdoniSource:
         self._streams: dict[StreamKey, Stream] = {}
         self._resolved: dict[str, str] = {}
         self._probe_lock = asyncio.Lock()
+        # amortized full resync: pages per poll are this share of the request rate
+        self._resync_rate = resync_budget * settings.max_requests_per_second
+        self._passes: dict[str, ResyncPass] = {}
+        self._progress: dict[str, float] = {}
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """Poll one org; on `full` read every page and return a complete list."""
@@ -134,6 +139,27 @@ class VocdoniSource:
         self.detected_api = None
         api = await self._ensure_api(target.address)
         return await self._poll_api(api, target, known, full)
+
+    def plan_resync(self, target: OrgTarget, interval: float, due: bool) -> bool:
+        """Set this org's resync page budget; start a pass when due and none runs (True)."""
+        budget = max(1, int(self._resync_rate * interval))
+        current = self._passes.get(target.org)
+        if current is not None:
+            current.budget = budget
+            return False
+        self._progress.setdefault(target.org, 1.0)  # the first sync was a complete list
+        if not due:
+            return False
+        self._passes[target.org] = ResyncPass(budget)
+        self._progress[target.org] = 0.0
+        return True
+
+    def resync_progress(self, target: OrgTarget) -> float | None:
+        """Return how far this org's current resync pass has got (None: never planned)."""
+        current = self._passes.get(target.org)
+        if current is not None:
+            self._progress[target.org] = current.progress()
+        return self._progress.get(target.org)
 
     async def discover_orgs(self) -> list[str]:
         """Return the addresses of the orgs the logged-in user belongs to."""
@@ -210,15 +236,33 @@ class VocdoniSource:
             log.info("vocdoni_positions_lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
+        listed = await self._trickle(ctx, reads)
+        complete = complete or listed is not None
         complete = complete and not ctx.notes.dropped  # a left-out item is not a vanished job
         self._save_streams(ctx, reads, observed)
         log.debug("vocdoni_poll", source=self.name, org=target.org, api=api, full=full,
                   jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
         return PollResult(
             jobs=tuple(observed.values()), complete=complete, gone=tuple(sorted(ctx.gone)),
+            listed=listed or frozenset(),
             unknown_statuses=tuple(sorted(ctx.notes.unknown_statuses)),
             notes=dict(ctx.notes.counts),
         )
+
+    async def _trickle(self, ctx: _Poll, reads: Mapping[StreamKey, Read]) -> frozenset[str] | None:
+        """Walk the org's resync pass a budget of pages on; its ids once it ends consistent."""
+        current = self._passes.get(ctx.target.org)
+        if current is None:
+            return None
+        current.note(job_id for read in reads.values() for job_id in read.items)
+        views = {key: StreamView(read.total, read.limit) for key, read in reads.items()}
+        if not await current.step(views, self._fetch_page):
+            return None
+        del self._passes[ctx.target.org]
+        self._progress[ctx.target.org] = 1.0
+        log.info("vocdoni_resync_pass_done", source=self.name, org=ctx.target.org,
+                 consistent=current.ok, jobs=len(current.seen))
+        return frozenset(current.seen) if current.ok else None
 
     def _keys(self, api: str, target: OrgTarget) -> list[StreamKey]:
         """Return one stream per job type, or one unfiltered stream (v1 filters imports only)."""
@@ -488,6 +532,7 @@ def build(cfg: SourceConfig) -> VocdoniSource:
     return VocdoniSource(
         cfg.name, cfg.client_settings(), token=cfg.token, email=cfg.email,
         password=cfg.password, api=cfg.api, status_map=dict(cfg.status_map),
+        resync_budget=cfg.resync_budget,
     )
 
 

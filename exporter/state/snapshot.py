@@ -97,6 +97,7 @@ class OrgHealth:
     poll_errors: Mapping[str, int] = field(default_factory=dict)  # reason -> count
     synced: bool = False  # had at least one successful poll
     polled: bool = False  # its first poll completed, successfully or not (readiness)
+    resync_progress: float | None = None  # share of the amortized resync pass done (Vocdoni)
 
 
 @dataclass(frozen=True, slots=True)

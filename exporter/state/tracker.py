@@ -318,7 +318,9 @@ class OrgTracker:
         for job_id in seen:
             self._missing.pop(job_id, None)
         if result.complete:
-            for job_id in self.jobs.keys() - seen - gone:
+            for job_id in result.listed:  # an amortized resync pass saw it: not missing
+                self._missing.pop(job_id, None)
+            for job_id in self.jobs.keys() - seen - gone - result.listed:
                 misses = self._missing.get(job_id, 0) + 1
                 if misses >= 2:
                     gone.add(job_id)

@@ -1,0 +1,99 @@
+"""Vocdoni's amortized full resync: a cursor walks an org's list a few pages per poll.
+
+The list is newest first, so a position counted from the oldest end stays put when jobs
+arrive, and only moves down (toward what the walk already read: an overlap, never a gap)
+when an older job is deleted. The cursor is such a position: each page it reads must reach
+up to it, or the pass has a gap and proves nothing. A pass that reads every position down to
+0 with no gap, short page or left-out item is one complete list: with the jobs the regular
+polls saw meanwhile (new jobs arrive at the top, where they read), it names every job that
+existed when the pass began and still exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from exporter.sources.vocdoni_parse import Page, job_identity
+
+StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
+FetchPage = Callable[[StreamKey, int], Awaitable[Page]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamView:
+    """What this poll's regular read learnt of a stream: its total and page size."""
+
+    total: int
+    limit: int
+
+
+@dataclass
+class ResyncPass:
+    """One trickled pass over an org's streams."""
+
+    budget: int  # pages per poll
+    keys: list[StreamKey] | None = None  # the org's streams, fixed at the pass's first step
+    stream: int = 0  # index of the stream being walked
+    next_pos: int | None = None  # next position to read (from the oldest end); None: the top
+    top: int = 0  # the walked stream's top position when its walk began
+    seen: set[str] = field(default_factory=set)  # job ids the pass and the polls saw
+    ok: bool = True  # no gap, short page or left-out item so far
+
+    def note(self, ids: Iterable[str]) -> None:
+        """Remember jobs a regular read saw while the pass runs (new jobs arrive there)."""
+        self.seen.update(ids)
+
+    def progress(self) -> float:
+        """Return how far the pass has got, 0..1 (streams weigh equally)."""
+        if not self.keys:
+            return 0.0
+        part = 0.0
+        if self.next_pos is not None and self.top >= 0:
+            part = min(1.0, (self.top - self.next_pos) / (self.top + 1))
+        return min(1.0, (self.stream + part) / len(self.keys))
+
+    async def step(self, views: dict[StreamKey, StreamView], fetch: FetchPage) -> bool:
+        """Read up to `budget` pages; return True when the walk has reached its end."""
+        if self.keys is None:
+            self.keys = sorted(views)
+        budget = self.budget
+        while self.ok and self.stream < len(self.keys):
+            view = views.get(self.keys[self.stream])
+            if view is None:  # the org's streams changed (job types): start over later
+                self.ok = False
+                break
+            if self.next_pos is None:
+                self.next_pos = self.top = view.total - 1
+            if self.next_pos < 0:
+                self.stream, self.next_pos = self.stream + 1, None
+                continue
+            if budget <= 0:
+                return False
+            budget -= 1
+            number = _page_of(view, self.next_pos)
+            page = await fetch(self.keys[self.stream], number)
+            self._read(view, page, number)
+            views[self.keys[self.stream]] = StreamView(page.total, view.limit)  # jobs came
+        return True
+
+    def _read(self, view: StreamView, page: Page, number: int) -> None:
+        """Check one page against the cursor and move the cursor past it."""
+        assert self.next_pos is not None
+        start = (number - 1) * view.limit
+        shown = len(page.jobs) + page.dropped
+        if page.dropped or not page.jobs or (number < page.last_page and shown < view.limit):
+            self.ok = False  # an unreadable item, an empty or short page: a job may be unseen
+            return
+        highest = page.total - 1 - start
+        lowest = highest - len(page.jobs) + 1
+        if highest < self.next_pos:  # the page starts below the cursor: positions skipped
+            self.ok = False
+            return
+        self.seen.update(job_identity(job)[0] for job in page.jobs)
+        self.next_pos = min(self.next_pos, lowest - 1)
+
+
+def _page_of(view: StreamView, position: int) -> int:
+    """Return the page holding `position` (from the oldest end) at the view's total."""
+    return max(0, view.total - 1 - position) // max(1, view.limit) + 1
