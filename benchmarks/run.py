@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, sync_scale
 from benchmarks.scenarios import Settings, run_orgs, run_scale
 
 HERE = Path(__file__).resolve().parent
@@ -30,6 +30,7 @@ FULL = Settings(
     naive_detection_scales=(1_000, 10_000),
     naive_steady_cycle=True, naive_org_seconds=30.0,
 )
+SYNC_JOBS = 100_000  # first syncs (Ordo, Vocdoni) and the trickled resync, quick and full
 # A seconds-long run for the test suite: proves the harness works, not the targets.
 SMOKE = replace(
     QUICK, mode="smoke", scales=(300,), org_counts=(20,), active_jobs=5, finished_between=2,
@@ -126,7 +127,16 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         begin = time.monotonic()
         orgs = run_orgs(tmp, settings)
         took["orgs"] = time.monotonic() - begin
+        synced: dict[str, Any] = {}
+        if settings.mode != "smoke":  # seconds-long smoke runs leave out the 100k syncs
+            print("[bench] 100k first syncs and the trickled resync ...", file=sys.stderr,
+                  flush=True)
+            begin = time.monotonic()
+            synced = sync_scale.run(tmp, SYNC_JOBS)
+            took["sync"] = time.monotonic() - begin
     results: dict[str, Any] = summarize(settings, scales, orgs)
+    results.update(synced)
+    results["targets"].update(sync_scale.targets(synced))
     results.update({
         "machine": machine(),
         "mode": settings.mode,

@@ -18,6 +18,7 @@ TOO_LONG = "<number too long>"
 # Only encodings the bounded decoder below can inflate piece by piece are asked for.
 ACCEPT_ENCODING = "gzip, deflate"
 CHUNK = 64 * 1024
+PARSE_SLICE = 16 * 1024  # bytes split into items between two looks at the pacer (~1 ms)
 
 
 class TooLarge(PollError):
@@ -243,8 +244,8 @@ async def read_streamed(chunks: AsyncIterator[bytes], body: BoundedBody,
     async for raw in chunks:
         body.feed(raw)
         for piece in pending:
-            for start in range(0, len(piece), CHUNK):
-                items.feed(piece[start:start + CHUNK])
+            for start in range(0, len(piece), PARSE_SLICE):
+                items.feed(piece[start:start + PARSE_SLICE])
                 await pacer.breathe()
         pending.clear()
     items.close()

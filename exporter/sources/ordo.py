@@ -150,8 +150,8 @@ class OrdoSource:
                          again: bool = False) -> PollResult:
         """List every job, name recipes, detail only what can still change; raises PollError."""
         started = self._clock()
-        listed, notes = await self._read_list()
-        self._note_high(target.org, listed)
+        listed, notes, top = await self._read_list()
+        self._note_high(target.org, top)
         pacer = Pacer()  # 100k jobs: let scrapes in every few ms of this work
         if await _any_reused(listed, known, pacer):
             # Ids restart after a database reset, and recipe ids with them: rename recipes.
@@ -184,7 +184,7 @@ class OrdoSource:
             notes=dict(notes.counts),
         )
 
-    async def _read_list(self) -> tuple[list[ListedJob], ParseNotes]:
+    async def _read_list(self) -> tuple[list[ListedJob], ParseNotes, ListedJob | None]:
         """Stream GET /jobs into small ListedJobs (a fresh reader per attempt); never whole."""
         readers: list[JobListReader] = []
 
@@ -193,7 +193,10 @@ class OrdoSource:
             return ArrayItems(readers[-1].add, "/jobs", charset)
 
         document = await self._client.get_array("/jobs", "/jobs", start)
-        return readers[-1].finish(document), readers[-1].notes
+        listed = readers[-1].finish(document)
+        top = readers[-1].top if document is None else max(listed, key=lambda j: j.job_id,
+                                                             default=None)
+        return listed, readers[-1].notes, top
 
     async def _sort_out(self, listed: Sequence[ListedJob], target: OrgTarget, known: KnownJobs,
                         full: bool, pacer: Pacer) -> tuple[list[tuple[ListedJob, str]], list[int]]:
@@ -216,12 +219,11 @@ class OrdoSource:
             return UNNAMED_JOB_TYPE
         return self._recipes.get(recipe_id) or f"recipe-{recipe_id}"
 
-    def _note_high(self, org: str, listed: Sequence[ListedJob]) -> None:
+    def _note_high(self, org: str, top: ListedJob | None) -> None:
         """Remember the highest listed id: steady-state polls probe the ids past it."""
-        if not listed:
+        if top is None:
             self._high.pop(org, None)
             return
-        top = max(listed, key=lambda job: job.job_id)
         self._high[org] = (top.job_id, top.created_at)
 
     async def _refresh_recipes(self, listed: Sequence[ListedJob]) -> None:

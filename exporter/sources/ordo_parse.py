@@ -176,6 +176,7 @@ class JobListReader:
     def __init__(self, notes: ParseNotes) -> None:
         self.notes = notes
         self.jobs: list[ListedJob] = []
+        self.top: ListedJob | None = None  # the highest id, found on the way
         self._raws = 0
 
     def add(self, raw: Any) -> None:
@@ -184,6 +185,8 @@ class JobListReader:
         job = _parse_one(self.notes, raw, lambda item: _listed(item, self.notes))
         if job is not None:
             self.jobs.append(job)
+            if self.top is None or job.job_id > self.top.job_id:
+                self.top = job
 
     def finish(self, document: Any) -> list[ListedJob]:
         """Return the jobs; `document` is the body when it was not an array (an error)."""

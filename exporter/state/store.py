@@ -259,7 +259,9 @@ def _write_many(db: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]
 def _job_rows(tracker: OrgTracker, key: tuple[str, str]) -> list[tuple[object, ...]]:
     """Return the jobs rows the last poll changed."""
     rows: list[tuple[object, ...]] = []
+    pacer = Pacer()
     for job_id in tracker.dirty:
+        pacer.breathe_blocking()  # a first sync: 100k rows to build
         rec = tracker.jobs.get(job_id)
         if rec is not None:
             rows.append((*key, job_id, rec.job_type, rec.status, rec.first_seen,
