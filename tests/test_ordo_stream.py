@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-from collections.abc import AsyncIterator, Coroutine
+import weakref
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -57,10 +59,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @pytest.fixture
-def every_check_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+def every_check_pauses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Make every look at the pacer a pause (sleep(0) in tests: no real waiting)."""
     monkeypatch.setattr(pacing, "SLICE_SECONDS", 0.0)
     monkeypatch.setattr(pacing, "PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(pacing.gc, "collect", lambda generation=2: 0)  # thousands of pauses
+    yield
+    gc.unfreeze()  # leave the test process's collector as it was
 
 
 async def ticking(work: Coroutine[Any, Any, T]) -> tuple[T, int]:
@@ -118,3 +123,25 @@ def test_a_pause_is_a_real_sleep_not_sleep_zero(monkeypatch: pytest.MonkeyPatch)
     run(pacer.breathe())
     pacer.breathe_blocking()
     assert slept == [pacing.PAUSE_SECONDS] * 2 and pacing.PAUSE_SECONDS > 0
+
+
+def test_a_pause_frees_young_garbage_cycles_before_freezing(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """What freeze() keeps from the collector for good must not be garbage already."""
+    monkeypatch.setattr(pacing, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(pacing, "PAUSE_SECONDS", 0.0)
+
+    class Node:
+        other: Any = None
+
+    gc.disable()  # no collection by chance: only the pause's own
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b  # a cycle: only the collector frees it
+        pacing.Pacer().breathe_blocking()
+        assert gone() is None
+    finally:
+        gc.enable()
+        gc.unfreeze()
