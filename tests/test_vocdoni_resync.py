@@ -80,6 +80,8 @@ def test_a_pass_reads_a_budget_of_pages_per_poll_while_jobs_arrive_between_pages
     tracker = OrgTracker("voc", "main", TrackerSettings())
     async def run_all(src: VocdoniSource) -> list[dict[str, Any]]:
         seen = await polls(src, fake, tracker, 6)
+        fake.hook = None
+        await polls(src, fake, tracker, 1, first=False)  # reads what arrived in the last one
         await src.aclose()
         return seen
 
@@ -135,3 +137,39 @@ def test_a_page_that_starts_below_the_cursor_breaks_the_pass() -> None:
     rpass = ResyncPass(budget=2)
     done = asyncio.run(rpass.step({key: StreamView(total=250, limit=100)}, fetch))
     assert not rpass.ok and done
+
+
+def _jobs(ids: range) -> tuple[dict[str, Any], ...]:
+    return tuple({"jobId": f"{i:032x}", "type": "t", "status": "completed"} for i in ids)
+
+
+def _walk(pages: dict[int, Page], total: int) -> ResyncPass:
+    """Walk a 2-page stream whose pages the test chose; return the pass."""
+    key: StreamKey = ("v2", "org", "")
+
+    async def fetch(_: StreamKey, number: int) -> Page:
+        return pages[number]
+
+    rpass = ResyncPass(budget=5)
+    assert asyncio.run(rpass.step({key: StreamView(total=total, limit=3)}, fetch))
+    return rpass
+
+
+def test_a_consistent_walk_lists_every_job() -> None:
+    rpass = _walk({1: Page(total=6, last_page=2, jobs=_jobs(range(6, 3, -1))),
+                   2: Page(total=6, last_page=2, jobs=_jobs(range(3, 0, -1)))}, 6)
+    assert rpass.ok and len(rpass.listed()) == 6
+
+
+def test_a_job_repeated_in_place_of_another_voids_the_pass() -> None:
+    """Page 2 shows page 1's last job again (totals unchanged): job 1 was never shown."""
+    rpass = _walk({1: Page(total=6, last_page=2, jobs=_jobs(range(6, 3, -1))),
+                   2: Page(total=6, last_page=2, jobs=_jobs(range(4, 1, -1)))}, 6)
+    assert not rpass.ok
+
+
+def test_a_short_last_page_or_an_empty_list_voids_the_pass() -> None:
+    short = _walk({1: Page(total=6, last_page=2, jobs=_jobs(range(6, 3, -1))),
+                   2: Page(total=6, last_page=2, jobs=_jobs(range(3, 1, -1)))}, 6)
+    empty = _walk({}, 0)
+    assert not short.ok and not empty.ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import httpx
@@ -53,3 +54,26 @@ def test_one_at_a_time_when_the_concurrency_is_one() -> None:
     slow = SlowPages(fake)
     assert run(source(slow, 1).poll(TARGET, Known(), True)).complete
     assert slow.most == 1
+
+
+class ArrivingJobs(SlowPages):
+    """Answers pages in a random order (random waits) and adds a job after each page."""
+
+    def __init__(self, fake: FakeVocdoni) -> None:
+        super().__init__(fake)
+        self.rng = random.Random(7)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(self.rng.uniform(0, 0.004))
+        response = await self.fake(request)
+        if request.url.path == "/jobs":
+            self.fake.add(1)  # a vote arrives: every later page shifts by one
+        return response
+
+
+def test_pages_served_out_of_order_while_jobs_arrive_leave_no_job_unread() -> None:
+    """A page computed before an earlier one shifts less: the positions between are read again."""
+    fake = FakeVocdoni()
+    before = set(fake.add(2000))
+    result = run(source(ArrivingJobs(fake), 8).poll(TARGET, Known(), True))
+    assert before <= {o.job_id for o in result.jobs}

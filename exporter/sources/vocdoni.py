@@ -38,7 +38,7 @@ from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 from exporter.sources.vocdoni_auth import VocdoniAuth
-from exporter.sources.vocdoni_pages import Read, Stream, max_pages
+from exporter.sources.vocdoni_pages import Read, Stream, gaps, max_pages
 from exporter.sources.vocdoni_parse import (
     IMPORT_TYPES,
     Page,
@@ -60,6 +60,7 @@ API_MODES = ("auto", "v1", "v2")
 VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
 PAGE_WINDOW = 4  # pages fetched per window of a full read, per unit of concurrency
+GAP_ROUNDS = 3  # re-reads of positions a concurrent full read left uncovered
 # v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
 MAX_RESOLVED = 200_000
 
@@ -260,9 +261,10 @@ class VocdoniSource:
             return None
         del self._passes[ctx.target.org]
         self._progress[ctx.target.org] = 1.0
+        listed = current.listed()
         log.info("vocdoni_resync_pass_done", source=self.name, org=ctx.target.org,
-                 consistent=current.ok, jobs=len(current.seen))
-        return frozenset(current.seen) if current.ok else None
+                 consistent=current.ok, jobs=len(listed))
+        return listed if current.ok else None
 
     def _keys(self, api: str, target: OrgTarget) -> list[StreamKey]:
         """Return one stream per job type, or one unfiltered stream (v1 filters imports only)."""
@@ -338,6 +340,29 @@ class VocdoniSource:
                     return
             page = numbers[-1] + 1
         read.full = True
+        await self._fill_gaps(key, read)
+
+    async def _fill_gaps(self, key: StreamKey, read: Read) -> None:
+        """Read again the positions no page covered: jobs that arrived while pages were read
+        concurrently shift later pages, so a page served early can leave a few unread."""
+        for _ in range(GAP_ROUNDS):
+            missing = gaps(read.spans, read.total - 1) if read.moved else []
+            if not missing:
+                return
+            total, limit, last = read.latest_total, read.limit, read.last_page
+            wanted: set[int] = set()
+            for low, high in missing:  # pages of the API's own range, at most as many as read
+                first = max(1, (total - 1 - high) // limit + 1)
+                wanted.update(range(first, min(last, (total - 1 - low) // limit + 1) + 1))
+                if len(wanted) > len(read.pages):
+                    return  # not a few shifted positions: a total that lies (not complete)
+            numbers = sorted(wanted)
+            if not numbers:
+                return
+            fetched = await gather_limited(
+                [partial(self._fetch_page, key, n) for n in numbers], self._workers)
+            for number, got in zip(numbers, fetched, strict=True):
+                read.add(number, got)
 
     # --- re-checking known active jobs ----------------------------------------------
 

@@ -37,6 +37,9 @@ class Read:
     uneven: bool = False  # a page was short, repeated an item, or totals moved while paging
     invalid: Counter[str] = field(default_factory=Counter)  # items left out or clamped
     dropped: int = 0  # items left out
+    spans: list[tuple[int, int]] = field(default_factory=list)  # positions pages covered
+    latest_total: int = 0  # totalItems of the page read last (jobs keep arriving)
+    moved: bool = False  # totalItems changed between pages: positions may be left uncovered
 
     @property
     def exact(self) -> bool:
@@ -55,6 +58,11 @@ class Read:
         if page.total < self.total:
             self.shrank = True
         shown = len(page.jobs) + page.dropped
+        self.latest_total = page.total
+        self.moved = self.moved or page.total != self.total
+        if shown:
+            high = page.total - 1 - (number - 1) * self.limit
+            self.spans.append((high - shown + 1, high))
         if page.total != self.total or (number < page.last_page and shown < self.limit):
             self.uneven = True
         for index, job in enumerate(page.jobs):
@@ -69,3 +77,18 @@ class Read:
 def max_pages(total: int, limit: int) -> int:
     """Return the most pages `total` items at `limit` per page can take, plus one of slack."""
     return max(1, -(-total // max(1, limit))) + 1
+
+
+def gaps(spans: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
+    """Return the positions in 0..top no span covers, as (low, high) ranges."""
+    out: list[tuple[int, int]] = []
+    nxt = 0  # lowest position not known to be covered
+    for low, high in sorted(spans):
+        if low > nxt:
+            out.append((nxt, min(low - 1, top)))
+        nxt = max(nxt, high + 1)
+        if nxt > top:
+            break
+    if nxt <= top:
+        out.append((nxt, top))
+    return [(low, high) for low, high in out if low <= high]

@@ -1,12 +1,13 @@
 """Vocdoni's amortized full resync: a cursor walks an org's list a few pages per poll.
 
 The list is newest first, so a position counted from the oldest end stays put when jobs
-arrive, and only moves down (toward what the walk already read: an overlap, never a gap)
-when an older job is deleted. The cursor is such a position: each page it reads must reach
-up to it, or the pass has a gap and proves nothing. A pass that reads every position down to
-0 with no gap, short page or left-out item is one complete list: with the jobs the regular
-polls saw meanwhile (new jobs arrive at the top, where they read), it names every job that
-existed when the pass began and still exists.
+arrive. The cursor is such a position: each page it reads is placed by its own totalItems and
+must reach up to the cursor (else positions were skipped), be full unless it is the last page,
+end at position 0 if it is the last, and show no job twice or at another position than the
+pass saw it (a deleted older job shifts the list down, and a lying list repeats a job in place
+of another: the two cannot be told apart, so either voids the pass). A pass that gets to 0 this
+way is one complete list: with the jobs the polls saw meanwhile (new jobs arrive at the top,
+where every poll reads), it names every job that existed when it began and still exists.
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ class ResyncPass:
     stream: int = 0  # index of the stream being walked
     next_pos: int | None = None  # next position to read (from the oldest end); None: the top
     top: int = 0  # the walked stream's top position when its walk began
-    seen: set[str] = field(default_factory=set)  # job ids the pass and the polls saw
-    ok: bool = True  # no gap, short page or left-out item so far
+    seen: set[str] = field(default_factory=set)  # job ids the pass's own pages showed
+    polled: set[str] = field(default_factory=set)  # job ids the polls' reads saw meanwhile
+    edge: dict[str, int] = field(default_factory=dict)  # last page read: job id -> position
+    ok: bool = True  # no gap, short page, moved job or left-out item so far
 
     def note(self, ids: Iterable[str]) -> None:
         """Remember jobs a regular read saw while the pass runs (new jobs arrive there)."""
-        self.seen.update(ids)
+        self.polled.update(ids)
+
+    def listed(self) -> frozenset[str]:
+        """Return every job id the pass and the polls during it saw."""
+        return frozenset(self.seen | self.polled)
 
     def progress(self) -> float:
         """Return how far the pass has got, 0..1 (streams weigh equally)."""
@@ -64,6 +71,9 @@ class ResyncPass:
                 self.ok = False
                 break
             if self.next_pos is None:
+                if view.total <= 0:  # an empty list proves nothing (the polls confirm it)
+                    self.ok = False
+                    break
                 self.next_pos = self.top = view.total - 1
             if self.next_pos < 0:
                 self.stream, self.next_pos = self.stream + 1, None
@@ -87,10 +97,19 @@ class ResyncPass:
             return
         highest = page.total - 1 - start
         lowest = highest - len(page.jobs) + 1
-        if highest < self.next_pos:  # the page starts below the cursor: positions skipped
+        if highest < self.next_pos or (number >= page.last_page and lowest > 0):
+            self.ok = False  # positions skipped, or the list ends above its oldest job
+            return
+        edge = {job_identity(job)[0]: highest - i for i, job in enumerate(page.jobs)}
+        if len(edge) < len(page.jobs) or any(
+                job_id in self.seen and self.edge.get(job_id) != pos
+                for job_id, pos in edge.items()):
+            # a job shown twice, or again at another position: a deletion shifted the list or
+            # it repeats a job in place of another; either way one may be unseen
             self.ok = False
             return
-        self.seen.update(job_identity(job)[0] for job in page.jobs)
+        self.seen.update(edge)
+        self.edge = edge
         self.next_pos = min(self.next_pos, lowest - 1)
 
 
