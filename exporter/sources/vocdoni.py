@@ -7,7 +7,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -38,7 +37,7 @@ from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 from exporter.sources.vocdoni_auth import VocdoniAuth
-from exporter.sources.vocdoni_pages import Read, Stream, gaps, max_pages
+from exporter.sources.vocdoni_pages import Read, Stream, read_rest
 from exporter.sources.vocdoni_parse import (
     IMPORT_TYPES,
     Page,
@@ -50,7 +49,7 @@ from exporter.sources.vocdoni_parse import (
     v1_status,
     v2_job,
 )
-from exporter.sources.vocdoni_resync import ResyncPass, StreamKey, StreamView
+from exporter.sources.vocdoni_resync import Resyncs, StreamKey, StreamView
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -59,8 +58,6 @@ API_MODES = ("auto", "v1", "v2")
 # Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
 VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
-PAGE_WINDOW = 4  # pages fetched per window of a full read, per unit of concurrency
-GAP_ROUNDS = 3  # re-reads of positions a concurrent full read left uncovered
 # v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
 MAX_RESOLVED = 200_000
 
@@ -122,9 +119,7 @@ class VocdoniSource:
         self._resolved: dict[str, str] = {}
         self._probe_lock = asyncio.Lock()
         # amortized full resync: pages per poll are this share of the request rate
-        self._resync_rate = resync_budget * settings.max_requests_per_second
-        self._passes: dict[str, ResyncPass] = {}
-        self._progress: dict[str, float] = {}
+        self._resyncs = Resyncs(resync_budget * settings.max_requests_per_second)
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """Poll one org; on `full` read every page and return a complete list."""
@@ -143,24 +138,11 @@ class VocdoniSource:
 
     def plan_resync(self, target: OrgTarget, interval: float, due: bool) -> bool:
         """Set this org's resync page budget; start a pass when due and none runs (True)."""
-        budget = max(1, int(self._resync_rate * interval))
-        current = self._passes.get(target.org)
-        if current is not None:
-            current.budget = budget
-            return False
-        self._progress.setdefault(target.org, 1.0)  # the first sync was a complete list
-        if not due:
-            return False
-        self._passes[target.org] = ResyncPass(budget)
-        self._progress[target.org] = 0.0
-        return True
+        return self._resyncs.plan(target.org, interval, due)
 
     def resync_progress(self, target: OrgTarget) -> float | None:
         """Return how far this org's current resync pass has got (None: never planned)."""
-        current = self._passes.get(target.org)
-        if current is not None:
-            self._progress[target.org] = current.progress()
-        return self._progress.get(target.org)
+        return self._resyncs.progress(target.org)
 
     async def discover_orgs(self) -> list[str]:
         """Return the addresses of the orgs the logged-in user belongs to."""
@@ -252,19 +234,15 @@ class VocdoniSource:
 
     async def _trickle(self, ctx: _Poll, reads: Mapping[StreamKey, Read]) -> frozenset[str] | None:
         """Walk the org's resync pass a budget of pages on; its ids once it ends consistent."""
-        current = self._passes.get(ctx.target.org)
-        if current is None:
-            return None
-        current.note(job_id for read in reads.values() for job_id in read.items)
+        ids = (job_id for read in reads.values() for job_id in read.items)
         views = {key: StreamView(read.total, read.limit) for key, read in reads.items()}
-        if not await current.step(views, self._fetch_page):
+        done = await self._resyncs.step(ctx.target.org, ids, views, self._fetch_page)
+        if done is None:
             return None
-        del self._passes[ctx.target.org]
-        self._progress[ctx.target.org] = 1.0
-        listed = current.listed()
+        listed = done.listed()
         log.info("vocdoni_resync_pass_done", source=self.name, org=ctx.target.org,
-                 consistent=current.ok, jobs=len(listed))
-        return listed if current.ok else None
+                 consistent=done.ok, jobs=len(listed))
+        return listed if done.ok else None
 
     def _keys(self, api: str, target: OrgTarget) -> list[StreamKey]:
         """Return one stream per job type, or one unfiltered stream (v1 filters imports only)."""
@@ -315,54 +293,8 @@ class VocdoniSource:
         return read.items[state.anchor][1] == anchor_pos
 
     async def _read_rest(self, key: StreamKey, read: Read) -> None:
-        """Read every page not read yet, up to the first empty one, `concurrency` at a time.
-
-        Pages are fetched a window at a time and added in page order, so positions, repeats
-        and totals are checked exactly as one page after another would check them. The window
-        starts at one page and doubles while pages come back full (an empty page, a hole, wastes
-        few requests), up to PAGE_WINDOW pages per unit of concurrency.
-        """
-        page, window = 2, 1
-        while True:
-            last = min(read.last_page, max_pages(read.total, read.limit))
-            numbers = list(islice((n for n in range(page, last + 1) if n not in read.pages),
-                                  window))
-            window = min(window * 2, self._workers * PAGE_WINDOW)
-            if not numbers:
-                break
-            pages = await gather_limited([partial(self._fetch_page, key, n) for n in numbers],
-                                         self._workers)
-            for number, got in zip(numbers, pages, strict=True):
-                read.add(number, got)
-                if not got.jobs:
-                    read.uneven = read.uneven or number < read.last_page
-                    read.full = True
-                    return
-            page = numbers[-1] + 1
-        read.full = True
-        await self._fill_gaps(key, read)
-
-    async def _fill_gaps(self, key: StreamKey, read: Read) -> None:
-        """Read again the positions no page covered: jobs that arrived while pages were read
-        concurrently shift later pages, so a page served early can leave a few unread."""
-        for _ in range(GAP_ROUNDS):
-            missing = gaps(read.spans, read.total - 1) if read.moved else []
-            if not missing:
-                return
-            total, limit, last = read.latest_total, read.limit, read.last_page
-            wanted: set[int] = set()
-            for low, high in missing:  # pages of the API's own range, at most as many as read
-                first = max(1, (total - 1 - high) // limit + 1)
-                wanted.update(range(first, min(last, (total - 1 - low) // limit + 1) + 1))
-                if len(wanted) > len(read.pages):
-                    return  # not a few shifted positions: a total that lies (not complete)
-            numbers = sorted(wanted)
-            if not numbers:
-                return
-            fetched = await gather_limited(
-                [partial(self._fetch_page, key, n) for n in numbers], self._workers)
-            for number, got in zip(numbers, fetched, strict=True):
-                read.add(number, got)
+        """Read every page not read yet, `concurrency` at a time (vocdoni_pages.read_rest)."""
+        await read_rest(read, partial(self._fetch_page, key), self._workers)
 
     # --- re-checking known active jobs ----------------------------------------------
 

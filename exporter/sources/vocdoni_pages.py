@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from typing import Any
 
 from exporter.sources.base import PollError
+from exporter.sources.http import gather_limited
 from exporter.sources.vocdoni_parse import Page, job_identity, slim_item
 
 
@@ -72,6 +75,59 @@ class Read:
                 continue
             pos = page.total - 1 - ((number - 1) * self.limit + index)
             self.items[job_id] = (slim_item(job), pos)
+
+
+PAGE_WINDOW = 4  # pages fetched per window of a full read, per unit of concurrency
+GAP_ROUNDS = 3  # re-reads of positions a concurrent full read left uncovered
+
+
+async def read_rest(read: Read, fetch: Callable[[int], Awaitable[Page]], workers: int) -> None:
+    """Read every page not read yet, up to the first empty one, `workers` at a time.
+
+    Pages are fetched a window at a time and added in page order, so positions, repeats and
+    totals are checked exactly as one page after another would check them. The window starts
+    at one page and doubles while pages come back full (an empty page, a hole, wastes few
+    requests), up to PAGE_WINDOW pages per worker.
+    """
+    page, window = 2, 1
+    while True:
+        last = min(read.last_page, max_pages(read.total, read.limit))
+        numbers = list(islice((n for n in range(page, last + 1) if n not in read.pages), window))
+        window = min(window * 2, workers * PAGE_WINDOW)
+        if not numbers:
+            break
+        pages = await gather_limited([partial(fetch, n) for n in numbers], workers)
+        for number, got in zip(numbers, pages, strict=True):
+            read.add(number, got)
+            if not got.jobs:
+                read.uneven = read.uneven or number < read.last_page
+                read.full = True
+                return
+        page = numbers[-1] + 1
+    read.full = True
+    await _fill_gaps(read, fetch, workers)
+
+
+async def _fill_gaps(read: Read, fetch: Callable[[int], Awaitable[Page]], workers: int) -> None:
+    """Read again the positions no page covered: jobs that arrived while pages were read
+    concurrently shift later pages, so a page served early can leave a few unread."""
+    for _ in range(GAP_ROUNDS):
+        missing = gaps(read.spans, read.total - 1) if read.moved else []
+        if not missing:
+            return
+        total, limit, last = read.latest_total, read.limit, read.last_page
+        wanted: set[int] = set()
+        for low, high in missing:  # pages of the API's own range, at most as many as read
+            first = max(1, (total - 1 - high) // limit + 1)
+            wanted.update(range(first, min(last, (total - 1 - low) // limit + 1) + 1))
+            if len(wanted) > len(read.pages):
+                return  # not a few shifted positions: a total that lies (not complete)
+        numbers = sorted(wanted)
+        if not numbers:
+            return
+        fetched = await gather_limited([partial(fetch, n) for n in numbers], workers)
+        for number, got in zip(numbers, fetched, strict=True):
+            read.add(number, got)
 
 
 def max_pages(total: int, limit: int) -> int:

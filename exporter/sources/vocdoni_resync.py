@@ -113,6 +113,49 @@ class ResyncPass:
         self.next_pos = min(self.next_pos, lowest - 1)
 
 
+class Resyncs:
+    """Every org's resync pass on one source, and how far each has got."""
+
+    def __init__(self, pages_per_second: float) -> None:
+        self._rate = pages_per_second  # resync_budget x max_requests_per_second
+        self._passes: dict[str, ResyncPass] = {}
+        self._progress: dict[str, float] = {}
+
+    def plan(self, org: str, interval: float, due: bool) -> bool:
+        """Set the org's page budget per poll; start a pass when due and none runs (True)."""
+        budget = max(1, int(self._rate * interval))
+        current = self._passes.get(org)
+        if current is not None:
+            current.budget = budget
+            return False
+        self._progress.setdefault(org, 1.0)  # the first sync was a complete list
+        if not due:
+            return False
+        self._passes[org] = ResyncPass(budget)
+        self._progress[org] = 0.0
+        return True
+
+    def progress(self, org: str) -> float | None:
+        """Return how far the org's pass has got (1 between passes; None: never planned)."""
+        current = self._passes.get(org)
+        if current is not None:
+            self._progress[org] = current.progress()
+        return self._progress.get(org)
+
+    async def step(self, org: str, polled: Iterable[str], views: dict[StreamKey, StreamView],
+                   fetch: FetchPage) -> ResyncPass | None:
+        """Walk the org's pass on after a poll read `polled`; return it once it has ended."""
+        current = self._passes.get(org)
+        if current is None:
+            return None
+        current.note(polled)
+        if not await current.step(views, fetch):
+            return None
+        del self._passes[org]
+        self._progress[org] = 1.0
+        return current
+
+
 def _page_of(view: StreamView, position: int) -> int:
     """Return the page holding `position` (from the oldest end) at the view's total."""
     return max(0, view.total - 1 - position) // max(1, view.limit) + 1
