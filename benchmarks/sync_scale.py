@@ -123,7 +123,7 @@ def resync_polls(url: str, proc: h.Proc, seconds: float) -> dict[str, Any]:
             "progress_ratio": progress[0] if progress else None, "passes_done": len(passes)}
 
 
-def run(tmp: Path, n: int, resync_seconds: float = 6.0) -> dict[str, Any]:
+def run(tmp: Path, n: int, resync_seconds: float = 4.0) -> dict[str, Any]:
     """Run the scenarios at n jobs; return the headline keys."""
     ordo = ordo_first_sync(tmp, n)
     voc = vocdoni_sync(tmp, n, resync_seconds)

@@ -9,6 +9,7 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
+from exporter.pacing import Pacer
 from exporter.sources.base import PollError
 from exporter.sources.http import gather_limited
 from exporter.sources.vocdoni_parse import Page, job_identity, slim_item
@@ -90,6 +91,7 @@ async def read_rest(read: Read, fetch: Callable[[int], Awaitable[Page]], workers
     requests), up to PAGE_WINDOW pages per worker.
     """
     page, window = 2, 1
+    pacer = Pacer()  # 1,000 pages of a first sync: pauses (and GC freezes) for the scrapes
     while True:
         last = min(read.last_page, max_pages(read.total, read.limit))
         numbers = list(islice((n for n in range(page, last + 1) if n not in read.pages), window))
@@ -99,6 +101,7 @@ async def read_rest(read: Read, fetch: Callable[[int], Awaitable[Page]], workers
         pages = await gather_limited([partial(fetch, n) for n in numbers], workers)
         for number, got in zip(numbers, pages, strict=True):
             read.add(number, got)
+            await pacer.breathe()
             if not got.jobs:
                 read.uneven = read.uneven or number < read.last_page
                 read.full = True
