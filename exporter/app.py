@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from exporter import __version__
 from exporter.collector import JobsCollector
 from exporter.config import Config, ConfigError, load_config
+from exporter.pacing import let_scrapes_in
 from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
 from exporter.server import ExporterServer
@@ -76,6 +77,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         self.loop = asyncio.get_running_loop()
         self.cache.render_now()
+        let_scrapes_in()
         self.server.start()
         self.cache.start()
         self._install_signals()
