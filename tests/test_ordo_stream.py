@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from exporter import pacing
+from exporter.sources import ordo_parse
 from exporter.sources.base import ClientSettings, OrgTarget, PollResult
 from exporter.sources.ordo import OrdoSource
 from exporter.state.tracker import OrgTracker, TrackerSettings
@@ -145,3 +147,32 @@ def test_a_pause_frees_young_garbage_cycles_before_freezing(monkeypatch: pytest.
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def test_parsing_time_does_not_count_against_the_request_timeout() -> None:
+    """`timeout` bounds the API's time: a list that takes longer to parse than that still reads."""
+    body = json.dumps([job(i) for i in range(200, 0, -1)]).encode()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/recipes":
+            return httpx.Response(200, json=[{"id": 1, "name": "dem"}])
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 2048):
+                yield body[start:start + 2048]
+
+        return httpx.Response(200, content=pieces())
+
+    settings = ClientSettings(base_url="http://ordo.test", max_requests_per_second=1e4,
+                              timeout=0.2, retries=0)
+    source = OrdoSource("ordo", settings, token="t", transport=httpx.MockTransport(handler))
+    slow_parse = ordo_parse._listed
+
+    def listed(raw: Any, notes: Any) -> Any:
+        time.sleep(0.002)  # 200 jobs: 0.4 s of parsing, twice the timeout
+        return slow_parse(raw, notes)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ordo_parse, "_listed", listed)
+        result = run(source.poll(TARGET, Known(), True))
+    assert len(result.jobs) == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -235,9 +236,10 @@ class ArrayItems:
             self._on_item(value)
 
 
-async def read_streamed(chunks: AsyncIterator[bytes], body: BoundedBody,
-                        items: ArrayItems) -> None:
-    """Inflate (bounded) and split an answer in CHUNK-sized slices, pausing between slices."""
+async def read_streamed(chunks: AsyncIterator[bytes], body: BoundedBody, items: ArrayItems,
+                        worked: Callable[[float], None] = lambda seconds: None) -> None:
+    """Inflate (bounded) and split an answer in slices, pausing between them; tell `worked`
+    how long each slice's parsing took (it is not the API's time)."""
     pending: list[bytes] = []
     body.stream_to(pending.append)
     pacer = Pacer()
@@ -245,7 +247,9 @@ async def read_streamed(chunks: AsyncIterator[bytes], body: BoundedBody,
         body.feed(raw)
         for piece in pending:
             for start in range(0, len(piece), PARSE_SLICE):
+                began = time.perf_counter()
                 items.feed(piece[start:start + PARSE_SLICE])
+                worked(time.perf_counter() - began)  # before the next await: the deadline
                 await pacer.breathe()
         pending.clear()
     items.close()

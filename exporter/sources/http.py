@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -316,9 +317,9 @@ class ApiClient:
             await self._limiter.acquire(self.settings.timeout * 3)
             start = self._clock()
             try:
-                async with asyncio.timeout(self.settings.timeout):  # the whole exchange
+                async with asyncio.timeout(self.settings.timeout) as deadline:  # the exchange
                     status, resp_headers, text, streamed = await self._exchange(
-                        method, path, endpoint, params, json_body, headers, stream)
+                        method, path, endpoint, params, json_body, headers, stream, deadline)
             except (TimeoutError, httpx.TimeoutException):
                 self.stats.record(endpoint, "timeout", self._clock() - start)
                 return PollError("timeout", f"{method} {endpoint} timed out "
@@ -351,6 +352,7 @@ class ApiClient:
         json_body: Any,
         headers: Mapping[str, str],
         stream: StreamFactory | None = None,
+        deadline: asyncio.Timeout | None = None,
     ) -> tuple[int, httpx.Headers, str, ArrayItems | None]:
         """Send and read one answer, never holding more than max_response_bytes of it."""
         cap = self.settings.max_response_bytes
@@ -367,12 +369,20 @@ class ApiClient:
                 encoding = ""
             if stream is not None and resp.status_code == 200:
                 items = stream(resp.charset_encoding)
-                await read_streamed(_raw_chunks(resp), BoundedBody(encoding, cap, what), items)
+                await read_streamed(_raw_chunks(resp), BoundedBody(encoding, cap, what), items,
+                                    partial(_extend, deadline))
                 return resp.status_code, resp.headers, "", items
             body = BoundedBody(encoding, cap, what)
             async for raw in _raw_chunks(resp):
                 body.feed(raw)
             return resp.status_code, resp.headers, body.text(resp.charset_encoding), None
+
+
+def _extend(deadline: asyncio.Timeout | None, seconds: float) -> None:
+    """Move the exchange's deadline by time spent parsing: `timeout` bounds the network only."""
+    when = deadline.when() if deadline is not None else None
+    if deadline is not None and when is not None:
+        deadline.reschedule(when + seconds)
 
 
 async def _raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
