@@ -74,6 +74,10 @@ KEY_ORDER = (
     "scrape_speedup_p50_vs_naive_100k", "requests_per_cycle_10k",
     "requests_ratio_naive_over_ours_10k", "cycle_seconds_1000_orgs", "rss_mb_100k",
     "detection_latency_s", "detection_latency_max_s", "poll_interval_s", "alert_latency_s",
+    # benchmarks/sync_scale.py (quick and full runs)
+    "scrape_p99_ms_ordo_first_sync_100k", "scrape_p99_ms_vocdoni_first_sync_100k",
+    "first_sync_seconds_100k",
+    "first_sync_seconds_sequential_100k", "resync_max_requests_per_poll_100k",
 )
 
 

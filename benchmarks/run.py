@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import issue16, memcurve, report
+from benchmarks import issue16, memcurve, report, sync_scale
 from benchmarks.scenarios import Settings, run_orgs, run_scale
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +32,7 @@ FULL = Settings(
     scales=(1_000, 10_000, 100_000, 1_000_000), org_counts=(100, 1_000, 10_000),
     memory_sizes=(10_000, 100_000, 1_000_000),
 )
+SYNC_JOBS = 100_000  # first syncs (Ordo, Vocdoni) and the trickled resync, quick and full
 # A seconds-long run for the test suite: proves the harness works, not the targets.
 SMOKE = replace(
     QUICK, mode="smoke", scales=(300,), org_counts=(20,), active_jobs=5, finished_between=2,
@@ -152,6 +153,13 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         begin = time.monotonic()
         orgs = run_orgs(tmp, settings)
         took["orgs"] = time.monotonic() - begin
+        synced: dict[str, Any] = {}
+        if settings.mode != "smoke":  # seconds-long smoke runs leave out the 100k syncs
+            print("[bench] 100k first syncs and the trickled resync ...", file=sys.stderr,
+                  flush=True)
+            begin = time.monotonic()
+            synced = sync_scale.run(tmp, SYNC_JOBS)
+            took["sync"] = time.monotonic() - begin
     print(f"[bench] bytes per job {settings.memory_sizes} ...", file=sys.stderr, flush=True)
     begin = time.monotonic()
     memory = memcurve.curve(settings.memory_sizes)
@@ -160,6 +168,8 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
     results["bytes_per_job"] = memory
     results["issue16_measured_separately"] = {  # not this run's: dated, with their conditions
         k: {"value": v, "how": how} for k, (v, how) in issue16.SEPARATE.items()}
+    results.update(synced)
+    results["targets"].update(sync_scale.targets(synced))
     results.update({
         "machine": machine(),
         "mode": settings.mode,

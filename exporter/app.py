@@ -18,6 +18,7 @@ from exporter import __version__
 from exporter.collector import JobsCollector
 from exporter.config import Config, ConfigError, load_config
 from exporter.fragments import OrgFragments
+from exporter.pacing import let_scrapes_in
 from exporter.pool import Background, Build
 from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
@@ -98,6 +99,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         self.loop = asyncio.get_running_loop()
         self.cache.render_now()
+        let_scrapes_in()
         self.server.start()
         self.cache.start()
         self._install_signals()

@@ -316,6 +316,10 @@ def _health_families() -> list[Family]:
         Family("asyncjob_api_rate_limit_remaining", "gauge",
                "Requests left in the API's own budget, where its headers tell (GitHub, GitLab).",
                ("source",), _rate_limit_remaining),
+        Family("asyncjob_resync_progress_ratio", "gauge",
+               "How far the current amortized full re-list has got (0..1)." + CACHED, ORG,
+               _per_health(lambda h: [] if h.resync_progress is None
+                           else [((), h.resync_progress)])),
         Family("asyncjob_tracked_jobs", "gauge", "Jobs held in the exporter's state.", ORG,
                _per_org(lambda o, n: [((), float(o.tracked_jobs))])),
         Family("asyncjob_series_dropped", "counter", "Label sets dropped by a cardinality cap.",

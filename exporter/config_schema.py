@@ -46,6 +46,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "max_job_series_per_org": 500,
     "max_response_bytes": 64 * 1024 * 1024,
     "max_retry_after": 600.0,
+    "resync_budget": 0.1,  # share of max_requests_per_second a trickled resync may use
     "duration_buckets": DURATION_BUCKETS,
     "step_duration_buckets": DURATION_BUCKETS,
 }
@@ -238,6 +239,7 @@ class SourceSettings(OrgSettings):
     retries: Annotated[int, _NOT_BOOL, Field(ge=0)] | None = None
     max_response_bytes: Annotated[int, BeforeValidator(parse_size)] | None = None
     max_retry_after: NonNegativeDuration | None = None
+    resync_budget: Annotated[float, _NOT_BOOL, Field(gt=0, le=1)] | None = None
 
 
 class OrgModel(OrgSettings):

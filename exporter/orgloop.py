@@ -18,6 +18,7 @@ from exporter.sources.base import (
     PollError,
     PollReason,
     Source,
+    TricklesResync,
 )
 from exporter.state.hist import HistogramAccumulator
 from exporter.state.snapshot import POLL_DURATION_BUCKETS, OrgHealth, OrgSnapshot
@@ -185,6 +186,11 @@ class OrgLoop:
         start_wall, start = self.clock(), self._monotonic()
         full = (not self.tracker.synced or not self.last_full
                 or start_wall - self.last_full >= self.org_config.full_resync_interval)
+        started_pass = False
+        if (isinstance(self.source, TricklesResync) and self.tracker.synced
+                and self.last_full):
+            started_pass = self.source.plan_resync(self.target, self.org_config.interval, full)
+            full = False  # the pass reads a budget of pages per poll instead of all at once
         before = _requests(self.source)
         try:
             result = await self.source.poll(self.target, self.tracker, full)
@@ -198,8 +204,8 @@ class OrgLoop:
             return self._failed(PollReason.INTERNAL, type(exc).__name__, self._monotonic() - start)
         try:
             now = self.clock()
-            summary = self.tracker.apply(result, now, self.target.job_types)
-            if full:
+            summary = await self.tracker.apply_paced(result, now, self.target.job_types)
+            if full or started_pass:
                 self.last_full = start_wall
             saved = self.save()  # one transaction; on error retried after the next poll
             self.last_snapshot = self._publishable(self.tracker.snapshot(now), saved)
@@ -279,8 +285,14 @@ class OrgLoop:
             poll_errors=dict(self.errors),
             synced=self.last_success is not None,
             polled=self.completed,
+            resync_progress=_resync_progress(self.source, self.target),
         )
         return self._health
+
+
+def _resync_progress(source: Source, target: OrgTarget) -> float | None:
+    """Return how far the source's amortized resync of this org has got, if it trickles."""
+    return source.resync_progress(target) if isinstance(source, TricklesResync) else None
 
 
 def _requests(source: Source) -> int:

@@ -134,6 +134,9 @@ class PollResult:
     unknown_statuses: tuple[str, ...] = ()
     # label values the source sanitized or rejected, for counting (reason -> count)
     notes: Mapping[str, int] = field(default_factory=dict)
+    # with `complete`: ids the complete list showed beyond `jobs` (an amortized resync pass
+    # read them over several polls); known jobs in neither are missing from this list
+    listed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,19 @@ class Discoverer(Protocol):
 
     async def discover_orgs(self) -> list[str]:
         """Return the org addresses to poll. Raises PollError."""
+        ...
+
+
+@runtime_checkable
+class TricklesResync(Protocol):
+    """A source whose full re-list is read a budget of pages per poll (amortized resync)."""
+
+    def plan_resync(self, target: OrgTarget, interval: float, due: bool) -> bool:
+        """Set the org's page budget for the next poll; True when a new pass starts."""
+        ...
+
+    def resync_progress(self, target: OrgTarget) -> float | None:
+        """Return how far the org's current pass has got (None: never planned)."""
         ...
 
 

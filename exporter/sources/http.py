@@ -7,19 +7,30 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
 import structlog
 
 from exporter.sources.base import ON_API_ANSWER, ClientSettings, PollError, PollReason, RequestStats
-from exporter.sources.body import ACCEPT_ENCODING, CHUNK, BoundedBody, TooLarge, parse_json
+from exporter.sources.body import (
+    ACCEPT_ENCODING,
+    CHUNK,
+    ArrayItems,
+    BoundedBody,
+    TooLarge,
+    parse_json,
+    read_streamed,
+)
 
 log = structlog.get_logger()
 T = TypeVar("T")
+# Builds the item splitter of one attempt of a streamed GET, given the answer's charset.
+StreamFactory = Callable[[str | None], ArrayItems]
 
 # Upstream gateways answer these when the API is briefly unavailable: worth another try.
 RETRY_STATUSES: frozenset[int] = frozenset({502, 503, 504})
@@ -59,9 +70,12 @@ class ApiResponse:
     headers: httpx.Headers
     text: str
     endpoint: str = ""
+    streamed: ArrayItems | None = None  # a streamed array: its items went to the splitter
 
     def json(self) -> Any:
         """Parse whatever the Content-Type says: Vocdoni sends JSON errors as text/plain."""
+        if self.streamed is not None:
+            return self.streamed.document
         return parse_json(self.text, self.endpoint or "response")
 
 
@@ -219,12 +233,18 @@ class ApiClient:
         expect: Collection[int] = (200,),
         auth: bool = True,
         headers: Mapping[str, str] | None = None,
+        stream: StreamFactory | None = None,
     ) -> ApiResponse:
-        """Send one logical request with retries; raise PollError unless the status is expected."""
+        """Send one logical request with retries; raise PollError unless the status is expected.
+
+        With `stream`, a 200 answer is split into array items as it arrives (each attempt gets
+        a fresh splitter), so a large list is never held whole.
+        """
         retries = 0
         rate_limit_retried = False
         while True:
-            outcome = await self._attempt(method, path, endpoint, params, json_body, auth, headers)
+            outcome = await self._attempt(method, path, endpoint, params, json_body, auth,
+                                          headers, stream)
             if isinstance(outcome, ApiResponse):
                 if outcome.status in expect:
                     return outcome
@@ -255,6 +275,12 @@ class ApiClient:
         response = await self.request("GET", path, endpoint, params=params, auth=auth)
         return response.json()
 
+    async def get_array(self, path: str, endpoint: str, stream: StreamFactory, *,
+                        params: Mapping[str, str | int] | None = None) -> Any:
+        """GET a JSON array item by item into `stream`'s sink; return the body if not an array."""
+        response = await self.request("GET", path, endpoint, params=params, stream=stream)
+        return response.json()
+
     def pause(self, seconds: float) -> None:
         """Hold back every request for `seconds` (an API's own budget is nearly spent)."""
         self._limiter.block(seconds)
@@ -282,6 +308,7 @@ class ApiClient:
         json_body: Any,
         auth: bool,
         extra_headers: Mapping[str, str] | None,
+        stream: StreamFactory | None = None,
     ) -> ApiResponse | PollError:
         """Make one HTTP attempt; return the answer or the retryable transport error."""
         # auth first and outside the semaphore: a login it triggers needs a slot of its own
@@ -292,9 +319,9 @@ class ApiClient:
             await self._limiter.acquire(self.settings.timeout * 3)
             start = self._clock()
             try:
-                async with asyncio.timeout(self.settings.timeout):  # the whole exchange
-                    status, resp_headers, text = await self._exchange(
-                        method, path, endpoint, params, json_body, headers)
+                async with asyncio.timeout(self.settings.timeout) as deadline:  # the exchange
+                    status, resp_headers, text, streamed = await self._exchange(
+                        method, path, endpoint, params, json_body, headers, stream, deadline)
             except (TimeoutError, httpx.TimeoutException):
                 self.stats.record(endpoint, "timeout", self._clock() - start)
                 return PollError(PollReason.TIMEOUT, f"{method} {endpoint} timed out "
@@ -319,7 +346,7 @@ class ApiClient:
             on_answer = ON_API_ANSWER.get()
             if on_answer is not None:
                 on_answer()
-            return ApiResponse(status, resp_headers, text, endpoint)
+            return ApiResponse(status, resp_headers, text, endpoint, streamed)
 
     async def _exchange(
         self,
@@ -329,7 +356,9 @@ class ApiClient:
         params: Mapping[str, str | int] | None,
         json_body: Any,
         headers: Mapping[str, str],
-    ) -> tuple[int, httpx.Headers, str]:
+        stream: StreamFactory | None = None,
+        deadline: asyncio.Timeout | None = None,
+    ) -> tuple[int, httpx.Headers, str, ArrayItems | None]:
         """Send and read one answer, never holding more than max_response_bytes of it."""
         cap = self.settings.max_response_bytes
         what = f"{method} {endpoint}"
@@ -342,13 +371,32 @@ class ApiClient:
                 raise TooLarge(f"{what}: answer of {declared} bytes is larger than "
                                f"max_response_bytes ({cap}); raise it if the API is right")
             if resp.is_stream_consumed:  # an in-memory answer (tests' MockTransport): decoded
-                body = BoundedBody("", cap, what)
-                body.feed(resp.content)
-            else:
-                body = BoundedBody(encoding, cap, what)
-                async for raw in resp.aiter_raw(CHUNK):
-                    body.feed(raw)
-            return resp.status_code, resp.headers, body.text(resp.charset_encoding)
+                encoding = ""
+            if stream is not None and resp.status_code == 200:
+                items = stream(resp.charset_encoding)
+                await read_streamed(_raw_chunks(resp), BoundedBody(encoding, cap, what), items,
+                                    partial(_extend, deadline))
+                return resp.status_code, resp.headers, "", items
+            body = BoundedBody(encoding, cap, what)
+            async for raw in _raw_chunks(resp):
+                body.feed(raw)
+            return resp.status_code, resp.headers, body.text(resp.charset_encoding), None
+
+
+def _extend(deadline: asyncio.Timeout | None, seconds: float) -> None:
+    """Move the exchange's deadline by time spent parsing: `timeout` bounds the network only."""
+    when = deadline.when() if deadline is not None else None
+    if deadline is not None and when is not None:
+        deadline.reschedule(when + seconds)
+
+
+async def _raw_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """Yield the answer's raw bytes; an in-memory answer (tests' MockTransport) is decoded."""
+    if resp.is_stream_consumed:
+        yield resp.content
+        return
+    async for raw in resp.aiter_raw(CHUNK):
+        yield raw
 
 
 async def gather_limited(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:

@@ -16,6 +16,7 @@ from dataclasses import replace
 import httpx
 import structlog
 
+from exporter.pacing import Pacer
 from exporter.sources import ordo_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
@@ -27,15 +28,16 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
+from exporter.sources.body import ArrayItems
 from exporter.sources.http import ApiClient, NotFound
 from exporter.sources.ordo_parse import (
     JOB_STATUS_MAP,
     BatchResult,
+    JobListReader,
     ListedJob,
     detail_recipe_id,
     parse_batch,
     parse_detail,
-    parse_job_list,
     parse_recipes,
     schema_error,
 )
@@ -149,29 +151,21 @@ class OrdoSource:
                          again: bool = False) -> PollResult:
         """List every job, name recipes, detail only what can still change; raises PollError."""
         started = self._clock()
-        notes = ParseNotes(status_map=self._status_map)
-        listed = parse_job_list(await self._client.get_json("/jobs", "/jobs"), notes)
-        self._note_high(target.org, listed)
-        if any(reused(job, known.get(str(job.job_id))) for job in listed):
+        listed, notes, top = await self._read_list()
+        self._note_high(target.org, top)
+        pacer = Pacer()  # 100k jobs: let scrapes in every few ms of this work
+        if await _any_reused(listed, known, pacer):
             # Ids restart after a database reset, and recipe ids with them: rename recipes.
             log.info("ordo_job_ids_reused", source=self.name, org=target.org)
             self._recipes, self._recipes_missing = {}, set()
         await self._refresh_recipes(listed)
-        typed = [(job, self.job_type(job.recipe_id)) for job in listed]
-        if target.job_types:
-            typed = [(job, jt) for job, jt in typed if jt in target.job_types]
-        first_sync = full and len(known) == 0
-        wanted = [job.job_id for job, _ in typed if needs_detail(job, known, first_sync, full)]
+        typed, wanted = await self._sort_out(listed, target, known, full, pacer)
         unlisted = _unlisted_active(listed, known)
         sample = _empty_sample(listed, known)
         extra = [job_id for job_id in sample if job_id not in unlisted]
         batch = await self._fetch_details(wanted + unlisted + extra, notes)
         gone = set(batch.missing)
-        jobs = tuple(
-            _observe(job, job_type, batch)
-            for job, job_type in typed
-            if job.job_id not in gone
-        ) + _resolved(unlisted, known, batch)
+        jobs = await _observe_all(typed, batch, gone, pacer) + _resolved(unlisted, known, batch)
         log.debug(
             "ordo_poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
             detailed=len(batch.found), gone=len(gone),
@@ -191,18 +185,46 @@ class OrdoSource:
             notes=dict(notes.counts),
         )
 
+    async def _read_list(self) -> tuple[list[ListedJob], ParseNotes, ListedJob | None]:
+        """Stream GET /jobs into small ListedJobs (a fresh reader per attempt); never whole."""
+        readers: list[JobListReader] = []
+
+        def start(charset: str | None) -> ArrayItems:
+            readers.append(JobListReader(ParseNotes(status_map=self._status_map)))
+            return ArrayItems(readers[-1].add, "/jobs", charset)
+
+        document = await self._client.get_array("/jobs", "/jobs", start)
+        listed = readers[-1].finish(document)
+        top = readers[-1].top if document is None else max(listed, key=lambda j: j.job_id,
+                                                             default=None)
+        return listed, readers[-1].notes, top
+
+    async def _sort_out(self, listed: Sequence[ListedJob], target: OrgTarget, known: KnownJobs,
+                        full: bool, pacer: Pacer) -> tuple[list[tuple[ListedJob, str]], list[int]]:
+        """Name each listed job's type, keep the target's types, pick the ones to detail."""
+        first_sync = full and len(known) == 0
+        typed: list[tuple[ListedJob, str]] = []
+        wanted: list[int] = []
+        for job in listed:
+            job_type = self.job_type(job.recipe_id)
+            if not target.job_types or job_type in target.job_types:
+                typed.append((job, job_type))
+                if needs_detail(job, known, first_sync, full):
+                    wanted.append(job.job_id)
+            await pacer.breathe()
+        return typed, wanted
+
     def job_type(self, recipe_id: int | None) -> str:
         """Name a job by its recipe, the only grouping Ordo has."""
         if recipe_id is None:
             return UNNAMED_JOB_TYPE
         return self._recipes.get(recipe_id) or f"recipe-{recipe_id}"
 
-    def _note_high(self, org: str, listed: Sequence[ListedJob]) -> None:
+    def _note_high(self, org: str, top: ListedJob | None) -> None:
         """Remember the highest listed id: steady-state polls probe the ids past it."""
-        if not listed:
+        if top is None:
             self._high.pop(org, None)
             return
-        top = max(listed, key=lambda job: job.job_id)
         self._high[org] = (top.job_id, top.created_at)
 
     async def _refresh_recipes(self, listed: Sequence[ListedJob]) -> None:
@@ -287,6 +309,26 @@ def reused(job: ListedJob, seen: KnownJob | None) -> bool:
     """Return True when a known id now names another job (created at another time)."""
     return (seen is not None and seen.created_at is not None and job.created_at is not None
             and abs(seen.created_at - job.created_at) > 0.001)
+
+
+async def _any_reused(listed: Sequence[ListedJob], known: KnownJobs, pacer: Pacer) -> bool:
+    """Return True when a listed id now names another job than the known one."""
+    for job in listed:
+        if reused(job, known.get(str(job.job_id))):
+            return True
+        await pacer.breathe()
+    return False
+
+
+async def _observe_all(typed: Sequence[tuple[ListedJob, str]], batch: BatchResult,
+                       gone: set[int], pacer: Pacer) -> tuple[JobObservation, ...]:
+    """Observe every listed job Ordo still has."""
+    out: list[JobObservation] = []
+    for job, job_type in typed:
+        if job.job_id not in gone:
+            out.append(_observe(job, job_type, batch))
+        await pacer.breathe()
+    return tuple(out)
 
 
 def _created(known: KnownJobs, job_id: int) -> float | None:

@@ -49,18 +49,26 @@ def parse_items(notes: ParseNotes, raws: list[Any], parse: Callable[[Any], T],
     """Parse each item; leave bad ones out (counted), unless all are bad (a new shape)."""
     out: list[T] = []
     for raw in raws:
-        try:
-            out.append(parse(raw))
-        except _BadId:
-            notes.note(INVALID_ID)
-        except PollError as exc:
-            if exc.reason is not PollReason.SCHEMA:
-                raise
-            notes.note(INVALID_ITEM)
+        item = _parse_one(notes, raw, parse)
+        if item is not None:
+            out.append(item)
     if raws and not out:
         raise schema_error(f"every {what} item is malformed")
     notes.dropped += len(raws) - len(out)
     return out
+
+
+def _parse_one(notes: ParseNotes, raw: Any, parse: Callable[[Any], T]) -> T | None:
+    """Parse one item; a bad one is counted and left out (None)."""
+    try:
+        return parse(raw)
+    except _BadId:
+        notes.note(INVALID_ID)
+    except PollError as exc:
+        if exc.reason is not PollReason.SCHEMA:
+            raise
+        notes.note(INVALID_ITEM)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +170,34 @@ def parse_job_list(body: Any, notes: ParseNotes) -> list[ListedJob]:
     """Parse GET /jobs: a bare array, newest first."""
     jobs = _require_list(body, "/jobs")
     return parse_items(notes, jobs, lambda raw: _listed(raw, notes), "/jobs")
+
+
+class JobListReader:
+    """Parse GET /jobs items as they stream in: small ListedJobs kept, the raw dicts not."""
+
+    def __init__(self, notes: ParseNotes) -> None:
+        self.notes = notes
+        self.jobs: list[ListedJob] = []
+        self.top: ListedJob | None = None  # the highest id, found on the way
+        self._raws = 0
+
+    def add(self, raw: Any) -> None:
+        """Parse one list item; a bad one is counted and left out."""
+        self._raws += 1
+        job = _parse_one(self.notes, raw, lambda item: _listed(item, self.notes))
+        if job is not None:
+            self.jobs.append(job)
+            if self.top is None or job.job_id > self.top.job_id:
+                self.top = job
+
+    def finish(self, document: Any) -> list[ListedJob]:
+        """Return the jobs; `document` is the body when it was not an array (an error)."""
+        if document is not None:
+            return parse_job_list(document, self.notes)
+        if self._raws and not self.jobs:
+            raise schema_error("every /jobs item is malformed")
+        self.notes.dropped += self._raws - len(self.jobs)
+        return self.jobs
 
 
 def _listed(raw: Any, notes: ParseNotes) -> ListedJob:

@@ -64,6 +64,7 @@ class SourceConfig:
     max_job_series_per_org: int
     max_response_bytes: int = BUILTIN_DEFAULTS["max_response_bytes"]
     max_retry_after: float = BUILTIN_DEFAULTS["max_retry_after"]
+    resync_budget: float = BUILTIN_DEFAULTS["resync_budget"]  # share of the rate, trickled resync
     # raw API status (lowercased) -> normalized status, as the operator configured it
     status_map: tuple[tuple[str, str], ...] = ()
     duration_buckets: tuple[float, ...] = BUILTIN_DEFAULTS["duration_buckets"]

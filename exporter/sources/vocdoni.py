@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from exporter.pacing import Pacer
 from exporter.sources import vocdoni_config
 from exporter.sources.base import (
     TERMINAL_JOB_STATUSES,
@@ -37,7 +38,7 @@ from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 from exporter.sources.vocdoni_auth import VocdoniAuth
-from exporter.sources.vocdoni_pages import Read, Stream, max_pages
+from exporter.sources.vocdoni_pages import Read, Stream, read_rest
 from exporter.sources.vocdoni_parse import (
     IMPORT_TYPES,
     Page,
@@ -49,10 +50,10 @@ from exporter.sources.vocdoni_parse import (
     v1_status,
     v2_job,
 )
+from exporter.sources.vocdoni_resync import Resyncs, StreamKey, StreamView
 
 log = structlog.get_logger()
 T = TypeVar("T")
-StreamKey = tuple[str, str, str]  # (api generation, org address, job type or "")
 
 API_MODES = ("auto", "v1", "v2")
 # Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
@@ -96,6 +97,7 @@ class VocdoniSource:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         status_map: Mapping[str, str] | None = None,
+        resync_budget: float = 0.1,
     ) -> None:
         if api not in API_MODES:
             raise ValueError(f"api must be one of {API_MODES}")
@@ -117,6 +119,8 @@ class VocdoniSource:
         self._streams: dict[StreamKey, Stream] = {}
         self._resolved: dict[str, str] = {}
         self._probe_lock = asyncio.Lock()
+        # amortized full resync: pages per poll are this share of the request rate
+        self._resyncs = Resyncs(resync_budget * settings.max_requests_per_second)
 
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         """Poll one org; on `full` read every page and return a complete list."""
@@ -132,6 +136,14 @@ class VocdoniSource:
         self.detected_api = None
         api = await self._ensure_api(target.address)
         return await self._poll_api(api, target, known, full)
+
+    def plan_resync(self, target: OrgTarget, interval: float, due: bool) -> bool:
+        """Set this org's resync page budget; start a pass when due and none runs (True)."""
+        return self._resyncs.plan(target.org, interval, due)
+
+    def resync_progress(self, target: OrgTarget) -> float | None:
+        """Return how far this org's current resync pass has got (None: never planned)."""
+        return self._resyncs.progress(target.org)
 
     async def discover_orgs(self) -> list[str]:
         """Return the addresses of the orgs the logged-in user belongs to."""
@@ -208,15 +220,30 @@ class VocdoniSource:
             log.info("vocdoni_positions_lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
         observed = await self._observe(ctx, reads)
+        listed = await self._trickle(ctx, reads)
+        complete = complete or listed is not None
         complete = complete and not ctx.notes.dropped  # a left-out item is not a vanished job
         self._save_streams(ctx, reads, observed)
         log.debug("vocdoni_poll", source=self.name, org=target.org, api=api, full=full,
                   jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
         return PollResult(
             jobs=tuple(observed.values()), complete=complete, gone=tuple(sorted(ctx.gone)),
+            listed=listed or frozenset(),
             unknown_statuses=tuple(sorted(ctx.notes.unknown_statuses)),
             notes=dict(ctx.notes.counts),
         )
+
+    async def _trickle(self, ctx: _Poll, reads: Mapping[StreamKey, Read]) -> frozenset[str] | None:
+        """Walk the org's resync pass a budget of pages on; its ids once it ends consistent."""
+        ids = (job_id for read in reads.values() for job_id in read.items)
+        views = {key: StreamView(read.total, read.limit) for key, read in reads.items()}
+        done = await self._resyncs.step(ctx.target.org, ids, views, self._fetch_page)
+        if done is None:
+            return None
+        listed = done.listed()
+        log.info("vocdoni_resync_pass_done", source=self.name, org=ctx.target.org,
+                 consistent=done.ok, jobs=len(listed))
+        return listed if done.ok else None
 
     def _keys(self, api: str, target: OrgTarget) -> list[StreamKey]:
         """Return one stream per job type, or one unfiltered stream (v1 filters imports only)."""
@@ -267,17 +294,8 @@ class VocdoniSource:
         return read.items[state.anchor][1] == anchor_pos
 
     async def _read_rest(self, key: StreamKey, read: Read) -> None:
-        """Read every page not read yet, up to the first empty one."""
-        page = 2
-        while page <= min(read.last_page, max_pages(read.total, read.limit)):
-            if page not in read.pages:
-                got = await self._fetch_page(key, page)
-                read.add(page, got)
-                if not got.jobs:
-                    read.uneven = read.uneven or page < read.last_page
-                    break
-            page += 1
-        read.full = True
+        """Read every page not read yet, `concurrency` at a time (vocdoni_pages.read_rest)."""
+        await read_rest(read, partial(self._fetch_page, key), self._workers)
 
     # --- re-checking known active jobs ----------------------------------------------
 
@@ -379,7 +397,11 @@ class VocdoniSource:
         if types:
             raw = {j: job for j, job in raw.items() if job_identity(job)[1] in types}
         if ctx.api == "v2":
-            found = [_one_item(v2_job, job, ctx.notes) for job in raw.values()]
+            pacer = Pacer()  # a first sync of 100k jobs: let scrapes in every few ms
+            found = []
+            for job in raw.values():
+                found.append(_one_item(v2_job, job, ctx.notes))
+                await pacer.breathe()
         else:
             found = await gather_limited(
                 [partial(self._v1_observe, ctx, job) for job in raw.values()], self._workers
@@ -469,6 +491,7 @@ def build(cfg: SourceConfig) -> VocdoniSource:
     return VocdoniSource(
         cfg.name, cfg.client_settings(), token=cfg.token, email=own.email,
         password=own.password, api=own.api, status_map=dict(cfg.status_map),
+        resync_budget=cfg.resync_budget,
     )
 
 

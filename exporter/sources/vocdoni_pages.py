@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from typing import Any
 
+from exporter.pacing import Pacer
 from exporter.sources.base import PollError, PollReason
+from exporter.sources.http import gather_limited
 from exporter.sources.vocdoni_parse import Page, job_identity, slim_item
 
 
@@ -37,6 +41,9 @@ class Read:
     uneven: bool = False  # a page was short, repeated an item, or totals moved while paging
     invalid: Counter[str] = field(default_factory=Counter)  # items left out or clamped
     dropped: int = 0  # items left out
+    spans: list[tuple[int, int]] = field(default_factory=list)  # positions pages covered
+    latest_total: int = 0  # totalItems of the page read last (jobs keep arriving)
+    moved: bool = False  # totalItems changed between pages: positions may be left uncovered
 
     @property
     def exact(self) -> bool:
@@ -56,6 +63,11 @@ class Read:
         if page.total < self.total:
             self.shrank = True
         shown = len(page.jobs) + page.dropped
+        self.latest_total = page.total
+        self.moved = self.moved or page.total != self.total
+        if shown:
+            high = page.total - 1 - (number - 1) * self.limit
+            self.spans.append((high - shown + 1, high))
         if page.total != self.total or (number < page.last_page and shown < self.limit):
             self.uneven = True
         for index, job in enumerate(page.jobs):
@@ -67,6 +79,76 @@ class Read:
             self.items[job_id] = (slim_item(job), pos)
 
 
+PAGE_WINDOW = 4  # pages fetched per window of a full read, per unit of concurrency
+GAP_ROUNDS = 3  # re-reads of positions a concurrent full read left uncovered
+
+
+async def read_rest(read: Read, fetch: Callable[[int], Awaitable[Page]], workers: int) -> None:
+    """Read every page not read yet, up to the first empty one, `workers` at a time.
+
+    Pages are fetched a window at a time and added in page order, so positions, repeats and
+    totals are checked exactly as one page after another would check them. The window starts
+    at one page and doubles while pages come back full (an empty page, a hole, wastes few
+    requests), up to PAGE_WINDOW pages per worker.
+    """
+    page, window = 2, 1
+    pacer = Pacer()  # 1,000 pages of a first sync: pauses (and GC freezes) for the scrapes
+    while True:
+        last = min(read.last_page, max_pages(read.total, read.limit))
+        numbers = list(islice((n for n in range(page, last + 1) if n not in read.pages), window))
+        window = min(window * 2, workers * PAGE_WINDOW)
+        if not numbers:
+            break
+        pages = await gather_limited([partial(fetch, n) for n in numbers], workers)
+        for number, got in zip(numbers, pages, strict=True):
+            read.add(number, got)
+            await pacer.breathe()
+            if not got.jobs:
+                read.uneven = read.uneven or number < read.last_page
+                read.full = True
+                return
+        page = numbers[-1] + 1
+    read.full = True
+    await _fill_gaps(read, fetch, workers)
+
+
+async def _fill_gaps(read: Read, fetch: Callable[[int], Awaitable[Page]], workers: int) -> None:
+    """Read again the positions no page covered: jobs that arrived while pages were read
+    concurrently shift later pages, so a page served early can leave a few unread."""
+    for _ in range(GAP_ROUNDS):
+        missing = gaps(read.spans, read.total - 1) if read.moved else []
+        if not missing:
+            return
+        total, limit, last = read.latest_total, read.limit, read.last_page
+        wanted: set[int] = set()
+        for low, high in missing:  # pages of the API's own range, at most as many as read
+            first = max(1, (total - 1 - high) // limit + 1)
+            wanted.update(range(first, min(last, (total - 1 - low) // limit + 1) + 1))
+            if len(wanted) > len(read.pages):
+                return  # not a few shifted positions: a total that lies (not complete)
+        numbers = sorted(wanted)
+        if not numbers:
+            return
+        fetched = await gather_limited([partial(fetch, n) for n in numbers], workers)
+        for number, got in zip(numbers, fetched, strict=True):
+            read.add(number, got)
+
+
 def max_pages(total: int, limit: int) -> int:
     """Return the most pages `total` items at `limit` per page can take, plus one of slack."""
     return max(1, -(-total // max(1, limit))) + 1
+
+
+def gaps(spans: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
+    """Return the positions in 0..top no span covers, as (low, high) ranges."""
+    out: list[tuple[int, int]] = []
+    nxt = 0  # lowest position not known to be covered
+    for low, high in sorted(spans):
+        if low > nxt:
+            out.append((nxt, min(low - 1, top)))
+        nxt = max(nxt, high + 1)
+        if nxt > top:
+            break
+    if nxt <= top:
+        out.append((nxt, top))
+    return [(low, high) for low, high in out if low <= high]

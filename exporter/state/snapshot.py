@@ -88,6 +88,7 @@ class OrgHealth:
     poll_errors: Mapping[PollReason, int] = field(default_factory=dict)  # -> count
     synced: bool = False  # had at least one successful poll
     polled: bool = False  # its first poll completed, successfully or not (readiness)
+    resync_progress: float | None = None  # share of the amortized resync pass done (Vocdoni)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import structlog
 
+from exporter.pacing import Pacer
 from exporter.sources.base import TERMINAL_JOB_STATUSES
 from exporter.state import finished_rows
 from exporter.state.dbfile import open_db
@@ -19,6 +21,8 @@ from exporter.state.tracker import OrgTracker
 log = structlog.get_logger()
 
 SCHEMA_VERSION = "4"  # 4: counted finished jobs packed; 3: org = address; 2: org = label
+WRITE_SLICE = 500  # rows written between two looks at the pacer's clock
+_Row = TypeVar("_Row")
 LEGACY_PREFIX = "v2-label:"  # org keys of a version 2 file, until their org claims them
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -148,14 +152,15 @@ class StateStore:
         step_jobs = book.dirty | tracker.removed
         step_rows = _step_rows(tracker, key)
         deleted = tracker.jobs.moved | tracker.removed  # left, or now in the other table
+        pacer = Pacer()  # a first sync writes 100k rows: scrapes get the GIL between slices
         try:
             with self._transaction():
                 self.db.executemany(
                     "DELETE FROM jobs WHERE source = ? AND org = ? AND job_id = ?",
-                    [(*key, job_id) for job_id in deleted],
+                    _paced(((*key, job_id) for job_id in deleted), pacer),
                 )
-                self.db.executemany(_UPSERT, _job_rows(tracker, key))
-                self._finished.write(key, deleted, _packed_rows(tracker))
+                self.db.executemany(_UPSERT, _paced(_job_rows(tracker, key), pacer))
+                self._finished.write(key, deleted, _paced(_packed_rows(tracker), pacer))
                 self.db.executemany(
                     "DELETE FROM steps WHERE source = ? AND org = ? AND job_id = ?",
                     [(*key, job_id) for job_id in step_jobs],
@@ -265,6 +270,14 @@ class _Tx:
             self.db.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # the failed statement may already have ended the transaction
+
+
+def _paced(rows: Iterable[_Row], pacer: Pacer) -> Iterator[_Row]:
+    """Yield rows, pausing every WRITE_SLICE: one transaction, yet scrapes get the GIL."""
+    for count, row in enumerate(rows, 1):
+        yield row
+        if count % WRITE_SLICE == 0:
+            pacer.breathe_blocking()
 
 
 def _job_rows(tracker: OrgTracker, key: tuple[str, str]) -> Iterator[tuple[object, ...]]:
