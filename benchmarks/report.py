@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.notes import NOTES
+from benchmarks.ordo_report import sections as ordo_sections
 
 
 def _f(value: float, digits: int = 2) -> str:
@@ -120,6 +121,7 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
             f"{s['org_latency_ms']:g} ms API latency per request, concurrency "
             f"{s['org_concurrency']})", ""]
     out += _org_rows(results)
+    out += ordo_sections(results)
     if notes:
         out += ["", NOTES.strip()]
     return "\n".join(out) + "\n"

@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import ordo_bench, ordo_scale, report
 from benchmarks.scenarios import Settings, run_orgs, run_scale
 
 HERE = Path(__file__).resolve().parent
@@ -126,6 +126,12 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         begin = time.monotonic()
         orgs = run_orgs(tmp, settings)
         took["orgs"] = time.monotonic() - begin
+        ordo: dict[str, Any] = {}
+        for name, scenario in (("ordo_steady", ordo_scale.run), ("ordo_real", ordo_bench.run)):
+            begin = time.monotonic()  # the simulator's Ordo (quick, full); the real one (full)
+            ordo.update(found := scenario(settings.mode, tmp))
+            if found:
+                took[name] = time.monotonic() - begin
     results: dict[str, Any] = summarize(settings, scales, orgs)
     results.update({
         "machine": machine(),
@@ -138,6 +144,7 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         "scales": {str(k): v for k, v in scales.items()},
         "orgs": orgs,
     })
+    results.update(ordo)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (out_dir / "RESULTS.md").write_text(report.markdown(results, notes=profile_notes))
