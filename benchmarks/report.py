@@ -6,6 +6,7 @@ from typing import Any
 
 from benchmarks import issue16
 from benchmarks.notes import NOTES
+from benchmarks.ordo_report import sections as ordo_sections
 
 
 def _f(value: float, digits: int = 2) -> str:
@@ -128,6 +129,7 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
     out += _org_rows(results)
     out += ["", "## Vote scale (issue 16)", ""]
     out += issue16.rows(results)
+    out += ordo_sections(results)
     if notes:
         out += ["", NOTES.strip()]
     return "\n".join(out) + "\n"

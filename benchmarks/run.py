@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import issue16, memcurve, report, sync_scale
+from benchmarks import issue16, memcurve, ordo_bench, ordo_scale, report, sync_scale
 from benchmarks.scenarios import Settings, run_orgs, run_scale
 
 HERE = Path(__file__).resolve().parent
@@ -160,6 +160,12 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
             begin = time.monotonic()
             synced = sync_scale.run(tmp, SYNC_JOBS)
             took["sync"] = time.monotonic() - begin
+        ordo: dict[str, Any] = {}
+        for name, scenario in (("ordo_steady", ordo_scale.run), ("ordo_real", ordo_bench.run)):
+            begin = time.monotonic()  # the simulator's Ordo (quick, full); the real one (full)
+            ordo.update(found := scenario(settings.mode, tmp))
+            if found:
+                took[name] = time.monotonic() - begin
     print(f"[bench] bytes per job {settings.memory_sizes} ...", file=sys.stderr, flush=True)
     begin = time.monotonic()
     memory = memcurve.curve(settings.memory_sizes)
@@ -181,6 +187,7 @@ def run(settings: Settings, out_dir: Path, profile_notes: bool = True) -> dict[s
         "scales": {str(k): v for k, v in scales.items()},
         "orgs": orgs,
     })
+    results.update(ordo)
     out_dir.mkdir(parents=True, exist_ok=True)
     results.update(_kept(out_dir / "results.json", results))
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
