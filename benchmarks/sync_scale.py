@@ -144,6 +144,8 @@ def targets(keys: dict[str, Any]) -> dict[str, bool]:
         return {}
     return {
         "scrape_p99_ms_ordo_first_sync_100k < 10": keys["scrape_p99_ms_ordo_first_sync_100k"] < 10,
+        "scrape_p99_ms_vocdoni_first_sync_100k < 10":
+            keys["scrape_p99_ms_vocdoni_first_sync_100k"] < 10,
         "first_sync_seconds_100k <= 10": keys["first_sync_seconds_100k"] <= 10,
         f"resync_max_requests_per_poll_100k <= 1 + budget ({RESYNC_BUDGET})":
             keys["resync_max_requests_per_poll_100k"] <= 1 + RESYNC_BUDGET,
