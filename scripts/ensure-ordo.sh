@@ -3,7 +3,7 @@
 # PostgreSQL 15 server binaries (initdb, pg_ctl, postgres), the psql client, and, when run as root,
 # the non-root OS user the throw-away PostgreSQL runs as (it refuses to run as root).
 # Missing pieces are installed from Debian; the PostgreSQL service the package would start is not
-# started (policy-rc.d). The tests' fixture (tests/integration/ordo_upstream.py) does the rest:
+# started (policy-rc.d). benchmarks/ordo_real.py (used by tests/integration/ordo_upstream.py) does the rest:
 # npm ci into a copy of ../shared/upstream/ordo, initdb/pg_ctl on a free loopback port, teardown.
 set -euo pipefail
 
