@@ -140,6 +140,20 @@ def value(url: str, name: str, **labels: str) -> float:
     return sum(select(scrape(url), name, source="gh", org="octo/app", **labels).values())
 
 
+
+def requests_over(fake: FakeGitHub, url: str, seconds: float) -> tuple[Counter[tuple[str, int]],
+                                                                        float, int]:
+    """Count the fake's answers and the exporter's polls over a window; the budget is unspent."""
+    with fake.lock:
+        before, budget = Counter(fake.hits), fake.remaining
+    polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+    time.sleep(seconds)
+    polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
+    with fake.lock:
+        delta = Counter({k: v - before[k] for k, v in fake.hits.items() if v > before[k]})
+        assert fake.remaining == budget  # 304s are free against the primary limit
+    return delta, polls, budget
+
 def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_per_poll(
         github: tuple[FakeGitHub, str], tmp_path: Path) -> None:
     fake, api = github
@@ -182,14 +196,7 @@ def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_pe
         # steady state: nothing active, nothing changes -> one conditional list request per
         # poll, answered 304 (free against the primary limit); no step or detail requests
         time.sleep(1.5)
-        with fake.lock:
-            before, budget = Counter(fake.hits), fake.remaining
-        polls_before = value(url, "asyncjob_poll_duration_seconds_count")
-        time.sleep(3)
-        polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
-        with fake.lock:
-            delta = Counter({k: v - before[k] for k, v in fake.hits.items() if v > before[k]})
-            assert fake.remaining == budget
+        delta, polls, budget = requests_over(fake, url, 3)
         assert set(delta) == {("runs", 304)} and abs(delta[("runs", 304)] - polls) <= 1, delta
         assert polls >= 4
         finished = value(url, "asyncjob_finished_total", job_type="CI")
@@ -201,6 +208,11 @@ def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_pe
                      [job(40, "test", "in_progress", None, 301, None)])
         wait_for(lambda: value(url, "asyncjob_jobs", job_type="CI", status="running") == 1,
                  20, "run 4 running")
+        # one active run (A = 1), nothing changing: 1 + A conditional requests per poll, all 304
+        time.sleep(1.5)
+        delta, polls, _ = requests_over(fake, url, 3)
+        assert set(delta) == {("runs", 304), ("jobs", 304)}, delta
+        assert all(abs(n - polls) <= 1 for n in delta.values()) and polls >= 4, (delta, polls)
     with fake.lock:  # while the exporter is down: run 5 starts and fails
         fake.put(run(5, "CI", "completed", "failure", 310, 320))
     # restart on the same state file (counters restart at 0, as Prometheus counters may)

@@ -157,6 +157,18 @@ def value(url: str, name: str, **labels: str) -> float:
     return sum(select(scrape(url), name, source="gl", org=PROJECT, **labels).values())
 
 
+
+def requests_over(fake: FakeGitLab, url: str, seconds: float) -> tuple[Counter[str], float, int]:
+    """Count the fake's answers by route and the exporter's polls over a window."""
+    with fake.lock:
+        before = Counter(fake.hits)
+    polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+    time.sleep(seconds)
+    polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
+    with fake.lock:
+        delta = Counter({k: v - before[k] for k, v in fake.hits.items() if v > before[k]})
+        return delta, polls, fake.remaining
+
 def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_once(
         gitlab: tuple[FakeGitLab, str], tmp_path: Path) -> None:
     fake, api = gitlab
@@ -172,6 +184,11 @@ def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_onc
         assert value(url, "asyncjob_jobs", job_type="push", status="completed") == 3
         assert value(url, "asyncjob_finished_total", job_type="push") == 0  # history
         assert value(url, "asyncjob_steps", step_type="test", step_status="running") == 1
+        # one active pipeline (A = 1), unchanged past the overlap: 1 + A requests per poll
+        time.sleep(3)
+        delta, polls, _ = requests_over(fake, url, 3)
+        assert set(delta) == {"list", "jobs"}, delta
+        assert all(abs(n - polls) <= 1 for n in delta.values()) and polls >= 4, (delta, polls)
         with fake.lock:
             fake.put(pipeline(4, "success", 100, 150),
                      [ci_job(40, "build", "success", 101, 110),
@@ -188,14 +205,7 @@ def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_onc
         assert value(url, "asyncjob_step_finished_total", **step) == 1
         assert value(url, "asyncjob_step_duration_seconds_sum", **step) == 30
         time.sleep(3)  # past the overlap: nothing changed since
-        with fake.lock:
-            before = Counter(fake.hits)
-        polls_before = value(url, "asyncjob_poll_duration_seconds_count")
-        time.sleep(3)
-        polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
-        with fake.lock:
-            delta = {k: v - before[k] for k, v in fake.hits.items() if v > before[k]}
-            remaining = fake.remaining
+        delta, polls, remaining = requests_over(fake, url, 3)
         assert set(delta) == {"list"} and abs(delta["list"] - polls) <= 1 and polls >= 4
         assert value(url, "asyncjob_finished_total", job_type="push") == 2  # exactly once
         rate = select(scrape(url), "asyncjob_api_rate_limit_remaining", source="gl")
