@@ -11,7 +11,7 @@ from exporter.sources.base import (
     StepObservation,
 )
 from exporter.state.snapshot import SeriesKind
-from exporter.state.tracker import OrgTracker, TrackerSettings
+from exporter.state.tracker import MERGE_SLICE, OrgTracker, TrackerSettings
 
 
 def _job(
@@ -239,3 +239,22 @@ def test_active_index_follows_every_status_change() -> None:
         assert {s for _, s in snap.oldest_active} <= {"pending", "running"}
         assert sum(n for (_, s), n in snap.jobs.items() if s in ("pending", "running")) == len(
             [j for j in scan if tracker.jobs[j].status in ("pending", "running")])
+
+
+def test_the_walk_for_missing_jobs_stops_between_slices() -> None:
+    """A complete list lacking 1,000 known jobs is checked in slices (scrapes get the GIL)."""
+    tracker = OrgTracker("s", "o", TrackerSettings())
+    known = tuple(JobObservation(job_id=str(i), job_type="t", status="completed")
+                  for i in range(1000))
+    tracker.apply(PollResult(jobs=known, complete=True), 1.0)
+    merging = tracker.merging(PollResult(jobs=(), complete=True), 2.0)
+    stops = 0
+    try:
+        while True:
+            next(merging)
+            stops += 1
+    except StopIteration as done:
+        summary = done.value
+    assert stops >= 1000 // MERGE_SLICE  # no job was listed: every stop is in the walk
+    assert summary.removed == 0 and len(tracker.jobs) == 1000  # one complete list is no proof
+    assert tracker.apply(PollResult(jobs=(), complete=True), 3.0).removed == 1000

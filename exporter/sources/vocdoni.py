@@ -456,13 +456,16 @@ class VocdoniSource:
     def _save_streams(self, ctx: _Poll, reads: Mapping[StreamKey, Read],
                       observed: Mapping[str, JobObservation]) -> None:
         """Remember totals, newest job and positions of active jobs for the next poll."""
+        # One pass over what was observed (100k jobs at a first sync); the rest walks the few
+        # active jobs, so the loop thread keeps the GIL for milliseconds, not tens of them.
         active = {j for j, o in observed.items() if o.status not in TERMINAL_JOB_STATUSES}
-        finished = {j for j, o in observed.items() if o.status in TERMINAL_JOB_STATUSES}
-        keep = (set(ctx.known.active_ids()) - finished - ctx.gone) | active
+        keep = {j for j in ctx.known.active_ids() if j not in ctx.gone
+                and (j not in observed or observed[j].status not in TERMINAL_JOB_STATUSES)}
+        keep |= active
         for key, read in reads.items():
             old = self._streams.get(key)
             pos = dict(old.pos) if old is not None and not read.full else {}
-            pos.update((j, p) for j, (_, p) in read.items.items() if j in active)
+            pos.update((j, read.items[j][1]) for j in active if j in read.items)
             pos = {j: p for j, p in pos.items() if j in keep}
             self._streams[key] = Stream(read.total, read.anchor, read.limit, pos)
 
