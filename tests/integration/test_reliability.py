@@ -22,6 +22,7 @@ from tests.integration.harness import (
 )
 
 INTERVAL = 0.5
+Counts = dict[tuple[str, str, str, str], float]
 
 def test_kill_9_and_restart_counts_every_finish_exactly_once(
     sim: str, tmp_path: Path
@@ -39,8 +40,7 @@ def test_kill_9_and_restart_counts_every_finish_exactly_once(
         sim_post(sim, "faults", {"mount": "*", "mode": "500"})
         try:
             wait_for(lambda: all_up(url, 0), 10, "every org failing")
-            time.sleep(0.6)  # the render cache catches up with the last snapshot
-            run1 = finished(scrape(url))
+            run1 = wait_for(lambda: _settled(url), 10, "run 1's counters settled")
             proc.stop(signal.SIGKILL)
         finally:
             sim_post(sim, "faults", {"mount": "*", "mode": "none"})
@@ -51,13 +51,27 @@ def test_kill_9_and_restart_counts_every_finish_exactly_once(
         wait_for(lambda: all_up(url, 1), 20, "run 2 up")
         time.sleep(2)
         sim_post(sim, "pause")
-        time.sleep(INTERVAL * 3)
-        run2 = finished(scrape(url))
         expected = truth_delta(first, truth(sim))
+        # the last finishes reach /metrics within a few polls; a count past the truth never
+        # matches, so waiting for equality cannot hide a double count
+        wait_for(lambda: _total(run1, finished(scrape(url))) == expected, 20, "run 2 caught up")
+        run2 = finished(scrape(url))
         assert '"state_restored"' in proc.output()
-    total = {k: run1.get(k, 0.0) + run2.get(k, 0.0) for k in run1.keys() | run2.keys()}
-    assert total == expected
+    assert _total(run1, run2) == expected
     sim_post(sim, "resume")
+
+
+def _settled(url: str) -> Counts | None:
+    """Return the finished counters once two scrapes a render spacing apart agree."""
+    before = finished(scrape(url))
+    time.sleep(0.6)
+    after = finished(scrape(url))
+    return after if after and after == before else None  # run 1 must have counted
+
+
+def _total(run1: Counts, run2: Counts) -> Counts:
+    """Add run 1's and run 2's counters key by key."""
+    return {k: run1.get(k, 0.0) + run2.get(k, 0.0) for k in run1.keys() | run2.keys()}
 
 
 def test_sigterm_exits_0_within_5s_with_a_usable_state_file(sim: str, tmp_path: Path) -> None:
