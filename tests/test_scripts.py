@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,13 @@ def test_the_prometheus_stack_finds_the_repository_files() -> None:
 
     assert promstack.RULES.is_file() and promstack.AM_EXAMPLE.is_file()
     assert set(promstack.load_dashboards()) and promstack.DASHBOARDS.parent == REPO / "grafana"
+
+
+def test_no_tracked_text_file_holds_a_merge_conflict_marker() -> None:
+    """A merge once committed its conflict markers into CHANGELOG.md unnoticed."""
+    markers = re.compile(r"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    hit = [name for name in tracked if name.endswith((".py", ".md", ".yaml", ".yml", ".toml"))
+           and markers.search((REPO / name).read_text(encoding="utf-8"))]
+    assert not hit
