@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -124,8 +124,9 @@ class JobObservation:
 class PollResult:
     """What one poll of one org saw."""
 
-    # every job the poll looked at: new ones, changed ones, re-checked ones
-    jobs: tuple[JobObservation, ...]
+    # every job the poll looked at: new ones, changed ones, re-checked ones (a tuple, or a
+    # packed sequence that builds each observation when iterated: sources/observed.py)
+    jobs: Sequence[JobObservation]
     # True when `jobs` is the org's complete current list: known jobs missing from it are gone
     complete: bool
     # job ids that the API answered "not found" for (deleted / expired): drop them
