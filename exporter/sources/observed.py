@@ -1,13 +1,14 @@
 """The jobs one poll observed, packed: a first sync of a million jobs holds no object per job.
 
 Each list item is normalized the moment its page arrives and kept as a few array slots (packed
-id, type and status indices, position in its stream); the raw page is dropped. Only a job whose
-observation carries more than id, type and status (progress, times, counts) keeps its
+id, type and status indices, progress, position in its stream); the raw page is dropped. Only a
+job whose observation carries more (times, counts: imports, old-API items) keeps its
 JobObservation. The tracker iterates the observations one at a time and asks membership by id.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Container, Iterator, Sequence
 from typing import overload
@@ -30,11 +31,12 @@ class ObservedJobs(Sequence[JobObservation]):
         self._stream = array("B")
         self._kind = array("I")  # type index << 8 | status index
         self._flags = array("B")
+        self._progress = array("d")  # NaN = none (votes relayed in bulk carry one)
         self._types: list[str] = []  # one string each
         self._type_ix: dict[str, int] = {}
         self._statuses: list[str] = []  # normalized statuses: the contract's few
         self._status_ix: dict[str, int] = {}
-        self._extra: dict[int, JobObservation] = {}  # rows with more than id, type, status
+        self._extra: dict[int, JobObservation] = {}  # rows with more than that
         self._active: dict[int, None] = {}  # rows whose status is not terminal, in order
         self._kept = 0  # rows not LEFT_OUT
 
@@ -83,9 +85,10 @@ class ObservedJobs(Sequence[JobObservation]):
         extra = self._extra.get(row)
         if extra is not None:
             return extra
-        kind = self._kind[row]
+        kind, progress = self._kind[row], self._progress[row]
         return JobObservation(job_id=self._ids.job_id(row), job_type=self._types[kind >> 8],
-                              status=self._statuses[kind & 0xFF])
+                              status=self._statuses[kind & 0xFF],
+                              progress=None if math.isnan(progress) else progress)
 
     def job_id(self, row: int) -> str:
         """Return a row's job id."""
@@ -108,7 +111,7 @@ class ObservedJobs(Sequence[JobObservation]):
         return self._flags[row]
 
     def active_rows(self) -> list[int]:
-        """Return the rows whose status is not terminal (few: pending jobs)."""
+        """Return the observed rows whose status is not terminal (few: pending jobs)."""
         return list(self._active)
 
     def listed_ids(self) -> Iterator[str]:
@@ -135,6 +138,7 @@ class ObservedJobs(Sequence[JobObservation]):
         self._stream.append(stream)
         self._kind.append(0)
         self._flags.append(flags)
+        self._progress.append(math.nan)
         self._kept += not flags & LEFT_OUT
         self._store(row, obs)
         return row
@@ -150,17 +154,18 @@ class ObservedJobs(Sequence[JobObservation]):
         self._kind[row] = (_index(obs.job_type, self._types, self._type_ix) << 8
                            | _index(obs.status, self._statuses, self._status_ix))
         if _plain(obs):
+            self._progress[row] = math.nan if obs.progress is None else obs.progress
             self._extra.pop(row, None)
         else:
             self._extra[row] = obs
-        if obs.status in TERMINAL_JOB_STATUSES:
+        if obs.status in TERMINAL_JOB_STATUSES or self._flags[row] & LEFT_OUT:
             self._active.pop(row, None)
         else:
             self._active[row] = None
 
     def nbytes(self) -> int:
         """Return the bytes the arrays hold (plain rows only; for tests and benchmarks)."""
-        arrays = (self._pos, self._stream, self._kind, self._flags)
+        arrays = (self._pos, self._stream, self._kind, self._flags, self._progress)
         return self._ids.nbytes() + sum(a.itemsize * len(a) for a in arrays)
 
 
@@ -174,10 +179,11 @@ def _index(name: str, names: list[str], index: dict[str, int]) -> int:
 
 
 def _plain(obs: JobObservation) -> bool:
-    """Tell an observation that is its id, type and status only (a finished vote)."""
+    """Tell an observation that is its id, type, status and progress only (list items)."""
     return (obs.created_at is None and obs.started_at is None and obs.finished_at is None
-            and obs.duration_s is None and obs.progress is None and obs.items_added is None
-            and obs.items_errored is None and obs.steps is None)
+            and obs.duration_s is None and obs.items_added is None
+            and obs.items_errored is None and obs.steps is None
+            and (obs.progress is None or not math.isnan(obs.progress)))
 
 
 class _Ids(Container[str]):

@@ -421,8 +421,7 @@ class VocdoniSource:
         """Remember totals, newest job and positions of active jobs for the next poll."""
         # The active jobs are indexed as they are read: no pass over a first sync's 100k jobs.
         observed = ctx.observed
-        active = {observed.job_id(row): row for row in observed.active_rows()
-                  if not observed.flags(row) & LEFT_OUT}
+        active = {observed.job_id(row): row for row in observed.active_rows()}
         keep = {j for j in ctx.known.active_ids() if j not in ctx.gone
                 and (not observed.has_id(j) or j in active)}
         keep |= active.keys()
