@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -32,46 +31,30 @@ from exporter.sources.http import (
     gather_limited,
     status_error,
 )
-from exporter.sources.observed import COMPLETED, LEFT_OUT, NO_STREAM, ObservedJobs
+from exporter.sources.observed import COMPLETED, LEFT_OUT, NO_STREAM
 from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 from exporter.sources.vocdoni_auth import VocdoniAuth
-from exporter.sources.vocdoni_pages import ItemParser, Read, Stream, read_rest
+from exporter.sources.vocdoni_pages import Read, Stream, read_rest
 from exporter.sources.vocdoni_parse import (
     IMPORT_TYPES,
     Page,
     addresses,
     job_identity,
     parse_page,
-    v1_job,
     v2_job,
 )
+from exporter.sources.vocdoni_poll import PollContext, plan_rechecks, save_streams
 from exporter.sources.vocdoni_resync import Resyncs, StreamKey, StreamView
 from exporter.sources.vocdoni_v1 import V1Jobs
 
 log = structlog.get_logger()
-T = TypeVar("T")
 
 API_MODES = ("auto", "v1", "v2")
 # Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
 VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
-
-
-@dataclass
-class _Poll:
-    """State of one poll of one org."""
-
-    api: str
-    target: OrgTarget
-    known: KnownJobs
-    notes: ParseNotes = field(default_factory=ParseNotes)
-    gone: set[str] = field(default_factory=set)
-    full: bool = False
-    observed: ObservedJobs = field(default_factory=ObservedJobs)  # every stream's jobs, packed
-    readable: int = 0  # list items of the target's types that normalized
-    attempted: int = 0  # list items of the target's types
 
 
 class VocdoniSource:
@@ -205,7 +188,7 @@ class VocdoniSource:
     async def _poll_api(self, api: str, target: OrgTarget, known: KnownJobs,
                         full: bool) -> PollResult:
         """List every stream, re-check stragglers, normalize and remember positions."""
-        ctx = _Poll(api, target, known, ParseNotes(status_map=self._status_map), full=full)
+        ctx = PollContext(api, target, known, ParseNotes(status_map=self._status_map), full=full)
         reads = {key: await self._read_stream(ctx, key, number, full)
                  for number, key in enumerate(self._keys(api, target))}
         for read in reads.values():
@@ -222,7 +205,7 @@ class VocdoniSource:
         listed = await self._trickle(ctx, reads)
         complete = complete or listed is not None
         complete = complete and not ctx.notes.dropped  # a left-out item is not a vanished job
-        self._save_streams(ctx, reads)
+        save_streams(self._streams, ctx, reads)
         log.debug("vocdoni_poll", source=self.name, org=target.org, api=api, full=full,
                   jobs=len(ctx.observed), gone=len(ctx.gone), requests=self.stats.total())
         return PollResult(
@@ -232,7 +215,8 @@ class VocdoniSource:
             notes=dict(ctx.notes.counts),
         )
 
-    async def _trickle(self, ctx: _Poll, reads: Mapping[StreamKey, Read]) -> frozenset[str] | None:
+    async def _trickle(self, ctx: PollContext, reads: Mapping[StreamKey, Read]
+                       ) -> frozenset[str] | None:
         """Walk the org's resync pass a budget of pages on; its ids once it ends consistent."""
         ids = ctx.observed.listed_ids()
         views = {key: StreamView(read.total, read.limit) for key, read in reads.items()}
@@ -263,14 +247,14 @@ class VocdoniSource:
         path = f"/organizations/{quote(address, safe='')}/jobs"
         return parse_page(await self._get(path, "/organizations/{address}/jobs", params))
 
-    async def _read_stream(self, ctx: _Poll, key: StreamKey, number: int, full: bool) -> Read:
+    async def _read_stream(self, ctx: PollContext, key: StreamKey, number: int, full: bool) -> Read:
         """Read page 1, then up to the last poll's newest job, or everything when needed."""
         first = await self._fetch_page(key, 1)
         limit = self._limit
         if first.last_page > 1 and first.jobs:
             limit = len(first.jobs) + first.dropped  # the server's own cap
         read = Read(total=first.total, limit=limit, last_page=first.last_page,
-                    observed=ctx.observed, parse=self._parser(ctx), stream=number)
+                    observed=ctx.observed, parse=ctx.parse_item, stream=number)
         read.add(1, first)
         if first.jobs:
             read.anchor = job_identity(first.jobs[0])[0]
@@ -298,60 +282,14 @@ class VocdoniSource:
         read.observed.reserve(len(read.observed) + read.total)  # no re-hash mid-sync
         await read_rest(read, partial(self._fetch_page, key), self._workers)
 
-    def _parser(self, ctx: _Poll) -> ItemParser:
-        """Return how this poll normalizes a list item the moment its page arrives."""
-        types = frozenset(ctx.target.job_types)
-
-        def parse(job: dict[str, Any]) -> tuple[JobObservation, int] | None:
-            job_id, job_type = job_identity(job)
-            if types and job_type not in types:  # listed (positions), not observed
-                return JobObservation(job_id, job_type, "unknown"), LEFT_OUT
-            ctx.attempted += 1
-            if ctx.api == "v2":
-                obs = _one_item(v2_job, job, ctx.notes)
-                found = None if obs is None else (obs, 0)
-            else:
-                item = _one_item(v1_job, job, ctx.notes)
-                found = None if item is None else (item[0], COMPLETED if item[1] else 0)
-            ctx.readable += found is not None
-            return found
-
-        return parse
-
     # --- re-checking known active jobs ----------------------------------------------
 
-    def _locate(self, reads: Mapping[StreamKey, Read], job_id: str
-                ) -> tuple[StreamKey, int] | None:
-        """Estimate the unread page holding a job from its remembered position."""
-        for key, read in reads.items():
-            state = self._streams.get(key)
-            if state is None or job_id not in state.pos:
-                continue
-            index = read.total - 1 - state.pos[job_id]
-            page = index // read.limit + 1
-            if index < 0 or page in read.pages or page > read.last_page:
-                return None
-            return key, page
-        return None
-
-    async def _recheck(self, ctx: _Poll, reads: dict[StreamKey, Read]) -> bool:
+    async def _recheck(self, ctx: PollContext, reads: dict[StreamKey, Read]) -> bool:
         """Re-check active jobs the pages did not show; False when only a full list can."""
         listed = ctx.observed  # every job so far came from a list page
         missing = sorted(j for j in ctx.known.active_ids()
                          if listed.row_of(j) < 0 and (ctx.full or not _unknown(ctx.known, j)))
-        plan: dict[tuple[StreamKey, int], list[str]] = {}
-        one_by_one: list[str] = []
-        for job_id in missing:
-            where = self._locate(reads, job_id)
-            if where is None:
-                one_by_one.append(job_id)
-            else:
-                plan.setdefault(where, []).append(job_id)
-        # v2: a page costs one request, like a GET /jobs/{id}; read it only when it covers 2+
-        if ctx.api == "v2":
-            for where, ids in list(plan.items()):
-                if len(ids) == 1:
-                    one_by_one.extend(plan.pop(where))
+        plan, one_by_one = plan_rechecks(self._streams, reads, missing, ctx.api)
         wanted = list(plan)
         pages = await gather_limited([partial(self._fetch_page, *w) for w in wanted], self._workers)
         for (key, number), page in zip(wanted, pages, strict=True):
@@ -374,7 +312,7 @@ class VocdoniSource:
                                  else 0)
         return True
 
-    async def _fetch_v2_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+    async def _fetch_v2_job(self, ctx: PollContext, job_id: str) -> JobObservation | None:
         """GET /jobs/{id}; None when the API no longer knows the job (404/40026)."""
         try:
             body = await self._get(f"/jobs/{quote(job_id, safe='')}", "/jobs/{id}")
@@ -384,7 +322,7 @@ class VocdoniSource:
             raise PollError(PollReason.SCHEMA, "vocdoni: unexpected job body (not an object)")
         return v2_job(body, ctx.notes)
 
-    async def _confirm_empty(self, ctx: _Poll) -> bool:
+    async def _confirm_empty(self, ctx: PollContext) -> bool:
         """Trust an empty list after a non-empty one only when a known job's detail is gone too."""
         sample = ctx.known.settled_id()
         if sample is None or sample in ctx.gone:
@@ -396,16 +334,15 @@ class VocdoniSource:
         ctx.gone.add(sample)
         return True
 
-    async def _fetch_v1_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+    async def _fetch_v1_job(self, ctx: PollContext, job_id: str) -> JobObservation | None:
         """Old API GET /jobs/{id} (status only); None when the API no longer knows the job."""
         return await self._v1.fetch(ctx.known, ctx.notes, job_id)
 
     # --- normalization --------------------------------------------------------------
 
-    async def _observe(self, ctx: _Poll) -> None:
+    async def _observe(self, ctx: PollContext) -> None:
         """Check the poll's items normalized; old-API ones get their statuses and progress."""
-        if ctx.attempted and not ctx.readable and ctx.notes.last_error is not None:
-            raise ctx.notes.last_error  # not one item is readable: the API changed shape
+        ctx.check_readable()
         if ctx.api != "v1":
             return
         observed = ctx.observed
@@ -416,35 +353,6 @@ class VocdoniSource:
              for row in rows], self._workers)
         for row, obs in zip(rows, found, strict=True):
             observed.replace(row, obs, flags=0)
-
-    def _save_streams(self, ctx: _Poll, reads: Mapping[StreamKey, Read]) -> None:
-        """Remember totals, newest job and positions of active jobs for the next poll."""
-        # The active jobs are indexed as they are read: no pass over a first sync's 100k jobs.
-        observed = ctx.observed
-        active = {observed.job_id(row): row for row in observed.active_rows()}
-        keep = {j for j in ctx.known.active_ids() if j not in ctx.gone
-                and (not observed.has_id(j) or j in active)}
-        keep |= active.keys()
-        for key, read in reads.items():
-            old = self._streams.get(key)
-            pos = dict(old.pos) if old is not None and not read.full else {}
-            pos.update((j, observed.position(row)) for j, row in active.items()
-                       if observed.stream(row) == read.stream)
-            pos = {j: p for j, p in pos.items() if j in keep}
-            self._streams[key] = Stream(read.total, read.anchor, read.limit, pos)
-
-
-def _one_item(parse: Callable[[dict[str, Any], ParseNotes], T], job: dict[str, Any],
-              notes: ParseNotes) -> T | None:
-    """Normalize one item; a malformed one is left out and counted, the poll goes on."""
-    try:
-        return parse(job, notes)
-    except PollError as exc:
-        if exc.reason is not PollReason.SCHEMA:
-            raise
-        notes.drop(exc)
-        return None
-
 
 def _unknown(known: KnownJobs, job_id: str) -> bool:
     """Tell a job stuck in an unmapped status: re-checked on full polls only, not every poll."""
