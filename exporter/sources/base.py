@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -137,7 +138,7 @@ class PollResult:
     notes: Mapping[str, int] = field(default_factory=dict)
     # with `complete`: ids the complete list showed beyond `jobs` (an amortized resync pass
     # read them over several polls); known jobs in neither are missing from this list
-    listed: frozenset[str] = frozenset()
+    listed: AbstractSet[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

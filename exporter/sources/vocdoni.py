@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -216,7 +217,7 @@ class VocdoniSource:
         )
 
     async def _trickle(self, ctx: PollContext, reads: Mapping[StreamKey, Read]
-                       ) -> frozenset[str] | None:
+                       ) -> AbstractSet[str] | None:
         """Walk the org's resync pass a budget of pages on; its ids once it ends consistent."""
         ids = ctx.observed.listed_ids()
         views = {key: StreamView(read.total, read.limit) for key, read in reads.items()}

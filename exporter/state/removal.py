@@ -27,8 +27,8 @@ def proven_gone(known: Iterable[str], seen: Container[str] | None, result: PollR
             del missing[job_id]
     if not result.complete:
         return gone
-    for job_id in result.listed:  # an amortized resync pass saw it: not missing
-        missing.pop(job_id, None)
+    for job_id in [j for j in missing if j in result.listed]:  # a resync pass saw it
+        del missing[job_id]
     if seen is None:
         return gone
     lacking = []
