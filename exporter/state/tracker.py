@@ -232,11 +232,7 @@ class OrgTracker:
                 return True, False
             rec = self._add(job_id, obs, now, counted=False)
         elif rec.status != obs.status:
-            self.counts[(rec.job_type, rec.status)] -= 1
-            rec.status = obs.status
-            self.counts[(rec.job_type, rec.status)] += 1
-            self._track_active(job_id, rec)
-            self.dirty.add(job_id)
+            self._restatus(job_id, rec, obs.status)
         if obs.created_at is not None:
             rec.created_at = obs.created_at
         rec.seen_active = rec.seen_active or obs.status in ACTIVE_JOB_STATUSES
@@ -260,6 +256,14 @@ class OrgTracker:
                 self.jobs.compact(job_id)
                 self.dirty.add(job_id)  # its row moves to the packed table
         return is_new, did_finish
+
+    def _restatus(self, job_id: str, rec: JobRecord, status: str) -> None:
+        """Move a known job to its new status in the counts and the active index."""
+        self.counts[(rec.job_type, rec.status)] -= 1
+        rec.status = status
+        self.counts[(rec.job_type, rec.status)] += 1
+        self._track_active(job_id, rec)
+        self.dirty.add(job_id)
 
     def _merge_done(self, job_id: str, row: int, obs: JobObservation) -> bool:
         """Handle a packed finished job listed again; False when it needs a full record."""
