@@ -79,6 +79,10 @@ KEY_ORDER = (
     "scrape_p99_ms_ordo_first_sync_100k", "scrape_p99_ms_vocdoni_first_sync_100k",
     "first_sync_seconds_100k",
     "first_sync_seconds_sequential_100k", "resync_max_requests_per_poll_100k",
+    "rss_mb_first_sync_100k",
+    # the 1M Vocdoni first sync (full run only)
+    "rss_mb_first_sync_1m", "scrape_p99_ms_vocdoni_first_sync_1m", "first_sync_seconds_1m",
+    "resync_max_requests_per_poll_1m",
 )
 
 

@@ -12,6 +12,10 @@ gc.freeze() moves what is alive to the permanent generation (a list splice, O(1)
 collections look only at what is new. Frozen objects are still freed by reference counting;
 only an old object that later ends up in a garbage cycle is never collected. Pauses happen
 only in big work (a first sync, a resync), never in a steady poll.
+
+Each pause is also a sign of life for the org's stall watchdog (the poll's ON_API_ANSWER
+callback): merging a million-job first sync takes longer than 3 poll intervals without an API
+request, and a poll that works is slow, not stalled (it was cancelled and retried for ever).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import gc
 import sys
 import time
 from collections.abc import Callable
+
+from exporter.sources.base import ON_API_ANSWER
 
 SLICE_SECONDS = 0.004  # longest stretch of work between two pauses
 PAUSE_SECONDS = 0.0005  # real sleep: the scrape threads run meanwhile
@@ -60,6 +66,9 @@ class Pacer:
             self._restart()
 
     def _restart(self) -> None:
+        alive = ON_API_ANSWER.get()
+        if alive is not None:
+            alive()  # the poll is working through big data, not waiting on a hung request
         gc.collect(1)  # young cycles that are garbage already: freed, not frozen for ever
         gc.freeze()
         self.pauses += 1

@@ -89,7 +89,7 @@ def test_issue16_table_lists_every_target_and_keeps_other_scenarios_keys(tmp_pat
     table = "\n".join(issue16.rows(results))
     for key, *_ in issue16.TARGETS:
         assert f"| `{key}` |" in table
-    assert "| `rss_mb_100k` | < 100 | 139 | 90 | yes | - |" in table
+    assert "| `rss_mb_100k` | < 100 | 139 | 90 | yes | 84.3 (2026-12-05" in table
     assert "| 10,000 | 262 B | 88 B | 125 B | 55 B |" in table
     old = tmp_path / "results.json"
     old.write_text(json.dumps({"ordo_steady": {"x": 1}, "rss_mb_100k": 500.0}))

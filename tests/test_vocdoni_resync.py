@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -173,3 +174,21 @@ def test_a_short_last_page_or_an_empty_list_voids_the_pass() -> None:
                    2: Page(total=6, last_page=2, jobs=_jobs(range(3, 1, -1)))}, 6)
     empty = _walk({}, 0)
     assert not short.ok and not empty.ok
+
+
+def test_a_pass_remembers_a_million_ids_packed() -> None:
+    """A pass keeps every id it saw until it ends: as strings in sets, ~180 bytes a 64-hex id
+    (and a frozenset copy at the end); packed, under 100 bytes, with the same answers."""
+    ids = (f"{i:064x}" for i in range(20_000))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    rpass = ResyncPass(budget=5)
+    rpass.note(ids)
+    rpass.note(f"{i:064x}" for i in range(19_000, 21_000))  # seen again, and 1,000 new
+    held = tracemalloc.get_traced_memory()[0] - before
+    listed = rpass.listed()
+    peak = tracemalloc.get_traced_memory()[1] - before
+    tracemalloc.stop()
+    assert len(listed) == 21_000 and f"{20_500:064x}" in listed and "other" not in listed
+    assert held / 21_000 < 100 and peak / 21_000 < 110
+    assert set(listed) == {f"{i:064x}" for i in range(21_000)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -78,3 +79,24 @@ def test_pages_served_out_of_order_while_jobs_arrive_leave_no_job_unread() -> No
     before = set(fake.add(2000))
     result = run(source(ArrivingJobs(fake), 8).poll(TARGET, Known(), True))
     assert before <= {o.job_id for o in result.jobs}
+
+
+def test_first_sync_holds_its_jobs_packed_and_few_raw_pages() -> None:
+    """Issue 16: a first sync must not hold the whole list twice (raw items and observations).
+
+    Each item carries a bulky result, like Vocdoni's bulk-vote jobs; pages come in 4 at a time.
+    Kept as dicts until the last page (then normalized), 6,000 such jobs peaked ~2 KB each;
+    normalized as each page arrives and packed: ~430 bytes, most of it the pages in flight.
+    """
+    fake = FakeVocdoni()
+    votes = [{"processId": f"{i:064x}", "nullifier": f"{i + 1:064x}"} for i in range(8)]
+    fake.add(6000, result={"votes": votes})
+    src = source(fake, 4)
+    tracemalloc.start()
+    try:
+        result = run(src.poll(TARGET, Known(), True))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.complete and len(result.jobs) == 6000
+    assert peak / 6000 < 800, f"{peak / 6000:.0f} bytes a job at the peak"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -124,8 +125,9 @@ class JobObservation:
 class PollResult:
     """What one poll of one org saw."""
 
-    # every job the poll looked at: new ones, changed ones, re-checked ones
-    jobs: tuple[JobObservation, ...]
+    # every job the poll looked at: new ones, changed ones, re-checked ones (a tuple, or a
+    # packed sequence that builds each observation when iterated: sources/observed.py)
+    jobs: Sequence[JobObservation]
     # True when `jobs` is the org's complete current list: known jobs missing from it are gone
     complete: bool
     # job ids that the API answered "not found" for (deleted / expired): drop them
@@ -136,7 +138,7 @@ class PollResult:
     notes: Mapping[str, int] = field(default_factory=dict)
     # with `complete`: ids the complete list showed beyond `jobs` (an amortized resync pass
     # read them over several polls); known jobs in neither are missing from this list
-    listed: frozenset[str] = frozenset()
+    listed: AbstractSet[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Set as AbstractSet
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import structlog
 
-from exporter.pacing import Pacer
 from exporter.sources import vocdoni_config
 from exporter.sources.base import (
-    TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
     KnownJobs,
@@ -34,6 +32,7 @@ from exporter.sources.http import (
     gather_limited,
     status_error,
 )
+from exporter.sources.observed import COMPLETED, LEFT_OUT, NO_STREAM
 from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
@@ -44,36 +43,19 @@ from exporter.sources.vocdoni_parse import (
     Page,
     addresses,
     job_identity,
-    members_progress,
     parse_page,
-    v1_job,
-    v1_status,
     v2_job,
 )
+from exporter.sources.vocdoni_poll import PollContext, plan_rechecks, save_streams
 from exporter.sources.vocdoni_resync import Resyncs, StreamKey, StreamView
+from exporter.sources.vocdoni_v1 import V1Jobs
 
 log = structlog.get_logger()
-T = TypeVar("T")
 
 API_MODES = ("auto", "v1", "v2")
 # Job statuses Vocdoni produces (docs: pending|completed|failed; imports derive the same three)
 VOCDONI_JOB_STATUSES: tuple[str, ...] = ("pending", "completed", "failed")
 MAX_PAGE_LIMIT = 100  # the API silently caps larger limits
-# v1 statuses resolved through GET /jobs/{id} are remembered so each job costs one request.
-MAX_RESOLVED = 200_000
-
-
-@dataclass
-class _Poll:
-    """State of one poll of one org."""
-
-    api: str
-    target: OrgTarget
-    known: KnownJobs
-    notes: ParseNotes = field(default_factory=ParseNotes)
-    gone: set[str] = field(default_factory=set)
-    by_id: dict[str, JobObservation] = field(default_factory=dict)  # re-checked one by one
-    full: bool = False
 
 
 class VocdoniSource:
@@ -117,7 +99,7 @@ class VocdoniSource:
         )
         self._auth.bind(self._client)
         self._streams: dict[StreamKey, Stream] = {}
-        self._resolved: dict[str, str] = {}
+        self._v1 = V1Jobs(self._get)
         self._probe_lock = asyncio.Lock()
         # amortized full resync: pages per poll are this share of the request rate
         self._resyncs = Resyncs(resync_budget * settings.max_requests_per_second)
@@ -207,35 +189,37 @@ class VocdoniSource:
     async def _poll_api(self, api: str, target: OrgTarget, known: KnownJobs,
                         full: bool) -> PollResult:
         """List every stream, re-check stragglers, normalize and remember positions."""
-        ctx = _Poll(api, target, known, ParseNotes(status_map=self._status_map), full=full)
-        reads = {key: await self._read_stream(ctx, key, full) for key in self._keys(api, target)}
+        ctx = PollContext(api, target, known, ParseNotes(status_map=self._status_map), full=full)
+        reads = {key: await self._read_stream(ctx, key, number, full)
+                 for number, key in enumerate(self._keys(api, target))}
         for read in reads.values():
             ctx.notes.counts.update(read.invalid)
             ctx.notes.dropped += read.dropped
         complete = all(r.exact for r in reads.values())
         rechecked = await self._recheck(ctx, reads)  # active jobs the pages lack, even if complete
-        if complete and not any(r.items for r in reads.values()):
+        if complete and not any(r.count for r in reads.values()):
             complete = await self._confirm_empty(ctx)
         if not complete and not rechecked and not full:
             log.info("vocdoni_positions_lost", source=self.name, org=target.org)
             return await self._poll_api(api, target, known, True)
-        observed = await self._observe(ctx, reads)
+        await self._observe(ctx)
         listed = await self._trickle(ctx, reads)
         complete = complete or listed is not None
         complete = complete and not ctx.notes.dropped  # a left-out item is not a vanished job
-        self._save_streams(ctx, reads, observed)
+        save_streams(self._streams, ctx, reads)
         log.debug("vocdoni_poll", source=self.name, org=target.org, api=api, full=full,
-                  jobs=len(observed), gone=len(ctx.gone), requests=self.stats.total())
+                  jobs=len(ctx.observed), gone=len(ctx.gone), requests=self.stats.total())
         return PollResult(
-            jobs=tuple(observed.values()), complete=complete, gone=tuple(sorted(ctx.gone)),
+            jobs=ctx.observed, complete=complete, gone=tuple(sorted(ctx.gone)),
             listed=listed or frozenset(),
             unknown_statuses=tuple(sorted(ctx.notes.unknown_statuses)),
             notes=dict(ctx.notes.counts),
         )
 
-    async def _trickle(self, ctx: _Poll, reads: Mapping[StreamKey, Read]) -> frozenset[str] | None:
+    async def _trickle(self, ctx: PollContext, reads: Mapping[StreamKey, Read]
+                       ) -> AbstractSet[str] | None:
         """Walk the org's resync pass a budget of pages on; its ids once it ends consistent."""
-        ids = (job_id for read in reads.values() for job_id in read.items)
+        ids = ctx.observed.listed_ids()
         views = {key: StreamView(read.total, read.limit) for key, read in reads.items()}
         done = await self._resyncs.step(ctx.target.org, ids, views, self._fetch_page)
         if done is None:
@@ -264,13 +248,14 @@ class VocdoniSource:
         path = f"/organizations/{quote(address, safe='')}/jobs"
         return parse_page(await self._get(path, "/organizations/{address}/jobs", params))
 
-    async def _read_stream(self, ctx: _Poll, key: StreamKey, full: bool) -> Read:
+    async def _read_stream(self, ctx: PollContext, key: StreamKey, number: int, full: bool) -> Read:
         """Read page 1, then up to the last poll's newest job, or everything when needed."""
         first = await self._fetch_page(key, 1)
         limit = self._limit
         if first.last_page > 1 and first.jobs:
             limit = len(first.jobs) + first.dropped  # the server's own cap
-        read = Read(total=first.total, limit=limit, last_page=first.last_page)
+        read = Read(total=first.total, limit=limit, last_page=first.last_page,
+                    observed=ctx.observed, parse=ctx.parse_item, stream=number)
         read.add(1, first)
         if first.jobs:
             read.anchor = job_identity(first.jobs[0])[0]
@@ -285,57 +270,32 @@ class VocdoniSource:
         assert state.anchor is not None
         anchor_pos = state.total - 1
         page = 1
-        while state.anchor not in read.items:
+        while not read.has(state.anchor):
             expected = (read.total - 1 - anchor_pos) // read.limit + 1
             if page >= expected or page >= read.last_page:
                 return False
             page += 1
             read.add(page, await self._fetch_page(key, page))
-        return read.items[state.anchor][1] == anchor_pos
+        return read.position(state.anchor) == anchor_pos
 
     async def _read_rest(self, key: StreamKey, read: Read) -> None:
         """Read every page not read yet, `concurrency` at a time (vocdoni_pages.read_rest)."""
+        read.observed.reserve(len(read.observed) + read.total)  # no re-hash mid-sync
         await read_rest(read, partial(self._fetch_page, key), self._workers)
 
     # --- re-checking known active jobs ----------------------------------------------
 
-    def _locate(self, reads: Mapping[StreamKey, Read], job_id: str
-                ) -> tuple[StreamKey, int] | None:
-        """Estimate the unread page holding a job from its remembered position."""
-        for key, read in reads.items():
-            state = self._streams.get(key)
-            if state is None or job_id not in state.pos:
-                continue
-            index = read.total - 1 - state.pos[job_id]
-            page = index // read.limit + 1
-            if index < 0 or page in read.pages or page > read.last_page:
-                return None
-            return key, page
-        return None
-
-    async def _recheck(self, ctx: _Poll, reads: dict[StreamKey, Read]) -> bool:
+    async def _recheck(self, ctx: PollContext, reads: dict[StreamKey, Read]) -> bool:
         """Re-check active jobs the pages did not show; False when only a full list can."""
-        seen = {job_id for read in reads.values() for job_id in read.items}
-        missing = sorted(j for j in ctx.known.active_ids() - seen
-                         if ctx.full or not _unknown(ctx.known, j))
-        plan: dict[tuple[StreamKey, int], list[str]] = {}
-        one_by_one: list[str] = []
-        for job_id in missing:
-            where = self._locate(reads, job_id)
-            if where is None:
-                one_by_one.append(job_id)
-            else:
-                plan.setdefault(where, []).append(job_id)
-        # v2: a page costs one request, like a GET /jobs/{id}; read it only when it covers 2+
-        if ctx.api == "v2":
-            for where, ids in list(plan.items()):
-                if len(ids) == 1:
-                    one_by_one.extend(plan.pop(where))
+        listed = ctx.observed  # every job so far came from a list page
+        missing = sorted(j for j in ctx.known.active_ids()
+                         if listed.row_of(j) < 0 and (ctx.full or not _unknown(ctx.known, j)))
+        plan, one_by_one = plan_rechecks(self._streams, reads, missing, ctx.api)
         wanted = list(plan)
         pages = await gather_limited([partial(self._fetch_page, *w) for w in wanted], self._workers)
         for (key, number), page in zip(wanted, pages, strict=True):
             reads[key].add(number, page)
-            one_by_one.extend(j for j in plan[(key, number)] if j not in reads[key].items)
+            one_by_one.extend(j for j in plan[(key, number)] if not reads[key].has(j))
         fetch = self._fetch_v2_job
         if ctx.api == "v1":
             if not all(read.full for read in reads.values()):
@@ -344,14 +304,16 @@ class VocdoniSource:
         results = await gather_limited(
             [partial(fetch, ctx, j) for j in one_by_one], self._workers
         )
+        types = set(ctx.target.job_types)
         for job_id, obs in zip(one_by_one, results, strict=True):
             if obs is None:
                 ctx.gone.add(job_id)
-            else:
-                ctx.by_id[job_id] = obs
+            elif ctx.observed.row_of(job_id) < 0:  # a page that showed it wins
+                ctx.observed.add(obs, flags=LEFT_OUT if types and obs.job_type not in types
+                                 else 0)
         return True
 
-    async def _fetch_v2_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+    async def _fetch_v2_job(self, ctx: PollContext, job_id: str) -> JobObservation | None:
         """GET /jobs/{id}; None when the API no longer knows the job (404/40026)."""
         try:
             body = await self._get(f"/jobs/{quote(job_id, safe='')}", "/jobs/{id}")
@@ -361,7 +323,7 @@ class VocdoniSource:
             raise PollError(PollReason.SCHEMA, "vocdoni: unexpected job body (not an object)")
         return v2_job(body, ctx.notes)
 
-    async def _confirm_empty(self, ctx: _Poll) -> bool:
+    async def _confirm_empty(self, ctx: PollContext) -> bool:
         """Trust an empty list after a non-empty one only when a known job's detail is gone too."""
         sample = ctx.known.settled_id()
         if sample is None or sample in ctx.gone:
@@ -373,114 +335,25 @@ class VocdoniSource:
         ctx.gone.add(sample)
         return True
 
-    async def _fetch_v1_job(self, ctx: _Poll, job_id: str) -> JobObservation | None:
+    async def _fetch_v1_job(self, ctx: PollContext, job_id: str) -> JobObservation | None:
         """Old API GET /jobs/{id} (status only); None when the API no longer knows the job."""
-        try:
-            body = await self._get(f"/jobs/{quote(job_id, safe='')}", "/jobs/{id}")
-        except NotFound:
-            return None
-        seen = ctx.known.get(job_id)
-        job_type = seen.job_type if seen is not None else "unknown"
-        return JobObservation(job_id=job_id, job_type=job_type,
-                              status=v1_status(body, job_type, ctx.notes))
+        return await self._v1.fetch(ctx.known, ctx.notes, job_id)
 
     # --- normalization --------------------------------------------------------------
 
-    async def _observe(self, ctx: _Poll, reads: Mapping[StreamKey, Read]
-                       ) -> dict[str, JobObservation]:
-        """Normalize every job read this poll, filtered by the target's job types."""
-        raw: dict[str, dict[str, Any]] = {}
-        for read in reads.values():
-            for job_id, (job, _) in read.items.items():
-                raw.setdefault(job_id, job)
-        types = set(ctx.target.job_types)
-        if types:
-            raw = {j: job for j, job in raw.items() if job_identity(job)[1] in types}
-        if ctx.api == "v2":
-            pacer = Pacer()  # a first sync of 100k jobs: let scrapes in every few ms
-            found = []
-            for job in raw.values():
-                found.append(_one_item(v2_job, job, ctx.notes))
-                await pacer.breathe()
-        else:
-            found = await gather_limited(
-                [partial(self._v1_observe, ctx, job) for job in raw.values()], self._workers
-            )
-        observed = {obs.job_id: obs for obs in found if obs is not None}
-        if found and not observed and ctx.notes.last_error is not None:
-            raise ctx.notes.last_error  # not one item is readable: the API changed shape
-        for job_id, obs in ctx.by_id.items():
-            if not types or obs.job_type in types:
-                observed.setdefault(job_id, obs)
-        return observed
-
-    async def _v1_observe(self, ctx: _Poll, job: dict[str, Any]) -> JobObservation | None:
-        """Normalize an old-API item: progress of running imports, status of finished jobs."""
-        parsed = _one_item(v1_job, job, ctx.notes)
-        if parsed is None:
-            return None
-        obs, completed = parsed
-        if not completed:
-            if obs.job_type not in IMPORT_TYPES:
-                return obs
-            path = (f"/organizations/{quote(ctx.target.address, safe='')}/members/job/"
-                    f"{quote(obs.job_id, safe='')}")
-            try:
-                body = await self._get(path, "/organizations/{address}/members/job/{id}")
-            except NotFound:
-                return obs  # evicted from the server's memory: progress unknown, not an error
-            return replace(obs, **members_progress(body, ctx.notes))
-        return replace(obs, status=await self._v1_resolve(ctx, obs))
-
-    async def _v1_resolve(self, ctx: _Poll, obs: JobObservation) -> str:
-        """Return a finished job's status, asking GET /jobs/{id} once per job at most."""
-        if obs.job_type in IMPORT_TYPES:
-            return "completed"  # imports never fail; the API shows status "" for them
-        known = ctx.known.get(obs.job_id)
-        if known is not None and known.terminal:
-            return known.status
-        if obs.job_id in self._resolved:
-            return self._resolved[obs.job_id]
-        try:
-            body = await self._get(f"/jobs/{quote(obs.job_id, safe='')}", "/jobs/{id}")
-        except NotFound:
-            ctx.notes.counts["status_unresolved"] += 1
-            return "unknown"
-        status = v1_status(body, obs.job_type, ctx.notes)
-        if status in TERMINAL_JOB_STATUSES:
-            if len(self._resolved) >= MAX_RESOLVED:
-                self._resolved.pop(next(iter(self._resolved)))
-            self._resolved[obs.job_id] = status
-        return status
-
-    def _save_streams(self, ctx: _Poll, reads: Mapping[StreamKey, Read],
-                      observed: Mapping[str, JobObservation]) -> None:
-        """Remember totals, newest job and positions of active jobs for the next poll."""
-        # One pass over what was observed (100k jobs at a first sync); the rest walks the few
-        # active jobs, so the loop thread keeps the GIL for milliseconds, not tens of them.
-        active = {j for j, o in observed.items() if o.status not in TERMINAL_JOB_STATUSES}
-        keep = {j for j in ctx.known.active_ids() if j not in ctx.gone
-                and (j not in observed or observed[j].status not in TERMINAL_JOB_STATUSES)}
-        keep |= active
-        for key, read in reads.items():
-            old = self._streams.get(key)
-            pos = dict(old.pos) if old is not None and not read.full else {}
-            pos.update((j, read.items[j][1]) for j in active if j in read.items)
-            pos = {j: p for j, p in pos.items() if j in keep}
-            self._streams[key] = Stream(read.total, read.anchor, read.limit, pos)
-
-
-def _one_item(parse: Callable[[dict[str, Any], ParseNotes], T], job: dict[str, Any],
-              notes: ParseNotes) -> T | None:
-    """Normalize one item; a malformed one is left out and counted, the poll goes on."""
-    try:
-        return parse(job, notes)
-    except PollError as exc:
-        if exc.reason is not PollReason.SCHEMA:
-            raise
-        notes.drop(exc)
-        return None
-
+    async def _observe(self, ctx: PollContext) -> None:
+        """Check the poll's items normalized; old-API ones get their statuses and progress."""
+        ctx.check_readable()
+        if ctx.api != "v1":
+            return
+        observed = ctx.observed
+        rows = [row for row in observed.kept_rows() if observed.stream(row) != NO_STREAM]
+        found = await gather_limited(
+            [partial(self._v1.observe, ctx.target.address, ctx.known, ctx.notes,
+                     observed.observation(row), bool(observed.flags(row) & COMPLETED))
+             for row in rows], self._workers)
+        for row, obs in zip(rows, found, strict=True):
+            observed.replace(row, obs, flags=0)
 
 def _unknown(known: KnownJobs, job_id: str) -> bool:
     """Tell a job stuck in an unmapped status: re-checked on full polls only, not every poll."""

@@ -10,9 +10,14 @@ from itertools import islice
 from typing import Any
 
 from exporter.pacing import Pacer
-from exporter.sources.base import PollError, PollReason
+from exporter.sources.base import JobObservation, PollError, PollReason
 from exporter.sources.http import gather_limited
-from exporter.sources.vocdoni_parse import Page, job_identity, slim_item
+from exporter.sources.observed import LEFT_OUT, ObservedJobs
+from exporter.sources.vocdoni_parse import Page, job_identity
+
+# Normalizes one list item the moment its page arrives: (observation, flags), or None when
+# the item is unreadable (left out and counted by the parser's notes).
+ItemParser = Callable[[dict[str, Any]], tuple[JobObservation, int] | None]
 
 
 @dataclass(frozen=True)
@@ -26,15 +31,33 @@ class Stream:
     pos: Mapping[str, int]
 
 
+@dataclass(frozen=True)
+class Digest:
+    """A list page with its items normalized as it arrived; the raw items are dropped.
+
+    Pages of a concurrent read wait for the ones before them to be added in order: as raw
+    JSON one page of bulk-vote items is ~1 MB of objects, digested it is its observations.
+    """
+
+    total: int
+    last_page: int
+    invalid: Mapping[str, int]
+    dropped: int
+    items: tuple[tuple[JobObservation, int], ...]  # (observation, flags), in page order
+
+
 @dataclass
 class Read:
-    """What one poll read of one stream."""
+    """What one poll read of one stream; its jobs go, normalized, into the poll's ObservedJobs."""
 
     total: int
     limit: int
     last_page: int
+    observed: ObservedJobs  # shared by the poll's streams: each job once, packed
+    parse: ItemParser
+    stream: int = 0  # this stream's number in `observed`
     anchor: str | None = None
-    items: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)  # id -> (job, pos)
+    count: int = 0  # jobs this stream showed, each once
     pages: set[int] = field(default_factory=set)
     full: bool = False  # every page was read
     shrank: bool = False  # totalItems went down while paging: a job may have been skipped
@@ -49,10 +72,31 @@ class Read:
     def exact(self) -> bool:
         """Return True when the pages add up to the API's own total, each job once."""
         return (self.full and not self.shrank and not self.uneven and not self.dropped
-                and len(self.items) == self.total)
+                and self.count == self.total)
 
-    def add(self, number: int, page: Page) -> None:
+    def has(self, job_id: str) -> bool:
+        """Tell whether this stream's pages showed a job."""
+        row = self.observed.row_of(job_id)
+        return row >= 0 and self.observed.stream(row) == self.stream
+
+    def position(self, job_id: str) -> int:
+        """Return where this stream showed a job (has() must be True)."""
+        return self.observed.position(self.observed.row_of(job_id))
+
+    def digest(self, page: Page) -> Digest:
+        """Normalize a page's items now (any order); add() then places them in page order."""
+        items = []
+        for job in page.jobs:
+            parsed = self.parse(job)
+            if parsed is None:  # unreadable: listed (positions, repeats), not observed
+                parsed = JobObservation(*job_identity(job), status="unknown"), LEFT_OUT
+            items.append(parsed)
+        return Digest(page.total, page.last_page, page.invalid, page.dropped, tuple(items))
+
+    def add(self, number: int, page: Page | Digest) -> None:
         """Record a page's jobs with positions from the oldest end; dedupe shifted items."""
+        if isinstance(page, Page):
+            page = self.digest(page)
         if page.last_page > max_pages(page.total, self.limit):
             raise PollError(PollReason.SCHEMA,
                             "vocdoni: pagination.lastPage contradicts totalItems")
@@ -62,7 +106,7 @@ class Read:
         self.last_page = page.last_page
         if page.total < self.total:
             self.shrank = True
-        shown = len(page.jobs) + page.dropped
+        shown = len(page.items) + page.dropped
         self.latest_total = page.total
         self.moved = self.moved or page.total != self.total
         if shown:
@@ -70,13 +114,16 @@ class Read:
             self.spans.append((high - shown + 1, high))
         if page.total != self.total or (number < page.last_page and shown < self.limit):
             self.uneven = True
-        for index, job in enumerate(page.jobs):
-            job_id, _ = job_identity(job)
-            if job_id in self.items:
-                self.uneven = True  # a repeat (unstable sort): some other job was not shown
+        observed = self.observed
+        for index, (obs, flags) in enumerate(page.items):
+            if observed.row_of(obs.job_id) >= 0:
+                # a repeat (unstable sort): some other job was not shown; or a job another
+                # stream showed too: either way this list is not exact
+                self.uneven = True
                 continue
             pos = page.total - 1 - ((number - 1) * self.limit + index)
-            self.items[job_id] = (slim_item(job), pos)
+            observed.add(obs, self.stream, pos, flags)
+            self.count += 1
 
 
 PAGE_WINDOW = 4  # pages fetched per window of a full read, per unit of concurrency
@@ -91,6 +138,7 @@ async def read_rest(read: Read, fetch: Callable[[int], Awaitable[Page]], workers
     at one page and doubles while pages come back full (an empty page, a hole, wastes few
     requests), up to PAGE_WINDOW pages per worker.
     """
+    digested = _digesting(read, fetch)
     page, window = 2, 1
     pacer = Pacer()  # 1,000 pages of a first sync: pauses (and GC freezes) for the scrapes
     while True:
@@ -99,20 +147,31 @@ async def read_rest(read: Read, fetch: Callable[[int], Awaitable[Page]], workers
         window = min(window * 2, workers * PAGE_WINDOW)
         if not numbers:
             break
-        pages = await gather_limited([partial(fetch, n) for n in numbers], workers)
+        pages = await gather_limited([partial(digested, n) for n in numbers], workers)
         for number, got in zip(numbers, pages, strict=True):
             read.add(number, got)
             await pacer.breathe()
-            if not got.jobs:
+            if not got.items:
                 read.uneven = read.uneven or number < read.last_page
                 read.full = True
                 return
         page = numbers[-1] + 1
     read.full = True
-    await _fill_gaps(read, fetch, workers)
+    await _fill_gaps(read, digested, workers)
 
 
-async def _fill_gaps(read: Read, fetch: Callable[[int], Awaitable[Page]], workers: int) -> None:
+def _digesting(read: Read, fetch: Callable[[int], Awaitable[Page]]
+               ) -> Callable[[int], Awaitable[Digest]]:
+    """Wrap a page fetch so each page is digested the moment it arrives (raw pages die young)."""
+
+    async def fetched(number: int) -> Digest:
+        return read.digest(await fetch(number))
+
+    return fetched
+
+
+async def _fill_gaps(read: Read, fetch: Callable[[int], Awaitable[Digest]], workers: int
+                     ) -> None:
     """Read again the positions no page covered: jobs that arrived while pages were read
     concurrently shift later pages, so a page served early can leave a few unread."""
     for _ in range(GAP_ROUNDS):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,32 +254,3 @@ def addresses(body: Any) -> list[str]:
     if not all(isinstance(a, str) for a in found):
         raise _schema("type of addresses[]")
     return [str(a) for a in found]
-
-
-# The only item fields the parsers read; a full re-list keeps every item until it is normalized,
-# and dropping the rest (results, vote lists, error texts) cut peak RSS at 100k jobs by ~4x.
-KEPT_FIELDS = ("jobId", "type", "status", "completed", "createdAt", "completedAt", "added",
-                "total")
-KEPT_RESULT_FIELDS = ("added", "total")
-
-
-def slim_item(job: dict[str, Any]) -> dict[str, Any]:
-    """Return the part of a list item the parsers use; malformed fields are kept for them."""
-    out = {k: job[k] for k in KEPT_FIELDS if k in job}
-    for key in ("type", "status"):  # few distinct values: share one string object each
-        if isinstance(out.get(key), str):
-            out[key] = sys.intern(out[key])
-    result = job.get("result")
-    if isinstance(result, dict):
-        kept = {k: result[k] for k in KEPT_RESULT_FIELDS if k in result}
-        if kept:
-            out["result"] = kept
-    elif result is not None:
-        out["result"] = result
-    errors = job.get("errors")
-    if isinstance(errors, list):
-        if errors:
-            out["errors"] = [None] * len(errors)  # only the count is read; texts may be personal
-    elif errors is not None:
-        out["errors"] = errors
-    return out

@@ -4,7 +4,7 @@ A finished job is "seen, counted": its id (to recognise it when listed again), i
 status (the jobs-by-status gauge), its creation time (a reused id is another job) and when it was
 first seen. At a million jobs one Python object per job costs ~0.5 KB; here a job is a few
 array slots and its packed id in one bytearray (~90 bytes for a 64-hex id), found through an
-open-addressing hash table that is itself an array.
+open-addressing hash table that is itself an array (state/packed.py).
 """
 
 from __future__ import annotations
@@ -14,48 +14,30 @@ from array import array
 from collections.abc import Iterator
 
 from exporter.sources.base import FINISHED_JOB_STATUSES
+from exporter.state.packed import PackedIds, pack_id, unpack_id
 
-_TAG_HEX = 1  # lowercase hex of even length, stored as raw bytes
-_TAG_TEXT = 0  # anything else, stored as UTF-8 (lone surrogates kept)
-_HEX_TAG, _TEXT_TAG = bytes((_TAG_HEX,)), bytes((_TAG_TEXT,))
+__all__ = ["FinishedJobs", "pack_id", "unpack_id"]
+
 _DEAD = 0xFFFFFFFF  # kind of a row whose job left the list
 _STATUS_BITS = 3  # kind = type index << 3 | index in FINISHED_JOB_STATUSES
-_MIN_TABLE = 8
-
-
-def pack_id(job_id: str) -> bytes:
-    """Return a lossless compact encoding of a job id (hex ids take half the bytes)."""
-    if job_id and not len(job_id) % 2 and job_id.isalnum():
-        try:
-            raw = bytes.fromhex(job_id)
-        except ValueError:
-            raw = b""
-        if raw and raw.hex() == job_id:  # lowercase: the round trip gives the same text
-            return _HEX_TAG + raw
-    return _TEXT_TAG + job_id.encode("utf-8", "surrogatepass")
-
-
-def unpack_id(packed: bytes) -> str:
-    """Return the job id pack_id() encoded."""
-    if packed[0] == _TAG_HEX:
-        return packed[1:].hex()
-    return packed[1:].decode("utf-8", "surrogatepass")
 
 
 class FinishedJobs:
-    """Counted terminal jobs of one org, in insertion order, without a Python object per job."""
+    """Counted terminal jobs of one org, in insertion order, without a Python object per job.
+
+    Rows from `fresh` on were added since the state store last saved (a first sync's history):
+    the store writes them without one id string each in a dirty set.
+    """
 
     def __init__(self) -> None:
-        self._blob = bytearray()  # packed ids, one after the other
-        self._ends = array("Q")  # row i's id ends at _ends[i]
-        self._hash = array("q")  # hash of the packed id (process-local, never persisted)
+        self._ids = PackedIds()
         self._kind = array("I")  # type index << 3 | status index; _DEAD once gone
         self._created = array("d")  # created_at, NaN = unknown
         self._first = array("d")  # first_seen
-        self._table = array("I", bytes(4 * _MIN_TABLE))  # row + 1, 0 = empty slot
         self._types: list[str] = []
         self._type_ix: dict[str, int] = {}
         self.live = 0
+        self.fresh = 0  # first row not saved yet
 
     def __len__(self) -> int:
         return self.live
@@ -63,36 +45,22 @@ class FinishedJobs:
     # --- lookups ----------------------------------------------------------------
     def find(self, job_id: str) -> int:
         """Return the row of a live job, or -1."""
-        return self._find(pack_id(job_id))
+        return self._ids.find(pack_id(job_id), self._alive)
 
     def find_packed(self, packed: bytes) -> int:
         """Return the row of a live job by its packed id, or -1."""
-        return self._find(packed)
+        return self._ids.find(packed, self._alive)
 
-    def _find(self, packed: bytes) -> int:
-        h = hash(packed)
-        table, hashes = self._table, self._hash
-        mask = len(table) - 1
-        i, perturb = h & mask, h & 0xFFFFFFFFFFFFFFFF
-        while (slot := table[i]) != 0:
-            row = slot - 1
-            if hashes[row] == h and self._kind[row] != _DEAD and self._packed(row) == packed:
-                return row
-            perturb >>= 5
-            i = (i * 5 + perturb + 1) & mask
-        return -1
-
-    def _packed(self, row: int) -> bytes:
-        start = self._ends[row - 1] if row else 0
-        return bytes(self._blob[start:self._ends[row]])
+    def _alive(self, row: int) -> bool:
+        return self._kind[row] != _DEAD
 
     def job_id(self, row: int) -> str:
         """Return a row's job id."""
-        return unpack_id(self._packed(row))
+        return self._ids.job_id(row)
 
     def packed(self, row: int) -> bytes:
         """Return a row's packed id (the state file stores it as is)."""
-        return self._packed(row)
+        return self._ids.packed(row)
 
     def job_type(self, row: int) -> str:
         """Return a row's job type label."""
@@ -115,16 +83,36 @@ class FinishedJobs:
         """Remember a creation time learnt later (a list without times, then a detail)."""
         self._created[row] = created_at
 
-    def rows(self) -> Iterator[int]:
-        """Yield live rows, oldest first."""
+    def rows(self, start: int = 0) -> Iterator[int]:
+        """Yield live rows from `start` on, oldest first."""
         kind = self._kind
-        return (row for row in range(len(kind)) if kind[row] != _DEAD)
+        return (row for row in range(start, len(kind)) if kind[row] != _DEAD)
 
     def ids(self) -> Iterator[str]:
         """Yield live job ids, oldest first."""
         return (self.job_id(row) for row in self.rows())
 
+    def fresh_ids(self) -> Iterator[str]:
+        """Yield the ids of live rows added since the last mark_saved()."""
+        return (self.job_id(row) for row in self.rows(self.fresh))
+
+    def has_fresh(self) -> bool:
+        """Return True when a live row was added since the last mark_saved()."""
+        return next(self.rows(self.fresh), None) is not None
+
+    def is_fresh(self, row: int) -> bool:
+        """Return True when a row was added since the last mark_saved()."""
+        return row >= self.fresh
+
+    def mark_saved(self) -> None:
+        """Note that every row so far is on file."""
+        self.fresh = len(self._kind)
+
     # --- changes ----------------------------------------------------------------
+    def reserve(self, rows: int) -> None:
+        """Make room for `rows` live jobs without a re-hash while they arrive."""
+        self._ids.reserve(rows)
+
     def add(self, job_id: str, job_type: str, status: str, created_at: float | None,
             first_seen: float) -> None:
         """Remember a counted terminal job (not known yet: callers check with find())."""
@@ -137,18 +125,11 @@ class FinishedJobs:
         if type_ix is None:
             type_ix = self._type_ix[job_type] = len(self._types)
             self._types.append(job_type)
-        row = len(self._kind)
-        self._blob += packed
-        self._ends.append(len(self._blob))
-        self._hash.append(hash(packed))
         self._kind.append(type_ix << _STATUS_BITS | FINISHED_JOB_STATUSES.index(status))
         self._created.append(math.nan if created_at is None else created_at)
         self._first.append(first_seen)
+        self._ids.append(packed)
         self.live += 1
-        if 2 * len(self._kind) > len(self._table):
-            self._rebuild()
-        else:
-            self._place(row)
 
     def remove(self, row: int) -> None:
         """Forget a row; the space is reclaimed once dead rows outnumber live ones."""
@@ -156,44 +137,18 @@ class FinishedJobs:
         self.live -= 1
         dead = len(self._kind) - self.live
         if dead > 1024 and dead > self.live:
-            self._rebuild()
-
-    def _place(self, row: int) -> None:
-        h = self._hash[row]
-        table = self._table
-        mask = len(table) - 1
-        i, perturb = h & mask, h & 0xFFFFFFFFFFFFFFFF
-        while table[i] != 0:
-            perturb >>= 5
-            i = (i * 5 + perturb + 1) & mask
-        table[i] = row + 1
-
-    def _rebuild(self) -> None:
-        """Drop dead rows and re-hash into a table at most half full."""
-        if self.live < len(self._kind):
             self._drop_dead()
-        size = _MIN_TABLE
-        while size < 4 * max(1, len(self._kind)):
-            size *= 2
-        self._table = array("I", bytes(4 * size))
-        for row in range(len(self._kind)):
-            self._place(row)
 
     def _drop_dead(self) -> None:
         """Rewrite the arrays with live rows only, keeping their order."""
-        blob, ends = bytearray(), array("Q")
-        hashes, kinds, created, first = array("q"), array("I"), array("d"), array("d")
-        for row in self.rows():
-            blob += self._packed(row)
-            ends.append(len(blob))
-            hashes.append(self._hash[row])
-            kinds.append(self._kind[row])
-            created.append(self._created[row])
-            first.append(self._first[row])
-        self._blob, self._ends, self._hash = blob, ends, hashes
-        self._kind, self._created, self._first = kinds, created, first
+        live = array("Q", self.rows())
+        self.fresh = sum(1 for row in live if row < self.fresh)
+        self._ids.keep(live)
+        self._kind = array("I", (self._kind[row] for row in live))
+        self._created = array("d", (self._created[row] for row in live))
+        self._first = array("d", (self._first[row] for row in live))
 
     def nbytes(self) -> int:
         """Return the bytes the arrays hold (for the benchmark's bytes-per-job curve)."""
-        arrays = (self._ends, self._hash, self._kind, self._created, self._first, self._table)
-        return len(self._blob) + sum(a.itemsize * len(a) for a in arrays)
+        arrays = (self._kind, self._created, self._first)
+        return self._ids.nbytes() + sum(a.itemsize * len(a) for a in arrays)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
 from dataclasses import dataclass
 
 from exporter.sources.base import TERMINAL_JOB_STATUSES
@@ -110,3 +110,51 @@ class JobBook(Mapping[str, JobRecord]):
         found = self.done.job_type(row), self.done.status(row)
         self.done.remove(row)
         return found
+
+
+class DirtyIds(MutableSet[str]):
+    """Job ids the state store must write: a set, plus the packed rows added since the last save.
+
+    A first sync of a million jobs adds a million packed rows; naming each in a set of id
+    strings cost ~150 MB until the save. The packed ones are rows past FinishedJobs.fresh.
+    """
+
+    def __init__(self, done: Callable[[], FinishedJobs]) -> None:
+        self._ids: set[str] = set()
+        self._done = done
+
+    def __contains__(self, job_id: object) -> bool:
+        if job_id in self._ids:
+            return True
+        if not isinstance(job_id, str):
+            return False
+        done = self._done()
+        row = done.find(job_id)
+        return row >= 0 and done.is_fresh(row)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._ids
+        yield from (j for j in self._done().fresh_ids() if j not in self._ids)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return bool(self._ids) or self._done().has_fresh()
+
+    def add(self, value: str) -> None:
+        """Name a job to write."""
+        self._ids.add(value)
+
+    def discard(self, value: str) -> None:
+        """Forget a job named to write (a packed row that left is dead: never yielded)."""
+        self._ids.discard(value)
+
+    def update(self, values: Iterable[str]) -> None:
+        """Name several jobs to write."""
+        self._ids.update(values)
+
+    def clear(self) -> None:
+        """Note that everything named is on file."""
+        self._ids.clear()
+        self._done().mark_saved()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from collections.abc import Container, Generator
 from typing import cast
 
 import structlog
@@ -19,54 +17,18 @@ from exporter.sources.base import (
     KnownJob,
     PollResult,
 )
-from exporter.state.hist import HistogramAccumulator
-from exporter.state.jobbook import JobBook, JobRecord, compactable
+from exporter.sources.observed import ObservedJobs
+from exporter.state import views
+from exporter.state.aggregates import Aggregates, ApplySummary, TrackerSettings, other_job
+from exporter.state.jobbook import DirtyIds, JobBook, JobRecord, compactable
 from exporter.state.labels import CappedLabels, clean_label
-from exporter.state.snapshot import DURATION_BUCKETS, OrgSnapshot, SeriesKind
+from exporter.state.removal import MERGE_SLICE, proven_gone
+from exporter.state.snapshot import OrgSnapshot, SeriesKind
 from exporter.state.steps import StepBook
 
+__all__ = ["MERGE_SLICE", "ApplySummary", "OrgTracker", "TrackerSettings"]
+
 log = structlog.get_logger()
-
-MERGE_SLICE = 64  # jobs merged between two looks at the pacer's clock
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerSettings:
-    """Per-org limits and retention (from the effective config)."""
-
-    failed_job_retention: float = 3600.0
-    max_job_types_per_org: int = 50
-    max_step_types_per_org: int = 100
-    max_job_series_per_org: int = 500
-    duration_buckets: tuple[float, ...] = DURATION_BUCKETS  # job run time and queue wait
-    step_duration_buckets: tuple[float, ...] = DURATION_BUCKETS
-
-
-@dataclass(frozen=True, slots=True)
-class ApplySummary:
-    """What one poll changed, for the per-poll log line."""
-
-    seen: int
-    new: int
-    finished: int
-    removed: int
-    tracked: int
-
-
-@dataclass(slots=True)
-class _Aggregates:
-    """Monotonic aggregates: counters and histograms kept across polls."""
-
-    finished: Counter[tuple[str, str]] = field(default_factory=Counter)
-    last_finished: dict[tuple[str, str], float] = field(default_factory=dict)
-    durations: dict[tuple[str, str], HistogramAccumulator] = field(default_factory=dict)
-    queue_wait: dict[str, HistogramAccumulator] = field(default_factory=dict)
-    import_items: Counter[str] = field(default_factory=Counter)
-    series_dropped: Counter[SeriesKind] = field(default_factory=Counter)
-    failed_at: dict[str, tuple[str, float]] = field(default_factory=dict)  # job_id -> (type, t)
-    invalid_items: Counter[str] = field(default_factory=Counter)
-    capped_ids: set[tuple[SeriesKind, str]] = field(default_factory=set)  # (kind, job id)
-    vanished: Counter[str] = field(default_factory=Counter)  # job_type -> active jobs lost
 
 
 class OrgTracker:
@@ -89,7 +51,7 @@ class OrgTracker:
         self._missing: dict[str, int] = {}  # job id -> consecutive complete lists lacking it
         self._raw_types: dict[str, str] = {}  # raw API type -> its label
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.agg = _Aggregates()
+        self.agg = Aggregates()
         self.steps = StepBook(settings.max_step_types_per_org, self.agg.series_dropped,
                               settings.step_duration_buckets)
         self._types = CappedLabels(settings.max_job_types_per_org)
@@ -97,7 +59,8 @@ class OrgTracker:
         self._unknown_logged: set[str] = set()
         # statuses the source kind can produce (set by the org loop); `unknown` joins once seen
         self.statuses: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s != "unknown")
-        self.dirty: set[str] = set()  # job ids changed since the store last saved
+        # job ids changed since the store last saved (packed rows added since: by row)
+        self.dirty = DirtyIds(lambda: self.jobs.done)
         self.removed: set[str] = set()
 
     @property
@@ -175,18 +138,21 @@ class OrgTracker:
         if scope_set and scope_set != self.read_scope:
             removed = self._narrow(scope_set)
         new = finished = 0
-        seen: set[str] = set()
-        for obs in result.jobs:
+        seen = self._seen_index(result)
+        ids = seen if isinstance(seen, set) else None
+        for merged, obs in enumerate(result.jobs, 1):
             # Keyed by the API's own id: sources re-check known jobs by it. It is cleaned only
             # where it becomes a label value (progress, failed-job info, exemplars).
             job_id = obs.job_id
-            seen.add(job_id)
+            if ids is not None:
+                ids.add(job_id)
             is_new, did_finish = self._merge(job_id, obs, now, self._first_sight(obs.job_type))
             new += is_new
             finished += did_finish
-            if len(seen) % MERGE_SLICE == 0:
+            if merged % MERGE_SLICE == 0:
                 yield
-        removed += yield from self._removing(result, seen)
+        gone = yield from proven_gone(self.jobs, seen, result, self._missing)
+        removed += self._drop_gone(gone)
         self._log_unknown(result.unknown_statuses)
         for note, n in result.notes.items():
             self.agg.invalid_items[clean_label(note)] += n
@@ -196,6 +162,33 @@ class OrgTracker:
             self.read_scope = scope_set
             self.scope_dirty = True
         return ApplySummary(len(result.jobs), new, finished, removed, len(self.jobs))
+
+    def _seen_index(self, result: PollResult) -> Container[str] | None:
+        """Return how to tell the ids this poll observed; None when the tracker knew none.
+
+        A tracker that knew nothing needs no index: every job it will know was observed. A
+        source's packed ObservedJobs is its own index; other results fill a set while merging.
+        Either way a first sync of a million jobs holds no million-string set.
+        """
+        if not len(self.jobs) and not self._missing:
+            self.jobs.done.reserve(len(result.jobs))  # no re-hash of every row mid-merge
+            return None
+        if len(result.jobs) > len(self.jobs):
+            self.jobs.done.reserve(len(self.jobs.done) + len(result.jobs))
+        if isinstance(result.jobs, ObservedJobs):
+            return result.jobs.ids
+        return set()
+
+    def _drop_gone(self, gone: set[str]) -> int:
+        """Forget the jobs proven gone; an active one is counted as vanished."""
+        dropped = 0
+        for job_id in gone:
+            rec = self.jobs.full.get(job_id)
+            if rec is not None or job_id in self.jobs:  # a packed one is finished: not vanished
+                self._drop(job_id, vanished=rec is not None
+                           and rec.status not in TERMINAL_JOB_STATUSES)
+                dropped += 1
+        return dropped
 
     def _first_sight(self, raw_type: str) -> bool:
         """Return True when this job type's stream was not read by the last poll."""
@@ -228,7 +221,7 @@ class OrgTracker:
             if self._merge_done(job_id, row, obs):
                 return False, False
             rec = self.jobs.full.get(job_id)
-        if rec is not None and _other_job(rec, obs):
+        if rec is not None and other_job(rec, obs):
             self._reused(job_id, rec.status)
             rec = None
         is_new = rec is None
@@ -239,25 +232,22 @@ class OrgTracker:
                 return True, False
             rec = self._add(job_id, obs, now, counted=False)
         elif rec.status != obs.status:
-            self.counts[(rec.job_type, rec.status)] -= 1
-            rec.status = obs.status
-            self.counts[(rec.job_type, rec.status)] += 1
-            self._track_active(job_id, rec)
-            self.dirty.add(job_id)
+            self._restatus(job_id, rec, obs.status)
         if obs.created_at is not None:
             rec.created_at = obs.created_at
         rec.seen_active = rec.seen_active or obs.status in ACTIVE_JOB_STATUSES
-        self._observe_queue_wait(job_id, rec, obs, now)
+        self.agg.observe_queue_wait(job_id, rec, obs, now, self.settings.duration_buckets)
         did_finish = False
         if terminal:
             rec.progress = None
             if not rec.counted:
-                self._count_finish(job_id, rec, obs, now)
+                self.agg.count_finish(job_id, rec, obs, now, self.settings.duration_buckets)
+                self.dirty.add(job_id)
                 did_finish = True
         elif obs.progress is not None:
             if not 0.0 <= obs.progress <= 1.0:
                 self.agg.invalid_items["progress_out_of_range"] += 1
-            rec.progress = _clamp(obs.progress)
+            rec.progress = min(1.0, max(0.0, obs.progress))
         if obs.steps is not None:
             self.steps.merge(job_id, rec.job_type, obs.steps, now, baseline=history)
         if terminal:
@@ -266,6 +256,14 @@ class OrgTracker:
                 self.jobs.compact(job_id)
                 self.dirty.add(job_id)  # its row moves to the packed table
         return is_new, did_finish
+
+    def _restatus(self, job_id: str, rec: JobRecord, status: str) -> None:
+        """Move a known job to its new status in the counts and the active index."""
+        self.counts[(rec.job_type, rec.status)] -= 1
+        rec.status = status
+        self.counts[(rec.job_type, rec.status)] += 1
+        self._track_active(job_id, rec)
+        self.dirty.add(job_id)
 
     def _merge_done(self, job_id: str, row: int, obs: JobObservation) -> bool:
         """Handle a packed finished job listed again; False when it needs a full record."""
@@ -304,76 +302,14 @@ class OrgTracker:
         job_type = self._job_type(obs.job_type)
         self.jobs.done.add(job_id, job_type, obs.status, obs.created_at, now)
         self.counts[(job_type, obs.status)] += 1
-        self._note_added(job_id)
+        self._note_added(job_id, fresh_row=True)
 
-    def _note_added(self, job_id: str) -> None:
+    def _note_added(self, job_id: str, fresh_row: bool = False) -> None:
+        """Note a new job to write; a new packed row is written by row, not named."""
         self._missing.pop(job_id, None)
         self.removed.discard(job_id)  # a reused id: the store replaces the old row, keeps this
-        self.dirty.add(job_id)
-
-    def _observe_queue_wait(
-        self, job_id: str, rec: JobRecord, obs: JobObservation, now: float
-    ) -> None:
-        if rec.queue_observed or obs.created_at is None or obs.started_at is None:
-            return
-        if rec.counted:  # history: started long before we looked
-            return
-        wait = max(0.0, obs.started_at - obs.created_at)
-        hist = self.agg.queue_wait.get(rec.job_type) or self.agg.queue_wait.setdefault(
-            rec.job_type, HistogramAccumulator(self.settings.duration_buckets))
-        hist.observe(wait, clean_label(job_id), now)
-        rec.queue_observed = True
-
-    def _count_finish(self, job_id: str, rec: JobRecord, obs: JobObservation, now: float) -> None:
-        rec.counted = True
-        rec.finished_seen = now
-        key = (rec.job_type, rec.status)
-        self.agg.finished[key] += 1
-        self.agg.last_finished[key] = now
-        duration = _duration(obs, rec, now)
-        if duration is not None:
-            hist = self.agg.durations.get(key) or self.agg.durations.setdefault(
-                key, HistogramAccumulator(self.settings.duration_buckets))
-            hist.observe(duration, clean_label(job_id), now)
-        if rec.status == "failed":
-            self.agg.failed_at[job_id] = (rec.job_type, now)
-        if obs.items_added is not None or obs.items_errored is not None:
-            self.agg.import_items["added"] += obs.items_added or 0
-            self.agg.import_items["errored"] += obs.items_errored or 0
-        self.dirty.add(job_id)
-
-    def _removing(self, result: PollResult,
-                  seen: set[str]) -> Generator[None, None, int]:
-        """Drop jobs only on evidence: "not found", or two complete lists in a row lacking them.
-
-        Stops every MERGE_SLICE jobs like merging: a 100k-job walk is tens of milliseconds.
-        """
-        gone = set(result.gone)
-        for job_id in seen:
-            self._missing.pop(job_id, None)
-        if result.complete:
-            for job_id in result.listed:  # an amortized resync pass saw it: not missing
-                self._missing.pop(job_id, None)
-            lacking = []
-            for walked, job_id in enumerate(self.jobs, 1):
-                if job_id not in seen and job_id not in gone and job_id not in result.listed:
-                    lacking.append(job_id)
-                if walked % MERGE_SLICE == 0:
-                    yield
-            for job_id in lacking:
-                misses = self._missing.get(job_id, 0) + 1
-                if misses >= 2:
-                    gone.add(job_id)
-                else:
-                    self._missing[job_id] = misses
-        dropped = 0
-        for job_id in gone:
-            rec = self.jobs.full.get(job_id)
-            if rec is not None or job_id in self.jobs:  # a packed one is finished: not vanished
-                self._drop(job_id, vanished=rec is not None
-                           and rec.status not in TERMINAL_JOB_STATUSES)
-                dropped += 1
-        return dropped
+        if not fresh_row:
+            self.dirty.add(job_id)
 
     def _drop(self, job_id: str, vanished: bool) -> None:
         """Forget one job; an active one the API no longer knows is counted as vanished."""
@@ -424,6 +360,7 @@ class OrgTracker:
             return  # also restored from the jobs table above
         job_type = self._job_type(job_type)
         self.jobs.done.add_packed(packed, job_type, status, created_at, first_seen)
+        self.jobs.done.mark_saved()  # read from the file: nothing to write back
         self.counts[(job_type, status)] += 1
         self.synced = True
 
@@ -431,9 +368,10 @@ class OrgTracker:
     def snapshot(self, now: float) -> OrgSnapshot:
         """Build the immutable view the collector renders."""
         agg = self.agg
-        self._expire_failed(now)
-        oldest, progress = self._active_views()
-        failed = self._failed_view()
+        cap = self.settings.max_job_series_per_org
+        views.expire_failed(agg.failed_at, now - self.settings.failed_job_retention)
+        oldest, progress = views.active_views(self._active, cap, self._drop_series)
+        failed = views.failed_view(agg.failed_at, cap, self._drop_series)
         steps = self.steps.freeze(now)
         return OrgSnapshot(
             source=self.source,
@@ -447,7 +385,7 @@ class OrgTracker:
             queue_wait={k: h.freeze() for k, h in agg.queue_wait.items()},
             oldest_active=oldest,
             progress=progress,
-            active_starts=self._active_starts_view(),
+            active_starts=views.active_starts_view(self._active, cap, self._drop_series),
             failed_jobs=failed,
             import_items=dict(agg.import_items),
             step_types=steps.step_types,
@@ -462,25 +400,6 @@ class OrgTracker:
             vanished=dict(agg.vanished),
         )
 
-    def _active_views(self) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
-        """Return the oldest start per (type, status) and the capped per-job progress."""
-        oldest: dict[tuple[str, str], float] = {}
-        progress: dict[tuple[str, str], float] = {}
-        cap = self.settings.max_job_series_per_org
-        for job_id, rec in self._active.items():
-            if rec.status not in ACTIVE_JOB_STATUSES:
-                continue
-            key = (rec.job_type, rec.status)
-            started = rec.created_at if rec.created_at is not None else rec.first_seen
-            if key not in oldest or started < oldest[key]:
-                oldest[key] = started
-            if rec.progress is not None:
-                if len(progress) < cap:
-                    progress[(rec.job_type, clean_label(job_id))] = rec.progress
-                else:
-                    self._drop_series(SeriesKind.PROGRESS, job_id)
-        return oldest, progress
-
     def _statuses_view(self) -> tuple[str, ...]:
         """Return the kind's statuses plus any other seen (`unknown`, a status_map target)."""
         seen = dict.fromkeys(s for (_, s), n in self.counts.items() if n > 0)
@@ -489,68 +408,9 @@ class OrgTracker:
             self.statuses = (*self.statuses, *extra)
         return self.statuses
 
-    def _active_starts_view(self) -> dict[tuple[str, str, str], float]:
-        """Return the start (created_at, else first seen) of the oldest active jobs, capped."""
-        starts = [
-            (rec.created_at if rec.created_at is not None else rec.first_seen, job_id, rec)
-            for job_id, rec in self._active.items()
-            if rec.status in ACTIVE_JOB_STATUSES
-        ]
-        cap = self.settings.max_job_series_per_org
-        kept = heapq.nsmallest(cap, starts, key=lambda s: (s[0], s[1])) if cap else []
-        if len(starts) > len(kept):
-            kept_ids = {job_id for _, job_id, _ in kept}
-            for _, job_id, _ in starts:
-                if job_id not in kept_ids:
-                    self._drop_series(SeriesKind.ACTIVE_JOB_START, job_id)
-        return {(rec.job_type, rec.status, clean_label(jid)): t for t, jid, rec in kept}
-
-    def _failed_view(self) -> dict[tuple[str, str], float]:
-        """Return the newest failed jobs within the series cap, counting the rest as dropped."""
-        cap = self.settings.max_job_series_per_org
-        failed_items = list(self.agg.failed_at.items())
-        for jid, _ in failed_items[: max(0, len(failed_items) - cap)]:
-            self._drop_series(SeriesKind.FAILED_JOB_INFO, jid)
-        kept = failed_items[len(failed_items) - cap:] if cap else []
-        return {(jt, clean_label(jid)): t for jid, (jt, t) in kept}
-
     def _drop_series(self, kind: SeriesKind, job_id: str) -> None:
         """Count a job's series dropped by the cap once, not once per poll."""
         key = (kind, job_id)
         if key not in self.agg.capped_ids:
             self.agg.capped_ids.add(key)
             self.agg.series_dropped[kind] += 1
-
-    def _expire_failed(self, now: float) -> None:
-        horizon = now - self.settings.failed_job_retention
-        expired = [jid for jid, (_, t) in self.agg.failed_at.items() if t < horizon]
-        for jid in expired:
-            del self.agg.failed_at[jid]
-
-
-def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
-def _other_job(rec: JobRecord, obs: JobObservation) -> bool:
-    """Return True when a known id now names another job (other creation time)."""
-    return (rec.created_at is not None and obs.created_at is not None
-            and abs(rec.created_at - obs.created_at) > 0.001)
-
-
-def _duration(obs: JobObservation, rec: JobRecord, now: float) -> float | None:
-    """Return the run time the API supports, or None when there is none to give.
-
-    API timestamps win. A job with API timestamps but no start never ran (no run time). Without
-    API timestamps (Vocdoni v2), first-seen -> finished-seen, one poll interval resolution, and
-    only for a job seen active: one first seen finished has no measurable run time.
-    """
-    if obs.duration_s is not None and obs.duration_s >= 0:
-        return obs.duration_s
-    if obs.started_at is not None and obs.finished_at is not None:
-        return max(0.0, obs.finished_at - obs.started_at)
-    if obs.created_at is not None or obs.started_at is not None:
-        return None
-    if not rec.seen_active:
-        return None
-    return max(0.0, now - rec.first_seen)

@@ -1,0 +1,70 @@
+"""Per-job series of an org's snapshot, capped: oldest active jobs, progress, failed jobs.
+
+Each view walks the active jobs only (or the recent failures), never the whole history.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping
+
+from exporter.sources.base import ACTIVE_JOB_STATUSES
+from exporter.state.jobbook import JobRecord
+from exporter.state.labels import clean_label
+from exporter.state.snapshot import SeriesKind
+
+DropSeries = Callable[[SeriesKind, str], None]  # count a job's series dropped by the cap
+
+
+def active_views(active: Mapping[str, JobRecord], cap: int, drop: DropSeries
+                 ) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    """Return the oldest start per (type, status) and the capped per-job progress."""
+    oldest: dict[tuple[str, str], float] = {}
+    progress: dict[tuple[str, str], float] = {}
+    for job_id, rec in active.items():
+        if rec.status not in ACTIVE_JOB_STATUSES:
+            continue
+        key = (rec.job_type, rec.status)
+        started = rec.created_at if rec.created_at is not None else rec.first_seen
+        if key not in oldest or started < oldest[key]:
+            oldest[key] = started
+        if rec.progress is not None:
+            if len(progress) < cap:
+                progress[(rec.job_type, clean_label(job_id))] = rec.progress
+            else:
+                drop(SeriesKind.PROGRESS, job_id)
+    return oldest, progress
+
+
+def active_starts_view(active: Mapping[str, JobRecord], cap: int, drop: DropSeries
+                       ) -> dict[tuple[str, str, str], float]:
+    """Return the start (created_at, else first seen) of the oldest active jobs, capped."""
+    starts = [
+        (rec.created_at if rec.created_at is not None else rec.first_seen, job_id, rec)
+        for job_id, rec in active.items()
+        if rec.status in ACTIVE_JOB_STATUSES
+    ]
+    kept = heapq.nsmallest(cap, starts, key=lambda s: (s[0], s[1])) if cap else []
+    if len(starts) > len(kept):
+        kept_ids = {job_id for _, job_id, _ in kept}
+        for _, job_id, _ in starts:
+            if job_id not in kept_ids:
+                drop(SeriesKind.ACTIVE_JOB_START, job_id)
+    return {(rec.job_type, rec.status, clean_label(jid)): t for t, jid, rec in kept}
+
+
+def failed_view(failed_at: Mapping[str, tuple[str, float]], cap: int, drop: DropSeries
+                ) -> dict[tuple[str, str], float]:
+    """Return the newest failed jobs within the series cap, counting the rest as dropped."""
+    failed_items = list(failed_at.items())
+    for jid, _ in failed_items[: max(0, len(failed_items) - cap)]:
+        drop(SeriesKind.FAILED_JOB_INFO, jid)
+    kept = failed_items[len(failed_items) - cap:] if cap else []
+    return {(jt, clean_label(jid)): t for jid, (jt, t) in kept}
+
+
+def expire_failed(failed_at: dict[str, tuple[str, float]], horizon: float) -> None:
+    """Forget failures older than the retention horizon."""
+    expired = [jid for jid, (_, t) in failed_at.items() if t < horizon]
+    for jid in expired:
+        del failed_at[jid]
