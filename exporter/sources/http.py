@@ -26,6 +26,7 @@ from exporter.sources.body import (
     parse_json,
     read_streamed,
 )
+from exporter.sources.connpool import transport as pooled_transport
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -210,7 +211,8 @@ class ApiClient:
         self._limiter = _Limiter(settings.max_requests_per_second, sleep, clock)
         self._client = httpx.AsyncClient(
             base_url=settings.base_url,
-            transport=transport,
+            # keep `concurrency` connections open: httpx's default pool reopens most of them
+            transport=transport or pooled_transport(settings.concurrency),
             timeout=httpx.Timeout(settings.timeout),
             headers={"User-Agent": settings.user_agent, "Accept": "application/json",
                      "Accept-Encoding": ACCEPT_ENCODING},
