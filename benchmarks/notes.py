@@ -162,7 +162,8 @@ RSS by roughly another 30 MB.
 ## Ordo steady-state poll vs history (`python -m benchmarks.ordo_scale`)
 
 Run on 2026-12-04 against the simulator (`--ordo-history N`, 0.5 new jobs/s, poll interval 2 s,
-full resync hourly), 5 steady polls per size, exporter CPU from /proc. Keys in results.json:
+full resync hourly), 5 steady polls per size (3 in the quick run), exporter CPU from /proc.
+Keys in results.json:
 `ordo_steady`, `ordo_requests_per_poll_100k`, `ordo_cpu_s_per_poll_100k`. Before (list every poll,
 issue 17, real Ordo): 2 requests, 18.1 MB and 1.17 s exporter CPU per poll at 100k jobs.
 

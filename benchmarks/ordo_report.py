@@ -28,9 +28,11 @@ def ratio(theirs: Any, ours: Any) -> str:
 def steady_section(results: dict[str, Any]) -> list[str]:
     """Render the simulator steady-poll table (benchmarks/ordo_scale.py)."""
     steady = results["ordo_steady"]
+    polls = next((r.get("polls", 5) for r in steady.values()), 5)
     out = ["## Ordo steady-state poll vs history, simulator (`benchmarks/ordo_scale.py`)", "",
            "The simulator's Ordo with N finished jobs, 0.5 new jobs/s, poll interval 2 s, full "
-           "resync hourly; 5 steady polls per size. Requests: the simulator's counter; bytes: "
+           f"resync hourly; {polls} steady polls per size. Requests: the simulator's counter; "
+           "bytes: "
            "the answers through a counting relay (benchmarks/tap.py); CPU from /proc.", "",
            "| history | requests / poll | bytes / poll | exporter CPU / poll | first sync "
            "| first sync bytes | tracked jobs | peak RSS (MiB) |",

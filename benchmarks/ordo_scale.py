@@ -25,6 +25,7 @@ SIZES = (1_000, 10_000, 100_000)
 SIZES_BY_MODE: dict[str, tuple[int, ...]] = {"quick": (1_000, 100_000), "full": SIZES, "smoke": ()}
 INTERVAL = 2.0
 CYCLES = 5
+CYCLES_BY_MODE = {"quick": 3}  # quick: fewer steady polls, so the quick run stays under 4 min
 KNOBS = ("--seed", "1", "--vocdoni-orgs", "0", "--vocdoni-v1-orgs", "0", "--ordo-job-rate", "0.5",
          "--job-duration-s", "60", "--stuck-ratio", "0")
 
@@ -44,8 +45,8 @@ sources:
 """
 
 
-def measure(tmp: Path, n: int) -> dict[str, Any]:
-    """Sync n jobs of history, then measure CYCLES steady polls: requests, bytes, CPU."""
+def measure(tmp: Path, n: int, cycles: int = CYCLES) -> dict[str, Any]:
+    """Sync n jobs of history, then measure `cycles` steady polls: requests, bytes, CPU."""
     with h.simulator(tmp, *KNOBS, "--ordo-history", str(n)) as (sim, _):
         tap = Tap(int(httpx.URL(sim).port or 80)).start()
         try:
@@ -58,14 +59,14 @@ def measure(tmp: Path, n: int) -> dict[str, Any]:
                 _wait_events(proc, "poll_summary", done + 1, 60)  # start on a poll boundary
                 h.sim_post(sim, "requests/reset")
                 cpu0, (_, bytes0) = proc.cpu_seconds(), tap.counts()
-                polls = _wait_events(proc, "poll_summary", done + 1 + CYCLES, 60 + 10 * CYCLES)
+                polls = _wait_events(proc, "poll_summary", done + 1 + cycles, 60 + 10 * cycles)
                 cpu = proc.cpu_seconds() - cpu0
                 requests, bytes_down = h.sim_requests(sim), tap.bytes_down - bytes0
-                return {"first_sync_s": round(first_sync, 2),
+                return {"first_sync_s": round(first_sync, 2), "polls": cycles,
                         "first_sync_bytes": first_bytes,
-                        "requests_per_poll": requests / CYCLES,
-                        "bytes_per_poll": round(bytes_down / CYCLES),
-                        "cpu_s_per_poll": round(cpu / CYCLES, 4),
+                        "requests_per_poll": requests / cycles,
+                        "bytes_per_poll": round(bytes_down / cycles),
+                        "cpu_s_per_poll": round(cpu / cycles, 4),
                         "tracked_jobs": int(polls[-1]["jobs"]),
                         "rss_mb": round(proc.status_kb("VmHWM") / 1024, 1)}
         finally:
@@ -80,7 +81,7 @@ def run(mode: str, tmp: Path) -> dict[str, Any]:
     steady: dict[str, Any] = {}
     for n in sizes:
         print(f"[bench] ordo steady poll, {n} jobs (simulator) ...", file=sys.stderr, flush=True)
-        steady[str(n)] = measure(tmp, n)
+        steady[str(n)] = measure(tmp, n, CYCLES_BY_MODE.get(mode, CYCLES))
     top = steady[str(max(sizes))]
     return {"ordo_steady": steady,
             "ordo_requests_per_poll_100k": top["requests_per_poll"],
