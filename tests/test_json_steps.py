@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from exporter.sources.base import INVALID_ITEM
 from exporter.sources.json_source import JsonSource
-from tests.test_json_source import Known, poll, source, spec
+from tests.fakes_json import Known, poll, source, spec
 
 T0 = 1_796_385_600.0  # 2026-12-04T12:00:00Z
 STREAM = "/api/v1/dags/~/dagRuns/~/taskInstances"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.sources.base import KnownJob, OrgTarget
-from tests.test_ordo import TARGET, FakeOrdo, Known, iso, make_source, poll
+from tests.fakes_ordo import TARGET, FakeOrdo, Known, iso, make_source, poll
 
 
 def history(size: int, active: int = 50) -> FakeOrdo:

@@ -7,64 +7,15 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
-from exporter.config import OrgConfig
 from exporter.orgloop import STALL_INTERVALS, OrgLoop
 from exporter.sources.base import (
-    ON_API_ANSWER,
     KnownJobs,
     OrgTarget,
     PollResult,
     RequestStats,
 )
 from tests.fakes import SourceFacts
-
-INTERVAL = 10.0  # long: the loop never sleeps through it during a test
-
-
-class Clock:
-    """A settable wall clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class HangingSource(SourceFacts):
-    """Every poll records a request and then hangs until cancelled; remembers each org's hook."""
-
-    def __init__(self) -> None:
-        self.stats = RequestStats()
-        self.hooks: dict[str, Callable[[], None] | None] = {}
-        self.polls: list[str] = []
-        self.cancelled: list[str] = []
-
-    async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
-        self.polls.append(target.org)
-        self.stats.record("/jobs", "200", 0.001)
-        self.hooks[target.org] = ON_API_ANSWER.get()
-        try:
-            await asyncio.Event().wait()  # hangs until cancelled
-        except asyncio.CancelledError:
-            self.cancelled.append(target.org)
-            raise
-        return PollResult(jobs=(), complete=True)
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _org(name: str) -> OrgConfig:
-    return OrgConfig(address=name, label=name, job_types=(), interval=INTERVAL, timeout=1.0,
-                     full_resync_interval=3600.0, failed_job_retention=3600.0, jitter=0.0,
-                     max_job_types_per_org=10, max_step_types_per_org=10,
-                     max_job_series_per_org=10)
-
-
-def _loop(name: str, source: HangingSource, clock: Clock) -> OrgLoop:
-    return OrgLoop(OrgTarget("src", name, name), _org(name), source,
-                   publish=lambda **_: None, clock=clock)
+from tests.fakes_orgloop import INTERVAL, Clock, HangingSource, hanging_loop, org_config
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
@@ -80,7 +31,7 @@ def test_a_sibling_orgs_answers_are_not_this_orgs_sign_of_life() -> None:
     """Two orgs on one source: only the org whose own requests get answers is alive."""
     async def scenario() -> None:
         clock, source = Clock(), HangingSource()
-        quiet, busy = _loop("quiet", source, clock), _loop("busy", source, clock)
+        quiet, busy = hanging_loop("quiet", source, clock), hanging_loop("busy", source, clock)
         quiet.start()
         busy.start()
         await _until(lambda: source.hooks.get("busy") is not None and "quiet" in source.hooks)
@@ -103,7 +54,7 @@ def test_watchdog_cancels_a_stalled_poll_as_a_timeout_and_the_loop_goes_on() -> 
     """The watchdog cancels the hung request; the poll counts as a failed poll (timeout)."""
     async def scenario() -> None:
         clock, source = Clock(), HangingSource()
-        loop = _loop("org", source, clock)
+        loop = hanging_loop("org", source, clock)
         loop.start()
         await _until(lambda: len(source.polls) == 1)
         assert not loop.check(clock.now)  # not stalled yet: nothing happens
@@ -125,7 +76,7 @@ def test_stopping_the_loop_is_not_counted_as_a_stall() -> None:
     """Cancelling the loop itself (shutdown, reload) must not record a timeout."""
     async def scenario() -> None:
         clock, source = Clock(), HangingSource()
-        loop = _loop("org", source, clock)
+        loop = hanging_loop("org", source, clock)
         loop.start()
         await _until(lambda: len(source.polls) == 1)
         await loop.stop()
@@ -138,7 +89,7 @@ def test_waiting_out_a_retry_after_is_not_a_stall() -> None:
     """A Retry-After wait longer than the stall window is the API's answer, not a hung poll."""
     async def scenario() -> None:
         clock, source = Clock(), HangingSource()
-        loop = _loop("limited", source, clock)
+        loop = hanging_loop("limited", source, clock)
         loop.start()
         await _until(lambda: source.hooks.get("limited") is not None)
         hook = source.hooks["limited"]
@@ -181,7 +132,7 @@ def test_interval_jitter_and_durations_come_from_the_injected_time_and_rng() -> 
             naps.append(seconds)
             await gate.wait()
 
-        org = replace(_org("org"), jitter=0.2)
+        org = replace(org_config("org"), jitter=0.2)
         loop = OrgLoop(OrgTarget("src", "org", "org"), org, InstantSource(clock, 0.75),
                        publish=lambda **_: None, clock=clock, monotonic=clock, sleep=sleep,
                        rng=random.Random(7))

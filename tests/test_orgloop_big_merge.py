@@ -10,7 +10,7 @@ import pytest
 from exporter import pacing
 from exporter.sources.base import JobObservation, KnownJobs, OrgTarget, PollResult, RequestStats
 from tests.fakes import SourceFacts
-from tests.test_orgloop import INTERVAL, Clock, _loop
+from tests.fakes_orgloop import INTERVAL, Clock, hanging_loop
 
 JOBS = 3000
 
@@ -37,7 +37,7 @@ def test_merging_a_big_first_sync_is_a_sign_of_life(monkeypatch: pytest.MonkeyPa
 
     async def scenario() -> None:
         clock = Clock()
-        loop = _loop("org", BigListSource(), clock)  # type: ignore[arg-type]
+        loop = hanging_loop("org", BigListSource(), clock)  # type: ignore[arg-type]
         loop.start()
         stalls = 0
         for _ in range(5000):

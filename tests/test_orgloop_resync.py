@@ -7,7 +7,7 @@ import asyncio
 from exporter.orgloop import OrgLoop
 from exporter.sources.base import KnownJobs, OrgTarget, PollResult, RequestStats
 from tests.fakes import SourceFacts
-from tests.test_orgloop import Clock, _org
+from tests.fakes_orgloop import Clock, org_config
 
 TARGET = OrgTarget("src", "a", "a")
 
@@ -42,7 +42,7 @@ class TricklingSource(SourceFacts):
 
 def test_after_the_first_sync_the_resync_is_trickled_and_its_progress_shown() -> None:
     clock, source = Clock(), TricklingSource()
-    loop = OrgLoop(TARGET, _org("a"), source, publish=lambda **_: None, clock=clock)
+    loop = OrgLoop(TARGET, org_config("a"), source, publish=lambda **_: None, clock=clock)
 
     async def run() -> list[float | None]:
         progress = []

@@ -50,3 +50,17 @@ def test_no_tracked_text_file_holds_a_merge_conflict_marker() -> None:
     hit = [name for name in tracked if name.endswith((".py", ".md", ".yaml", ".yml", ".toml"))
            and markers.search((REPO / name).read_text(encoding="utf-8"))]
     assert not hit
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Shared fakes live in tests/fakes*.py: a test module importing another runs its tests'
+    collection twice over and hides what is shared."""
+    offenders = sorted(
+        f"{path.name} imports {name}"
+        for path in (REPO / "tests").rglob("test_*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module
+        for name in [node.module.rsplit(".", 1)[-1]]
+        if name.startswith("test_")
+    )
+    assert not offenders

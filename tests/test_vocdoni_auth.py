@@ -13,7 +13,7 @@ from exporter.sources.base import ClientSettings, PollError
 from exporter.sources.vocdoni import VocdoniSource
 from exporter.sources.vocdoni_auth import VocdoniAuth
 from tests.fakes import FakeClock
-from tests.test_vocdoni import (
+from tests.fakes_vocdoni import (
     T0,
     TARGET,
     FakeVocdoni,

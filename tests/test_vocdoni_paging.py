@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from exporter.sources.base import KnownJob, PollError
-from tests.test_vocdoni import ORG, FakeVocdoni, Known, make_source, poll, run
+from tests.fakes_vocdoni import ORG, FakeVocdoni, Known, make_source, poll, run
 
 
 class LyingVocdoni(FakeVocdoni):
@@ -118,7 +118,7 @@ def test_v1_active_job_missing_from_a_full_list_is_resolved_by_its_detail() -> N
 
 
 def _target() -> Any:
-    from tests.test_vocdoni import TARGET
+    from tests.fakes_vocdoni import TARGET
     assert TARGET.address == ORG
     return TARGET
 

@@ -18,8 +18,8 @@ from exporter.sources.vocdoni import VocdoniSource
 from exporter.sources.vocdoni_parse import Page
 from exporter.sources.vocdoni_resync import ResyncPass, StreamKey, StreamView
 from exporter.state.tracker import OrgTracker, TrackerSettings
+from tests.fakes_vocdoni import TARGET, FakeVocdoni
 from tests.integration.fakeapi import serve_handler
-from tests.test_vocdoni import TARGET, FakeVocdoni
 
 RATE = 300.0  # requests per second: budget 1% x 300/s x 1 s interval = 3 pages per poll
 BUDGET = 3

@@ -12,7 +12,7 @@ import httpx
 from exporter.sources.base import ClientSettings
 from exporter.sources.vocdoni import VocdoniSource
 from tests.fakes import FakeClock
-from tests.test_vocdoni import T0, TARGET, FakeVocdoni, Known, run
+from tests.fakes_vocdoni import T0, TARGET, FakeVocdoni, Known, run
 
 
 class SlowPages:
