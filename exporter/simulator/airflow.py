@@ -126,29 +126,31 @@ class AirflowApi:
 
     def _runs(self, req: Request) -> Response:
         """List runs changed in [updated_at_gte, updated_at_lte], by updated_at."""
-        window = _window(req)
-        if window is None:
-            return _json(400, {"title": "Bad Request", "status": 400})
-        low, high = window
-        with self.world.lock:
-            now = self.world.sync()
+        def rows(now: float, low: float, high: float) -> list[dict[str, Any]]:
             found = [(updated_at(j, now), j) for j in self.world.ordo.jobs if not j.deleted]
-            rows = [run_json(j, now) for u, j in sorted(found, key=lambda x: (x[0], x[1].jid))
+            return [run_json(j, now) for u, j in sorted(found, key=lambda x: (x[0], x[1].jid))
                     if low <= u <= high]
-        return _page(req, rows, "dag_runs")
+
+        return self._windowed(req, rows, "dag_runs")
 
     def _all_tasks(self, req: Request) -> Response:
         """List the task instances of every run changed in the window (no order_by in v1)."""
+        def rows(now: float, low: float, high: float) -> list[dict[str, Any]]:
+            return [task_json(j, s, now) for j in self.world.ordo.jobs if not j.deleted
+                    and j.created <= now for s in j.steps
+                    if low <= task_updated_at(j, s, now) <= high]
+
+        return self._windowed(req, rows, "task_instances")
+
+    def _windowed(self, req: Request, rows: Callable[[float, float, float], list[dict[str, Any]]],
+                  key: str) -> Response:
+        """Answer a list filtered by the updated_at window, as Airflow pages it (400 without)."""
         window = _window(req)
         if window is None:
             return _json(400, {"title": "Bad Request", "status": 400})
-        low, high = window
         with self.world.lock:
-            now = self.world.sync()
-            rows = [task_json(j, s, now) for j in self.world.ordo.jobs if not j.deleted
-                    and j.created <= now for s in j.steps
-                    if low <= task_updated_at(j, s, now) <= high]
-        return _page(req, rows, "task_instances")
+            found = rows(self.world.sync(), *window)
+        return _page(req, found, key)
 
     def _tasks(self, req: Request, run_id: str) -> Response:
         """List the task instances of one run."""
