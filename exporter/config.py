@@ -16,17 +16,15 @@ from exporter.config_schema import (
     SECRET_KEYS,
     SOURCE_SETTING_KEYS,
     AuthModel,
-    ConfigError,
     ConfigModel,
-    ErrorList,
     OrgModel,
     SourceCommon,
     SourceModel,
     SourceSettings,
     StateModel,
     format_duration,
-    parse_yaml,
 )
+from exporter.config_yaml import ConfigError, ErrorList, parse_yaml
 from exporter.sources.registry import KINDS, SPEC_MODELS, SPECS, TAGS, FullConfigModel, spec_of
 from exporter.sources.settings import OrgConfig, SourceConfig, merge, settings_of
 

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from exporter.config import _build, _validation_details
-from exporter.config_schema import ConfigError, DeferredEnv, ErrorList, parse_yaml
+from exporter.config_yaml import ConfigError, DeferredEnv, ErrorList, parse_yaml
 from exporter.sources.registry import FullConfigModel
 
 

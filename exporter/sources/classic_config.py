@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exporter.config_schema import ErrorList
+from exporter.config_yaml import ErrorList
 from exporter.sources.settings import (
     OrgConfig,
     SourceConfig,

@@ -21,13 +21,13 @@ from pydantic import (
 
 from exporter.config_schema import (
     MAPPABLE_STATUSES,
-    ErrorList,
     NonEmptyStr,
     NonNegativeDuration,
     OrgSettings,
     SourceCommon,
     _Strict,
 )
+from exporter.config_yaml import ErrorList
 from exporter.sources.base import STEP_STATUSES
 from exporter.sources.json_presets import PRESETS
 from exporter.sources.settings import SourceConfig, build_org, effective, org_base, resolve_auth

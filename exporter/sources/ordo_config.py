@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from exporter.config_schema import ErrorList, NonEmptyStr, SourceModel, normalize_address
+from exporter.config_schema import NonEmptyStr, SourceModel, normalize_address
+from exporter.config_yaml import ErrorList
 from exporter.sources.classic_config import configurer
 from exporter.sources.settings import OrgConfig
 

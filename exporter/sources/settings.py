@@ -14,9 +14,9 @@ from exporter.config_schema import (
     BUILTIN_DEFAULTS,
     ORG_SETTING_KEYS,
     SOURCE_SETTING_KEYS,
-    ErrorList,
     normalize_address,
 )
+from exporter.config_yaml import ErrorList
 from exporter.sources.base import ClientSettings
 
 KindSettings = TypeVar("KindSettings")

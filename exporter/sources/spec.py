@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from exporter.config_schema import ErrorList
+from exporter.config_yaml import ErrorList
 from exporter.sources.base import Source
 from exporter.sources.settings import SourceConfig, auth_text, no_api_text
 

@@ -6,12 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from exporter.config_schema import (
-    ErrorList,
-    Organizations,
-    SourceModel,
-    normalize_address,
-)
+from exporter.config_schema import Organizations, SourceModel, normalize_address
+from exporter.config_yaml import ErrorList
 from exporter.sources.classic_config import configurer
 from exporter.sources.settings import OrgConfig, SourceConfig, build_org
 
