@@ -14,19 +14,9 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
-from tests.fakes import SourceFacts
+from tests.fakes import FakeClock, SourceFacts
 
 INTERVAL = 10.0  # long: the loop never sleeps through it during a test
-
-
-class Clock:
-    """A settable wall clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class HangingSource(SourceFacts):
@@ -60,6 +50,6 @@ def org_config(name: str) -> OrgConfig:
                      max_job_series_per_org=10)
 
 
-def hanging_loop(name: str, source: HangingSource, clock: Clock) -> OrgLoop:
+def hanging_loop(name: str, source: HangingSource, clock: FakeClock) -> OrgLoop:
     return OrgLoop(OrgTarget("src", name, name), org_config(name), source,
                    publish=lambda **_: None, clock=clock)

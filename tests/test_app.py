@@ -22,7 +22,7 @@ from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
 from exporter.state.fileguard import StateFileError
 from exporter.state.store import StateStore
-from tests.fakes import FakeSource, FullDisk, fake_job
+from tests.fakes import FakeClock, FakeSource, FullDisk, fake_job
 from tests.faketime import FakeTime
 
 CONFIG = """
@@ -90,19 +90,9 @@ def _daemon_config(tmp_path: Path, *addresses: str, state: str | None = None) ->
     return path
 
 
-class Clock:
-    """A wall clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _daemon(path: Path, source: FakeSource, clock: Clock | None = None) -> Daemon:
+def _daemon(path: Path, source: FakeSource, clock: FakeClock | None = None) -> Daemon:
     return Daemon(load_config(path), RunOptions(str(path), listen="127.0.0.1:0"),
-                  clock=clock or Clock(), build=lambda cfg: source)
+                  clock=clock or FakeClock(), build=lambda cfg: source)
 
 
 async def _steps(predicate: Callable[[], bool], limit: int = 2000) -> None:
@@ -182,7 +172,7 @@ def test_reload_that_cannot_be_applied_keeps_the_old_config(tmp_path: Path) -> N
 
 def test_watchdog_reports_a_stall_on_the_injected_clock_and_its_end(tmp_path: Path) -> None:
     source = FakeSource()
-    clock = Clock()
+    clock = FakeClock()
     daemon = _daemon(_daemon_config(tmp_path, A), source, clock)
 
     async def scenario() -> None:

@@ -14,8 +14,8 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
-from tests.fakes import SourceFacts
-from tests.fakes_orgloop import INTERVAL, Clock, HangingSource, hanging_loop, org_config
+from tests.fakes import FakeClock, SourceFacts
+from tests.fakes_orgloop import INTERVAL, HangingSource, hanging_loop, org_config
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
@@ -30,7 +30,7 @@ async def _until(predicate: Callable[[], bool]) -> None:
 def test_a_sibling_orgs_answers_are_not_this_orgs_sign_of_life() -> None:
     """Two orgs on one source: only the org whose own requests get answers is alive."""
     async def scenario() -> None:
-        clock, source = Clock(), HangingSource()
+        clock, source = FakeClock(), HangingSource()
         quiet, busy = hanging_loop("quiet", source, clock), hanging_loop("busy", source, clock)
         quiet.start()
         busy.start()
@@ -53,7 +53,7 @@ def test_a_sibling_orgs_answers_are_not_this_orgs_sign_of_life() -> None:
 def test_watchdog_cancels_a_stalled_poll_as_a_timeout_and_the_loop_goes_on() -> None:
     """The watchdog cancels the hung request; the poll counts as a failed poll (timeout)."""
     async def scenario() -> None:
-        clock, source = Clock(), HangingSource()
+        clock, source = FakeClock(), HangingSource()
         loop = hanging_loop("org", source, clock)
         loop.start()
         await _until(lambda: len(source.polls) == 1)
@@ -75,7 +75,7 @@ def test_watchdog_cancels_a_stalled_poll_as_a_timeout_and_the_loop_goes_on() -> 
 def test_stopping_the_loop_is_not_counted_as_a_stall() -> None:
     """Cancelling the loop itself (shutdown, reload) must not record a timeout."""
     async def scenario() -> None:
-        clock, source = Clock(), HangingSource()
+        clock, source = FakeClock(), HangingSource()
         loop = hanging_loop("org", source, clock)
         loop.start()
         await _until(lambda: len(source.polls) == 1)
@@ -88,7 +88,7 @@ def test_stopping_the_loop_is_not_counted_as_a_stall() -> None:
 def test_waiting_out_a_retry_after_is_not_a_stall() -> None:
     """A Retry-After wait longer than the stall window is the API's answer, not a hung poll."""
     async def scenario() -> None:
-        clock, source = Clock(), HangingSource()
+        clock, source = FakeClock(), HangingSource()
         loop = hanging_loop("limited", source, clock)
         loop.start()
         await _until(lambda: source.hooks.get("limited") is not None)
@@ -108,7 +108,7 @@ def test_waiting_out_a_retry_after_is_not_a_stall() -> None:
 class InstantSource(SourceFacts):
     """Answers every poll at once with no jobs; moves the fake clock by the poll's cost."""
 
-    def __init__(self, clock: Clock, cost: float) -> None:
+    def __init__(self, clock: FakeClock, cost: float) -> None:
         self.stats = RequestStats()
         self.clock = clock
         self.cost = cost
@@ -124,7 +124,7 @@ class InstantSource(SourceFacts):
 def test_interval_jitter_and_durations_come_from_the_injected_time_and_rng() -> None:
     """The wait between polls is interval x rng jitter, taken through the injected sleep."""
     async def scenario() -> None:
-        clock = Clock()
+        clock = FakeClock()
         naps: list[float] = []
         gate = asyncio.Event()
 

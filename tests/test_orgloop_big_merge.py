@@ -9,8 +9,8 @@ import pytest
 
 from exporter import pacing
 from exporter.sources.base import JobObservation, KnownJobs, OrgTarget, PollResult, RequestStats
-from tests.fakes import SourceFacts
-from tests.fakes_orgloop import INTERVAL, Clock, hanging_loop
+from tests.fakes import FakeClock, SourceFacts
+from tests.fakes_orgloop import INTERVAL, hanging_loop
 
 JOBS = 3000
 
@@ -36,7 +36,7 @@ def test_merging_a_big_first_sync_is_a_sign_of_life(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(pacing, "PAUSE_SECONDS", 0.0)
 
     async def scenario() -> None:
-        clock = Clock()
+        clock = FakeClock()
         loop = hanging_loop("org", BigListSource(), clock)  # type: ignore[arg-type]
         loop.start()
         stalls = 0

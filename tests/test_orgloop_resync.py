@@ -6,8 +6,8 @@ import asyncio
 
 from exporter.orgloop import OrgLoop
 from exporter.sources.base import KnownJobs, OrgTarget, PollResult, RequestStats
-from tests.fakes import SourceFacts
-from tests.fakes_orgloop import Clock, org_config
+from tests.fakes import FakeClock, SourceFacts
+from tests.fakes_orgloop import org_config
 
 TARGET = OrgTarget("src", "a", "a")
 
@@ -41,7 +41,7 @@ class TricklingSource(SourceFacts):
 
 
 def test_after_the_first_sync_the_resync_is_trickled_and_its_progress_shown() -> None:
-    clock, source = Clock(), TricklingSource()
+    clock, source = FakeClock(), TricklingSource()
     loop = OrgLoop(TARGET, org_config("a"), source, publish=lambda **_: None, clock=clock)
 
     async def run() -> list[float | None]:
