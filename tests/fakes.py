@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +72,21 @@ class FakeClock:
         self.now = max(self.now, target)
 
 
-SCHEDULER_CONFIG = """
-state: {{path: ":memory:"}}
-defaults: {{interval: {interval}, jitter: 0}}
+def scheduler_config(orgs: Sequence[tuple[str, str | None]], *, interval: str = "3600s",
+                     jitter: float = 0.0, state: str | Path = ":memory:") -> str:
+    """Return a one-source (vocdoni, never contacted) config: the scheduler and daemon tests'."""
+    lines = "\n".join(f'      - address: "{address}"' + (f"\n        name: {name}" if name else "")
+                      for address, name in orgs)
+    return f"""
+state: {{path: "{state}"}}
+defaults: {{interval: {interval}, jitter: {jitter}}}
 sources:
   - name: fake
     kind: vocdoni
     base_url: http://127.0.0.1:9
     auth: {{token: t}}
     organizations:
-{orgs}
+{lines}
 """
 
 
@@ -114,9 +119,8 @@ class FakeSource(SourceFacts):
 
 def write_config_at(tmp_path: Path, orgs: list[str], interval: str = "0.05s") -> Path:
     """Write a one-source scheduler config with orgs named by single characters."""
-    lines = "\n".join(f'      - address: "0x{o * 40}"\n        name: org{o}' for o in orgs)
     path = tmp_path / "c.yaml"
-    path.write_text(SCHEDULER_CONFIG.format(interval=interval, orgs=lines))
+    path.write_text(scheduler_config([(f"0x{o * 40}", f"org{o}") for o in orgs], interval=interval))
     return path
 
 

@@ -22,7 +22,7 @@ from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
 from exporter.state.fileguard import StateFileError
 from exporter.state.store import StateStore
-from tests.fakes import FakeClock, FakeSource, FullDisk, fake_job
+from tests.fakes import FakeClock, FakeSource, FullDisk, fake_job, scheduler_config
 from tests.faketime import FakeTime
 
 CONFIG = """
@@ -68,25 +68,14 @@ def test_promtool_accepts_the_exposition(cache: MetricsCache) -> None:
 
 # --- Daemon: startup, readiness, reload, watchdog, shutdown ------------------------------------
 
-DAEMON_CONFIG = """
-state: {{path: "{state}"}}
-defaults: {{interval: 3600s, jitter: 0}}
-sources:
-  - name: fake
-    kind: vocdoni
-    base_url: http://127.0.0.1:9
-    auth: {{token: t}}
-    organizations:
-{orgs}
-"""
 A = "0x" + "a" * 40
 B = "0x" + "b" * 40
 
 
 def _daemon_config(tmp_path: Path, *addresses: str, state: str | None = None) -> Path:
-    orgs = "\n".join(f'      - {{address: "{a}", name: org{a[2]}}}' for a in addresses)
     path = tmp_path / "daemon.yaml"
-    path.write_text(DAEMON_CONFIG.format(state=state or tmp_path / "state.db", orgs=orgs))
+    path.write_text(scheduler_config([(a, f"org{a[2]}") for a in addresses],
+                                     state=state or tmp_path / "state.db"))
     return path
 
 
@@ -276,25 +265,13 @@ def test_state_file_of_another_application_is_refused_before_listening(tmp_path:
     assert state.read_text() == "my notes, not a database\n"
 
 
-DETECT_CONFIG = """
-state: {{path: "{state}"}}
-defaults: {{interval: 10s, jitter: 0.1}}
-sources:
-  - name: fake
-    kind: vocdoni
-    base_url: http://127.0.0.1:9
-    auth: {{token: t}}
-    organizations:
-      - {{address: "{address}", name: orga}}
-"""
-
-
 def test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing(
     tmp_path: Path,
 ) -> None:
     """Detection latency on a fake clock: poll interval (+ jitter) plus the render spacing."""
     path = tmp_path / "detect.yaml"
-    path.write_text(DETECT_CONFIG.format(state=tmp_path / "state.db", address=A))
+    path.write_text(scheduler_config([(A, "orga")], interval="10s", jitter=0.1,
+                                     state=tmp_path / "state.db"))
     source = FakeSource()
     source.jobs[A] = [fake_job("a", "running")]
     t = FakeTime()

@@ -11,25 +11,15 @@ from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.orgloop import OrgLoop
 from exporter.state.snapshot import OrgHealth
-from tests.fakes import FakeSource
+from tests.fakes import FakeSource, scheduler_config
 from tests.fakes import fake_job as _job
 
 ORGS = 40
 
 
 def _config(tmp_path: Path) -> Path:
-    orgs = "\n".join(f'      - address: "0x{i:040x}"' for i in range(ORGS))
     path = tmp_path / "config.yaml"
-    path.write_text(f"""
-defaults: {{interval: 3600s, jitter: 0}}
-sources:
-  - name: fake
-    kind: vocdoni
-    base_url: http://127.0.0.1:9
-    auth: {{token: t}}
-    organizations:
-{orgs}
-""")
+    path.write_text(scheduler_config([(f"0x{i:040x}", None) for i in range(ORGS)]))
     return path
 
 

@@ -10,21 +10,9 @@ import pytest
 from exporter import scheduler as scheduler_mod
 from exporter.config import load_config
 from exporter.state.store import StateStore
-from tests.fakes import FakeSource, FullDisk, fake_job
+from tests.fakes import FakeSource, FullDisk, fake_job, scheduler_config
 from tests.faketime import FakeTime, until
 
-CONFIG = """
-state: {{path: "{state}"}}
-defaults: {{interval: 0.05s, jitter: 0}}
-sources:
-  - name: fake
-    kind: vocdoni
-    base_url: http://127.0.0.1:9
-    auth: {{token: t}}
-    organizations:
-      - address: "{address}"
-        name: {name}
-"""
 A = "0x" + "a" * 40
 B = "0x" + "b" * 40
 DONE = {("publish_process", "completed"): 1}
@@ -44,7 +32,8 @@ def t() -> FakeTime:
 
 def _config(tmp_path: Path, address: str, name: str) -> Path:
     path = tmp_path / f"{name}-{address[2]}.yaml"
-    path.write_text(CONFIG.format(state=tmp_path / "state.db", address=address, name=name))
+    path.write_text(scheduler_config([(address, name)], interval="0.05s",
+                                     state=tmp_path / "state.db"))
     return path
 
 
