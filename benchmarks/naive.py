@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -98,18 +99,28 @@ class Poller:
               requests=self.requests - requests, t=time.time())
 
 
+
+def _orgs(value: str) -> list[str]:
+    """Read the org list from the argument, or from the file an @-argument names."""
+    if value.startswith("@"):
+        return Path(value[1:]).read_text().split()
+    return value.split(",")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve /metrics and poll forever."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--token", default="sim-token")
-    parser.add_argument("--orgs", required=True, help="comma-separated org addresses")
+    parser.add_argument("--orgs", required=True,
+                        help="comma-separated org addresses, or @FILE with one per line (10,000 "
+                             "orgs do not fit in one command-line argument)")
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=4, help="threads fetching job details")
     args = parser.parse_args(argv)
     start_http_server(args.port, addr="127.0.0.1")
-    poller = Poller(args.base_url, args.token, args.orgs.split(","), args.workers)
+    poller = Poller(args.base_url, args.token, _orgs(args.orgs), args.workers)
     number = 0
     while True:
         number += 1
