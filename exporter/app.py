@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import signal
 import threading
@@ -30,6 +31,10 @@ log = structlog.get_logger()
 
 WATCHDOG_PERIOD = 1.0  # seconds between stall checks
 SHUTDOWN_GRACE = 4.0  # SIGTERM must exit within 5 s
+# Collect the young generation every 20,000 net allocations, not CPython's 700, and the middle
+# one every 20 of those: a 10,000-org cycle spent 3.0 s of its 30 s in 3,600 collections
+# (0.8 s after), while its garbage is freed by reference counting anyway.
+GC_THRESHOLDS = (20_000, 20, 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class Daemon:
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; return the exit code."""
         self.loop = asyncio.get_running_loop()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.cache.render_now()
         let_scrapes_in()
         self.server.start()

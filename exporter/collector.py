@@ -103,11 +103,13 @@ def _ages(data: Mapping[Any, float], now: float) -> Iterator[Row]:
 
 
 # Row functions made by _per_org/_per_health: their rows are one org's each, so a render can
-# reuse an unchanged org's encoded lines (exporter/fragments.py).
+# reuse an unchanged org's encoded lines (exporter/fragments.py). AGING: those whose values
+# depend on the render time (ages), re-encoded every render for the orgs that have rows.
 SCOPES: dict[SnapRows, str] = {}
+AGING: set[SnapRows] = set()
 
 
-def _per_org(rows: OrgRows) -> SnapRows:
+def _per_org(rows: OrgRows, ages: bool = False) -> SnapRows:
     """Run `rows` for every org snapshot, prefixing each row with (source, org)."""
 
     def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
@@ -117,6 +119,8 @@ def _per_org(rows: OrgRows) -> SnapRows:
                 yield (org.source, org.org, *labels), value
 
     SCOPES[gen] = "org"
+    if ages:
+        AGING.add(gen)
     return gen
 
 
@@ -251,7 +255,7 @@ def _job_families() -> list[Family]:
                JOB, _per_org(lambda o, n: _present(o.queue_wait))),
         Family("asyncjob_oldest_active_age_seconds", "gauge",
                "Age of the oldest non-terminal job (created_at, else first seen)." + CACHED,
-               status, _per_org(lambda o, n: _ages(o.oldest_active, n))),
+               status, _per_org(lambda o, n: _ages(o.oldest_active, n), ages=True)),
         Family("asyncjob_progress_ratio", "gauge",
                "Progress 0..1 of each non-terminal job." + CACHED,
                (*JOB, "job_id"), _per_org(lambda o, n: _present(o.progress))),
@@ -289,7 +293,7 @@ def _step_families() -> list[Family]:
                STEP, _per_org(lambda o, n: _attempts(o))),
         Family("asyncjob_step_stale_seconds", "gauge",
                "Longest time since a running step last reported progress." + CACHED,
-               STEP, _per_org(lambda o, n: _ages(o.step_stale, n))),
+               STEP, _per_org(lambda o, n: _ages(o.step_stale, n), ages=True)),
     ]
 
 

@@ -18,9 +18,9 @@ from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
-from exporter.collector import SCOPES, JobsCollector
-from exporter.exposition import Family, build_family, new_family
-from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
+from exporter.collector import AGING, SCOPES, JobsCollector
+from exporter.exposition import Family, Row, build_family, new_family
+from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
 
 _generate_om: Callable[[object], bytes] = _om.generate_latest
 # The library's own exemplar and float formats, so both encodings agree to the byte.
@@ -52,6 +52,7 @@ def _fast_body(metric: Metric) -> tuple[bytes, bytes] | None:
     The library validates and escapes every metric and label name character by character (a
     third of a render); ours are fixed valid names. None for a sample this does not cover
     (timestamps, native histograms, OpenMetrics-only suffixes): the library encodes those.
+    Without exemplars both formats share one bytes object (half the memory at 10,000 orgs).
     """
     text: list[str] = []
     om: list[str] = []
@@ -66,7 +67,31 @@ def _fast_body(metric: Metric) -> tuple[bytes, bytes] | None:
         if s.exemplar:
             line += _exemplar(metric, s, s.exemplar)
         om.append(line + "\n")
-    return "".join(text).encode(), "".join(om).encode()
+    encoded = "".join(text).encode()
+    return encoded, encoded if om == text else "".join(om).encode()
+
+
+class _Plain:
+    """Encode a gauge or counter family's rows straight to lines: no library objects.
+
+    Both formats print these samples identically (name_total for counters, labels sorted by
+    name, Go float format), so one bytes object serves both.
+    """
+
+    def __init__(self, fam: Family) -> None:
+        self.name = f"{fam.name}_total" if fam.kind == "counter" else fam.name
+        order = sorted(range(len(fam.labels)), key=fam.labels.__getitem__)
+        self.pairs = [(fam.labels[i], i) for i in order]  # (label name, index in the row)
+
+    def encode(self, rows: Iterable[Row]) -> bytes:
+        """Return the sample lines of `rows`."""
+        out: list[str] = []
+        pairs = self.pairs
+        for labels, value in rows:
+            assert not isinstance(value, Histogram)
+            inner = ",".join([f'{k}="{_escape_value(labels[i])}"' for k, i in pairs])
+            out.append(f"{self.name}{{{inner}}} {_float_to_go(float(value))}\n")
+        return "".join(out).encode()
 
 
 def _encode(metrics: list[Metric]) -> tuple[bytes, bytes]:
@@ -96,6 +121,9 @@ class OrgFragments:
         self._per_org = [i for i, fam in enumerate(self._families) if fam.rows in SCOPES]
         fams = [self._families[i] for i in self._per_org]
         self._headers = [_encode([new_family(fam)]) for fam in fams]
+        self._plain = [None if fam.kind == "histogram" else _Plain(fam) for fam in fams]
+        self._scope = [SCOPES[fam.rows] for fam in fams]
+        self._aging = frozenset(n for n, fam in enumerate(fams) if fam.rows in AGING)
         self._lines: dict[Key, _OrgLines] = {}
         self.reused = 0  # orgs whose lines the last render reused (for tests and benchmarks)
 
@@ -142,16 +170,21 @@ class OrgFragments:
             return old
         mini = ExporterSnapshot(orgs={} if org is None else {key: org},
                                 health={} if health is None else {key: health})
-        fams = [self._families[i] for i in self._per_org]
-        bodies = [self._body(n, mini, now) for n in range(len(fams))]
+        bodies = [self._body(n, mini, now) for n in range(len(self._per_org))]
         text, om = [t for t, _ in bodies], [o for _, o in bodies]
-        aging = frozenset(n for n, fam in enumerate(fams)
-                          if _rows(fam, mini, now) != _rows(fam, mini, now + 1.0))
+        aging = frozenset(n for n in self._aging if text[n])
         return _OrgLines(org, health, text, om, aging)
 
     def _body(self, n: int, mini: ExporterSnapshot, now: float) -> tuple[bytes, bytes]:
         """Encode one per-org family of one org, without its header."""
-        metric = _filled(self._families[self._per_org[n]], mini, now)
+        if not (mini.orgs if self._scope[n] == "org" else mini.health):
+            return b"", b""  # e.g. an org not polled yet has health only
+        fam = self._families[self._per_org[n]]
+        plain = self._plain[n]
+        if plain is not None:
+            body = plain.encode(fam.rows(mini, now))
+            return body, body
+        metric = _filled(fam, mini, now)
         fast = _fast_body(metric)
         if fast is not None:
             return fast
@@ -170,6 +203,3 @@ def _filled(fam: Family, snap: ExporterSnapshot, now: float) -> Metric:
     metric = build_family(fam, snap, now)
     return new_family(fam) if metric is None else metric
 
-
-def _rows(fam: Family, snap: ExporterSnapshot, now: float) -> list[object]:
-    return list(fam.rows(snap, now))

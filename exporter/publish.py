@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.discovery import DiscoveryState
 from exporter.orgloop import OrgLoop
 from exporter.sharding import Shard
 from exporter.sources.base import Source
+from exporter.state.layered import LayeredMap
 from exporter.state.snapshot import ExporterSnapshot, OrgHealth, OrgSnapshot
 from exporter.state.store import StateStore
 
 Key = tuple[str, str]
+T = TypeVar("T")
 
 
 class Publisher:
@@ -74,7 +76,8 @@ class Publisher:
         """Swap in a snapshot after one org's poll, refreshing only that org's entries.
 
         A full publish walks every org: with one publish per poll that made a cycle cost orgs
-        squared (1,000 orgs: a million health checks). Stalls of the other orgs are published
+        squared (1,000 orgs: a million health checks); so did copying the org maps, hence the
+        LayeredMap. Stalls of the other orgs are published
         by the full publishes (the watchdog's, when one starts or ends).
         """
         loop = self._loops.get(key)
@@ -83,12 +86,11 @@ class Publisher:
             self.publish(synced)
             return
         now = self._clock()
-        orgs = dict(prev.orgs)
+        orgs = _layered(prev.orgs)
         if loop.last_snapshot is not None:
-            orgs[key] = loop.last_snapshot
-        health = dict(prev.health)
+            orgs = orgs.replaced(key, loop.last_snapshot)
         is_stalled = loop.stalled(now)
-        health[key] = loop.health(now, is_stalled)
+        health = _layered(prev.health).replaced(key, loop.health(now, is_stalled))
         if not is_stalled:
             self.stalled = tuple(s for s in self.stalled if s != f"{key[0]}/{key[1]}")
         sequence = prev.sequence + 1
@@ -134,3 +136,8 @@ class Publisher:
         return ready, {"ready": ready, "missing": missing, "down": down,
                        "discovering": discovering, "stalled": list(self.stalled),
                        "orgs": len(snap.health)}
+
+
+def _layered(entries: Mapping[Key, T]) -> LayeredMap[Key, T]:
+    """Return `entries` as a LayeredMap, so replacing one org's entry copies few others."""
+    return entries if isinstance(entries, LayeredMap) else LayeredMap(entries)

@@ -6,7 +6,6 @@ several scrapers (HA Prometheus pairs) multiply the cost and would tie scrape la
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from collections.abc import Callable
@@ -18,12 +17,13 @@ from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as _om
 
+from exporter.payload import Payload
+
 # The OpenMetrics encoder is untyped upstream; pin its type once here.
 generate_openmetrics: Callable[[CollectorRegistry], bytes] = _om.generate_latest
 
 log = structlog.get_logger()
 
-GZIP_LEVEL = 6
 RENDER_SHARE = 4.0  # wait at least this many render durations between two renders
 
 
@@ -40,23 +40,15 @@ class _Collected:
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """One render in every variant a scrape can ask for; swapped in whole."""
+    """One render in both formats, swapped in whole; gzip variants are made on demand."""
 
-    text: bytes
-    text_gzip: bytes
-    openmetrics: bytes
-    openmetrics_gzip: bytes
+    text: Payload
+    openmetrics: Payload
 
-    def pick(self, openmetrics: bool, gzipped: bool) -> bytes:
+    def pick(self, openmetrics: bool, gzipped: bool) -> Payload | bytes:
         """Return the variant a scrape negotiated."""
-        if openmetrics:
-            return self.openmetrics_gzip if gzipped else self.openmetrics
-        return self.text_gzip if gzipped else self.text
-
-
-def _compress(data: bytes) -> bytes:
-    """Gzip with a fixed mtime so equal renders give equal bytes."""
-    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+        payload = self.openmetrics if openmetrics else self.text
+        return payload.gzipped() if gzipped else payload
 
 
 class MetricsCache:
@@ -95,6 +87,8 @@ class MetricsCache:
         self.last_render_seconds = 0.0
         self.renders = 0
         self.rendered_sequence = 0  # the served bytes show this snapshot or a later one
+        # gzip variants scrapers asked for: compressed by each render, not by the next scrape
+        self._wanted_gzip: set[bool] = set()
 
     def start(self) -> None:
         """Start the renderer thread; renders now unless something was rendered already."""
@@ -127,15 +121,19 @@ class MetricsCache:
             families = _Collected(list(self._registry.collect()))
             text = generate_text(families)
             om = generate_openmetrics(families)  # type: ignore[arg-type]
+            text_parts, om_parts = [text], [om]
             if self._fragments is not None:
                 head_text, head_om = self._fragments()
-                text, om = b"".join((*head_text, text)), b"".join((*head_om, om))
-            self._rendered = Rendered(text, _compress(text), om, _compress(om))
+                text_parts, om_parts = [*head_text, text], [*head_om, om]
+            rendered = Rendered(Payload(text_parts), Payload(om_parts))
+            for openmetrics in tuple(self._wanted_gzip):
+                rendered.pick(openmetrics, True)
+            self._rendered = rendered
             self.rendered_sequence = sequence
             self.last_render_seconds = self._monotonic() - started
             self.renders += 1
 
-    def get(self, openmetrics: bool, gzip: bool) -> bytes:
+    def serve(self, openmetrics: bool, gzip: bool) -> Payload | bytes:
         """Return cached bytes; renders on the caller's thread only if nothing was rendered yet."""
         rendered = self._rendered
         if rendered is None:
@@ -144,7 +142,14 @@ class MetricsCache:
                     self.render_now()
             rendered = self._rendered
             assert rendered is not None
+        if gzip:
+            self._wanted_gzip.add(openmetrics)
         return rendered.pick(openmetrics, gzip)
+
+    def get(self, openmetrics: bool, gzip: bool) -> bytes:
+        """Return what serve() does as one bytes object."""
+        body = self.serve(openmetrics, gzip)
+        return body if isinstance(body, bytes) else body.join()
 
     def tick(self, now: float) -> tuple[float, bool]:
         """Render if due at `now`; return (seconds until the next tick, whether a render waits).

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from exporter.payload import Payload
 from exporter.render import MetricsCache
 from exporter.webconfig import REALM, WebConfig, WebConfigError, WebConfigWatcher
 
@@ -46,7 +47,7 @@ class Response:
 
     status: int
     content_type: str
-    body: bytes
+    body: bytes | Payload  # a Payload: a rendered exposition, written in chunks
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -215,7 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(resp.body)
+            body = resp.body
+            for chunk in (body,) if isinstance(body, bytes) else body.chunks():
+                self.wfile.write(chunk)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the stdlib's stderr access log; _dispatch logs through structlog."""
@@ -340,7 +343,7 @@ class ExporterServer:
         openmetrics = _accepts(headers.get("Accept"), "application/openmetrics-text")
         gzipped = _accepts(headers.get("Accept-Encoding"), "gzip")
         try:
-            body = self._cache.get(openmetrics, gzipped)
+            body = self._cache.serve(openmetrics, gzipped)
         except Exception as exc:  # only the very first render runs here
             log.error("metrics_render_failed", error=type(exc).__name__)
             return _plain(500, "Internal Server Error: cannot render metrics")

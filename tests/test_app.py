@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import os
 import shutil
@@ -16,7 +17,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Daemon, RunOptions, make_registry
+from exporter.app import GC_THRESHOLDS, Daemon, RunOptions, make_registry
 from exporter.config import load_config
 from exporter.render import MetricsCache
 from exporter.scheduler import Scheduler
@@ -247,7 +248,12 @@ def test_sigterm_saves_what_a_full_disk_held_back_and_exits_0(tmp_path: Path) ->
         os.kill(os.getpid(), signal.SIGTERM)
         return await run
 
-    assert asyncio.run(scenario()) == 0
+    thresholds = gc.get_threshold()
+    try:
+        assert asyncio.run(scenario()) == 0
+        assert gc.get_threshold() == GC_THRESHOLDS  # the daemon's collections are tuned
+    finally:
+        gc.set_threshold(*thresholds)
     assert scraped[0].startswith("200 ") and '"ready": true' in scraped[0]
     assert 'asyncjob_up{org="orga",source="fake"} 1.0' in scraped[1]
     db = StateStore(str(tmp_path / "state.db")).db

@@ -74,3 +74,27 @@ def test_org_by_org_render_equals_the_full_render_and_reuses_unchanged_orgs() ->
     _same(full, split)
     assert fragments.reused == 4 + 3  # only org c re-encoded
     assert b'org="c"' in split.get(False, False)
+
+
+def test_only_the_families_marked_aging_change_with_the_render_time() -> None:
+    """A family that ages but is not marked would serve frozen ages from the org's cache."""
+    from exporter.collector import AGING, SCOPES
+
+    snap = _world(1000.0)
+    collector = JobsCollector(lambda: snap, clock=lambda: 1000.0, version="t")
+    per_org = [fam for fam in collector.families if fam.rows in SCOPES]
+    moving = {fam.name for fam in per_org
+              if list(fam.rows(snap, 1000.0)) != list(fam.rows(snap, 1500.0))}
+    assert moving == {fam.name for fam in per_org if fam.rows in AGING}
+    assert moving == {"asyncjob_oldest_active_age_seconds", "asyncjob_step_stale_seconds"}
+
+
+def test_formats_share_one_bytes_object_per_org_family_without_exemplars() -> None:
+    now = [1000.0]
+    snap = [_world(now[0])]
+    _, split, fragments = _both(snap, now)
+    split.render_now()
+    lines = fragments._lines[("src", "a")]
+    shared = [n for n, (t, o) in enumerate(zip(lines.text, lines.om, strict=True)) if t is o]
+    assert len(shared) >= len(lines.text) - 2  # only the histograms with exemplars differ
+    assert any(t is not o for t, o in zip(lines.text, lines.om, strict=True))

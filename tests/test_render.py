@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from exporter.payload import Payload
 from exporter.render import RENDER_SHARE, MetricsCache
 
 
@@ -76,7 +77,7 @@ def test_first_get_renders_once_then_never_on_the_caller() -> None:
     assert cache.renders == 1
 
 
-def test_all_variants_are_precomputed() -> None:
+def test_every_variant_comes_from_one_render() -> None:
     cache, _ = make()
     cache.render_now()
     text = cache.get(openmetrics=False, gzip=False)
@@ -86,6 +87,21 @@ def test_all_variants_are_precomputed() -> None:
     assert gzip.decompress(cache.get(openmetrics=True, gzip=True)) == om
     assert cache.renders == 1
     assert cache.last_render_seconds > 0
+
+
+def test_renders_compress_only_the_gzip_variants_scrapers_ask_for() -> None:
+    """Compressing ~60 MB per format at 10,000 orgs is wasted on variants nobody scrapes."""
+    cache, _ = make()
+    cache.render_now()
+    text = cache.serve(openmetrics=False, gzip=False)
+    om = cache.serve(openmetrics=True, gzip=False)
+    assert isinstance(text, Payload) and isinstance(om, Payload)
+    assert not text.has_gzip() and not om.has_gzip()
+    cache.serve(openmetrics=True, gzip=True)  # a Prometheus scrape
+    cache.render_now()
+    text, om = cache.serve(False, False), cache.serve(True, False)
+    assert isinstance(text, Payload) and isinstance(om, Payload)
+    assert om.has_gzip() and not text.has_gzip()  # compressed by the render, not the scrape
 
 
 def test_invalidate_bursts_coalesce() -> None:

@@ -16,6 +16,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from exporter.collector import JobsCollector
+from exporter.fragments import OrgFragments
+from exporter.payload import CHUNK, Payload
 from exporter.render import MetricsCache
 from exporter.server import OPENMETRICS_TYPE, TEXT_TYPE, ExporterServer, parse_listen
 from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth
@@ -78,6 +80,32 @@ def test_metrics_openmetrics_negotiation(harness: Harness) -> None:
     assert body.endswith(b"# EOF\n")
     resp, _ = harness.request("GET", "/metrics", {"Accept": "application/openmetrics-text;q=0"})
     assert resp.getheader("Content-Type") == TEXT_TYPE
+
+
+def test_a_metrics_body_larger_than_a_chunk_arrives_whole() -> None:
+    """Renders are written in chunks of parts: every byte once, in order, Content-Length right."""
+    health = {("src", f"org-{n:05d}"): OrgHealth(
+        "src", f"org-{n:05d}", up=True, last_success=1.0,
+        poll_duration=Histogram((1.0,), (1, 1), 0.2)) for n in range(3000)}
+    collector = JobsCollector(lambda: ExporterSnapshot(health=health), version="1.0.0")
+    cache = MetricsCache(CollectorRegistry(), fragments=OrgFragments(collector).encode)
+    server = ExporterServer("127.0.0.1:0", cache, ready=lambda: (True, {}),
+                            reload=lambda: (True, "ok"), version="1.0.0")
+    server.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+    finally:
+        server.stop()
+    assert len(body) > 2 * CHUNK
+    assert int(resp.getheader("Content-Length") or 0) == len(body)
+    assert body == cache.get(False, False)
+    payload = cache.serve(False, False)
+    assert isinstance(payload, Payload) and len(list(payload.chunks())) > 2
+    assert body.count(b"asyncjob_up{") == 3000
 
 
 def test_metrics_gzip(harness: Harness) -> None:
