@@ -46,6 +46,19 @@ def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
+# Escaped label values: the same few (sources, orgs, job types, statuses) fill most lines.
+_ESCAPED: dict[str, str] = {}
+_ESCAPED_MAX = 100_000  # job ids churn: start over rather than grow for ever
+
+
+def _escape_new(value: str) -> str:
+    """Escape a value not in _ESCAPED yet, and remember it."""
+    if len(_ESCAPED) >= _ESCAPED_MAX:
+        _ESCAPED.clear()
+    escaped = _ESCAPED[value] = _escape_value(value)
+    return escaped
+
+
 def _fast_body(metric: Metric) -> tuple[bytes, bytes] | None:
     """Encode a family's sample lines like the library, without its per-character checks.
 
@@ -56,11 +69,13 @@ def _fast_body(metric: Metric) -> tuple[bytes, bytes] | None:
     """
     text: list[str] = []
     om: list[str] = []
+    known = _ESCAPED.get
     for s in metric.samples:
         if s.timestamp is not None or s.native_histogram is not None \
                 or s.name.endswith(("_created", "_gsum", "_gcount")):
             return None
-        labels = ",".join(f'{k}="{_escape_value(v)}"' for k, v in sorted(s.labels.items()))
+        labels = ",".join([f'{k}="{known(v) or _escape_new(v)}"'
+                           for k, v in sorted(s.labels.items())])
         line = f"{s.name}{{{labels}}} " if labels else f"{s.name} "
         line += _float_to_go(s.value)
         text.append(line + "\n")
@@ -86,10 +101,12 @@ class _Plain:
     def encode(self, rows: Iterable[Row]) -> bytes:
         """Return the sample lines of `rows`."""
         out: list[str] = []
-        pairs = self.pairs
+        pairs, known = self.pairs, _ESCAPED.get
         for labels, value in rows:
             assert not isinstance(value, Histogram)
-            inner = ",".join([f'{k}="{_escape_value(labels[i])}"' for k, i in pairs])
+            # `or`: an empty value is escaped each time, and still right
+            inner = ",".join([f'{k}="{known(labels[i]) or _escape_new(labels[i])}"'
+                              for k, i in pairs])
             out.append(f"{self.name}{{{inner}}} {_float_to_go(float(value))}\n")
         return "".join(out).encode()
 
@@ -125,18 +142,22 @@ class OrgFragments:
         self._scope = [SCOPES[fam.rows] for fam in fams]
         self._aging = frozenset(n for n, fam in enumerate(fams) if fam.rows in AGING)
         self._lines: dict[Key, _OrgLines] = {}
+        self._keys: list[Key] = []  # the orgs of the columns, in order
+        # per per-org family: each org's lines, in the order of _keys
+        self._text_cols: list[list[bytes]] = [[] for _ in self._per_org]
+        self._om_cols: list[list[bytes]] = [[] for _ in self._per_org]
         self.reused = 0  # orgs whose lines the last render reused (for tests and benchmarks)
 
     def encode(self) -> tuple[list[bytes], list[bytes]]:
         """Return (text, OpenMetrics without # EOF) of every job family, in parts.
 
-        Parts, not one string: at 10,000 orgs a joined copy is ~45 MB per format; the renderer
-        joins the parts with the other collectors' bytes once.
+        Parts, not one string: at 10,000 orgs a joined copy is ~60 MB per format. Each per-org
+        family's parts are kept as a column (one entry per org, in order) that a render only
+        patches where an org changed or ages, then copies whole.
         """
         snap, now = self.collector.snapshot_and_now()
         keys = sorted(set(snap.orgs) | set(snap.health))
-        lines = {key: self._org_lines(snap, key, now) for key in keys}
-        self._lines = lines
+        self._patch(snap, keys, now)
         text: list[bytes] = []
         om: list[bytes] = []
         slot = {index: n for n, index in enumerate(self._per_org)}
@@ -151,15 +172,27 @@ class OrgFragments:
                 continue
             text.append(self._headers[n][0])
             om.append(self._headers[n][1])
-            for key in keys:
-                got = lines[key]
-                if n in got.aging:
-                    t, o = self._body(n, _mini(key, got), now)
-                else:
-                    t, o = got.text[n], got.om[n]
-                text.append(t)
-                om.append(o)
+            text.extend(self._text_cols[n])
+            om.extend(self._om_cols[n])
         return text, om
+
+    def _patch(self, snap: ExporterSnapshot, keys: list[Key], now: float) -> None:
+        """Bring the columns up to `snap`: changed orgs' lines, and fresh ages where they age."""
+        rebuild = keys != self._keys
+        if rebuild:  # an org came or went: positions moved
+            self._keys = keys
+            self._text_cols = [[b""] * len(keys) for _ in self._per_org]
+            self._om_cols = [[b""] * len(keys) for _ in self._per_org]
+        old_lines, lines = self._lines, {}
+        text_cols, om_cols = self._text_cols, self._om_cols
+        for i, key in enumerate(keys):
+            got = lines[key] = self._org_lines(snap, key, now)
+            if rebuild or got is not old_lines.get(key):
+                for n, (t, o) in enumerate(zip(got.text, got.om, strict=True)):
+                    text_cols[n][i], om_cols[n][i] = t, o
+            for n in got.aging:
+                text_cols[n][i], om_cols[n][i] = self._body(n, _mini(key, got), now)
+        self._lines = lines
 
     def _org_lines(self, snap: ExporterSnapshot, key: Key, now: float) -> _OrgLines:
         """Return an org's lines: cached when its snapshot and health are the same objects."""

@@ -13,7 +13,7 @@ import structlog
 
 from exporter.config import OrgConfig
 from exporter.sources.base import (
-    ON_API_ANSWER,
+    ON_PROGRESS,
     OrgTarget,
     PollError,
     PollReason,
@@ -88,7 +88,7 @@ class OrgLoop:
         self.last_success: float | None = None
         self.completed = False  # its first poll completed, successfully or not (readiness)
         self.last_completed = clock()  # any poll end, success or not (stall detection)
-        self._last_answer = 0.0  # when this org's poll last got an API answer (its sign of life)
+        self._last_progress = 0.0  # this org's poll's last sign of life (API answer, paced work)
         self._poll: asyncio.Task[bool] | None = None  # the poll in flight, for the watchdog
         self._poll_started = 0.0
         self._cancelled_stalled = False
@@ -124,18 +124,19 @@ class OrgLoop:
             self._task = None
 
     def stalled(self, now: float) -> bool:
-        """Return True when no poll completed and no API answer came for STALL_INTERVALS intervals.
+        """Return True when no poll completed and no progress came for STALL_INTERVALS intervals.
 
         A long poll that keeps getting answers (a first sync of a big history at a low request
-        rate) is slow, not stuck; a hung request or a dead task gets no answers. Only this org's
-        own answers count: a sibling org polled on the same source says nothing about this one.
+        rate) or keeps merging in paced slices is slow, not stuck; a hung request or a dead task
+        shows no progress. Only this org's own progress counts: a sibling org polled on the same
+        source says nothing about this one.
         """
-        last_sign_of_life = max(self.last_completed, self._last_answer)
+        last_sign_of_life = max(self.last_completed, self._last_progress)
         return now - last_sign_of_life > STALL_INTERVALS * self.org_config.interval
 
-    def _answered(self, wait: float = 0.0) -> None:
-        """Note an API answer to this org's poll, or a Retry-After wait it asked for."""
-        self._last_answer = max(self._last_answer, self.clock() + wait)
+    def _progressed(self, wait: float = 0.0) -> None:
+        """Note progress of this org's poll: an API answer (plus any Retry-After wait), a pause."""
+        self._last_progress = max(self._last_progress, self.clock() + wait)
 
     def check(self, now: float) -> bool:
         """Cancel a stalled poll and restart a dead poll task (watchdog); return stalled()."""
@@ -162,11 +163,11 @@ class OrgLoop:
         """Run one poll the watchdog can cancel; a cancelled stalled poll is a timeout."""
         self._cancelled_stalled = False
         self._poll_started = self._monotonic()
-        token = ON_API_ANSWER.set(self._answered)
+        token = ON_PROGRESS.set(self._progressed)
         try:
             self._poll = asyncio.create_task(self.poll_once())
         finally:
-            ON_API_ANSWER.reset(token)
+            ON_PROGRESS.reset(token)
         try:
             await self._poll
         except asyncio.CancelledError:

@@ -13,7 +13,7 @@ collections look only at what is new. Frozen objects are still freed by referenc
 only an old object that later ends up in a garbage cycle is never collected. Pauses happen
 only in big work (a first sync, a resync), never in a steady poll.
 
-Each pause is also a sign of life for the org's stall watchdog (the poll's ON_API_ANSWER
+Each pause is also a sign of life for the org's stall watchdog (the poll's ON_PROGRESS
 callback): merging a million-job first sync takes longer than 3 poll intervals without an API
 request, and a poll that works is slow, not stalled (it was cancelled and retried for ever).
 """
@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from exporter.sources.base import ON_API_ANSWER
+from exporter.sources.base import ON_PROGRESS
 
 SLICE_SECONDS = 0.004  # longest stretch of work between two pauses
 PAUSE_SECONDS = 0.0005  # real sleep: the scrape threads run meanwhile
@@ -66,7 +66,7 @@ class Pacer:
             self._restart()
 
     def _restart(self) -> None:
-        alive = ON_API_ANSWER.get()
+        alive = ON_PROGRESS.get()
         if alive is not None:
             alive()  # the poll is working through big data, not waiting on a hung request
         gc.collect(1)  # young cycles that are garbage already: freed, not frozen for ever

@@ -11,7 +11,7 @@ from typing import Any
 
 from exporter.sources.base import (
     JOB_STATUSES,
-    ON_API_ANSWER,
+    ON_PROGRESS,
     JobObservation,
     KnownJob,
     KnownJobs,
@@ -105,7 +105,7 @@ class FakeSource(SourceFacts):
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         self.polls.append((target.org, full))
         self.stats.record("/jobs", "200", 0.001)
-        self.answered = ON_API_ANSWER.get()
+        self.answered = ON_PROGRESS.get()
         if self.hang:
             await asyncio.Event().wait()  # until cancelled
         if self.fail is not None:

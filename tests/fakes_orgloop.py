@@ -8,7 +8,7 @@ from collections.abc import Callable
 from exporter.config import OrgConfig
 from exporter.orgloop import OrgLoop
 from exporter.sources.base import (
-    ON_API_ANSWER,
+    ON_PROGRESS,
     KnownJobs,
     OrgTarget,
     PollResult,
@@ -31,7 +31,7 @@ class HangingSource(SourceFacts):
     async def poll(self, target: OrgTarget, known: KnownJobs, full: bool) -> PollResult:
         self.polls.append(target.org)
         self.stats.record("/jobs", "200", 0.001)
-        self.hooks[target.org] = ON_API_ANSWER.get()
+        self.hooks[target.org] = ON_PROGRESS.get()
         try:
             await asyncio.Event().wait()  # hangs until cancelled
         except asyncio.CancelledError:

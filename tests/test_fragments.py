@@ -98,3 +98,33 @@ def test_formats_share_one_bytes_object_per_org_family_without_exemplars() -> No
     shared = [n for n, (t, o) in enumerate(zip(lines.text, lines.om, strict=True)) if t is o]
     assert len(shared) >= len(lines.text) - 2  # only the histograms with exemplars differ
     assert any(t is not o for t, o in zip(lines.text, lines.om, strict=True))
+
+
+def test_orgs_coming_and_going_move_the_columns_and_match_the_full_render() -> None:
+    now = [1000.0]
+    snap = [_world(now[0])]
+    full, split, fragments = _both(snap, now)
+    _same(full, split)
+    added = _org("a0", now[0], JobObservation("n", "lidar", "pending"))
+    orgs = {**snap[0].orgs, ("src", "a0"): added.snapshot(now[0])}
+    del orgs[("src", "c")]
+    health = {k: v for k, v in snap[0].health.items() if k != ("src", "c")}
+    health[("src", "a0")] = _health("a0")
+    snap[0] = ExporterSnapshot(orgs=orgs, health=health)
+    now[0] += 3.0
+    _same(full, split)
+    assert b'org="a0"' in split.get(False, False) and b'org="c"' not in split.get(False, False)
+    now[0] += 3.0  # nothing changed but the time: columns patched in place, ages fresh
+    reused = fragments.reused
+    _same(full, split)
+    assert fragments.reused == reused + len(health)
+
+
+def test_no_org_at_all_renders_the_headers_like_the_full_render() -> None:
+    """A daemon renders before its first poll or discovery: no org yet."""
+    now = [1000.0]
+    snap = [ExporterSnapshot()]
+    full, split, _ = _both(snap, now)
+    _same(full, split)
+    snap[0] = _world(now[0])
+    _same(full, split)

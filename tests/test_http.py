@@ -13,16 +13,10 @@ import httpx
 import pytest
 import structlog
 
-from exporter.sources.base import ON_API_ANSWER, ClientSettings, PollError, RequestStats
+from exporter.sources.base import ON_PROGRESS, ClientSettings, PollError, RequestStats
 from exporter.sources.body import MAX_JSON_DEPTH, TOO_DEEP
-from exporter.sources.http import (
-    ApiClient,
-    ApiResponse,
-    AuthError,
-    HttpStatusError,
-    NotFound,
-    parse_retry_after,
-)
+from exporter.sources.http import ApiClient, ApiResponse
+from exporter.sources.http_status import AuthError, HttpStatusError, NotFound, parse_retry_after
 from tests.fakes import FakeClock
 
 Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
@@ -71,6 +65,17 @@ def sequence(*responses: httpx.Response | Exception) -> tuple[Handler, list[http
         return item
 
     return handler, seen
+
+
+def test_an_api_cookie_is_never_sent_back() -> None:
+    """Sources authenticate by token: a load balancer's or session's Set-Cookie is not replayed."""
+    handler, seen = sequence(httpx.Response(200, json=[1], headers={
+        "Set-Cookie": "session=abc; Path=/"}))
+    client = make_client(handler, FakeClock())
+    assert run(client.get_json("/x", "/x")) == [1]
+    assert run(client.get_json("/x", "/x")) == [1]
+    assert len(seen) == 2 and "cookie" not in seen[1].headers
+    assert not client._client.cookies
 
 
 def test_backoff_is_full_jitter_within_capped_bounds() -> None:
@@ -676,7 +681,7 @@ def test_requests_held_by_retry_after_tell_their_poll_how_long() -> None:
     heard: dict[str, list[float]] = {"a": [], "b": []}
 
     async def poll(org: str, path: str) -> None:
-        ON_API_ANSWER.set(lambda wait=0.0: heard[org].append(wait))
+        ON_PROGRESS.set(lambda wait=0.0: heard[org].append(wait))
         while org == "b" and not stats.rate_limited:  # b asks once the block is in force
             await asyncio.sleep(0)
         await client.get_json(path, path)

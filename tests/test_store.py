@@ -378,3 +378,28 @@ def test_version_2_org_restored_even_when_its_migration_cannot_be_written(tmp_pa
     assert set(again.jobs) == {"old", "a"} and again.synced
     assert store.db.execute("SELECT COUNT(*) FROM jobs WHERE org LIKE 'v2-label:acme'"
                             ).fetchone()[0] == 0  # the stale label rows are gone
+
+
+def test_org_keys_are_read_once_at_open_not_once_per_org(tmp_path: Path) -> None:
+    """10,000 orgs looked up one by one cost ~0.5 s of a cycle; new and claimed keys still work."""
+    path = str(tmp_path / "state.db")
+    store = StateStore(path)
+    for n in range(20):
+        tracker = OrgTracker("src", f"org{n}", TrackerSettings())
+        store.restore(tracker)
+        tracker.apply(_poll(("a", "completed")), 1.0)
+        tracker.apply(_poll(("a", "completed"), ("b", "failed")), 2.0)
+        store.save(tracker)
+    store.close()
+    store = StateStore(path)
+    lookups: list[str] = []
+    store.db.set_trace_callback(lambda sql: lookups.append(sql) if "org_ids" in sql else None)
+    for n in range(21):  # 20 known orgs and a new one
+        tracker = OrgTracker("src", f"org{n}", TrackerSettings())
+        assert store.restore(tracker) == (2 if n < 20 else 0)
+        tracker.apply(_poll(("a", "completed"), ("b", "failed"), ("c", "completed")), 3.0)
+        assert store.save(tracker)
+    assert [sql for sql in lookups if "SELECT id FROM org_ids" in sql] == []
+    assert len([sql for sql in lookups if sql.startswith("INSERT INTO org_ids")]) == 1
+    assert store.db.execute("SELECT COUNT(*) FROM org_ids").fetchone()[0] == 21
+    assert store.db.execute("SELECT COUNT(*) FROM finished").fetchone()[0] == 20 * 3 + 3

@@ -159,7 +159,7 @@ def _walk(pages: dict[int, Page], total: int) -> ResyncPass:
 def test_a_consistent_walk_lists_every_job() -> None:
     rpass = _walk({1: Page(total=6, last_page=2, jobs=_jobs(range(6, 3, -1))),
                    2: Page(total=6, last_page=2, jobs=_jobs(range(3, 0, -1)))}, 6)
-    assert rpass.ok and len(rpass.listed()) == 6
+    assert rpass.ok and len(rpass.take_listed()) == 6
 
 
 def test_a_job_repeated_in_place_of_another_voids_the_pass() -> None:
@@ -186,7 +186,7 @@ def test_a_pass_remembers_a_million_ids_packed() -> None:
     rpass.note(ids)
     rpass.note(f"{i:064x}" for i in range(19_000, 21_000))  # seen again, and 1,000 new
     held = tracemalloc.get_traced_memory()[0] - before
-    listed = rpass.listed()
+    listed = rpass.take_listed()
     peak = tracemalloc.get_traced_memory()[1] - before
     tracemalloc.stop()
     assert len(listed) == 21_000 and f"{20_500:064x}" in listed and "other" not in listed

@@ -67,11 +67,12 @@ MAX_JOB_ID_LENGTH = 1024
 # Raw unknown statuses are reported for logging once; keep them short.
 MAX_RAW_STATUS = 40
 
-# Set by an org's poll loop for the duration of a poll: the HTTP client calls it on every answer
-# it gets, so stall detection sees this org's own sign of life, not a sibling org's. Called with
-# a wait in seconds when the API asked the client to hold back (Retry-After): that wait is the
-# API's answer too, not a stall.
-ON_API_ANSWER: ContextVar[Callable[..., None] | None] = ContextVar("on_api_answer", default=None)
+# Set by an org's poll loop for the duration of a poll: called on every sign that the poll is
+# progressing, so stall detection sees this org's own sign of life, not a sibling org's. The
+# HTTP client calls it on every answer it gets (with a wait in seconds when the API asked it to
+# hold back: Retry-After is an answer too, not a stall); the pacer (exporter/pacing.py) calls it
+# at each pause of long local work (merging a million-job first sync), which is slow, not hung.
+ON_PROGRESS: ContextVar[Callable[..., None] | None] = ContextVar("on_progress", default=None)
 
 
 class PollError(Exception):

@@ -19,15 +19,22 @@ class FairPool(httpcore.AsyncConnectionPool):
     """httpcore's pool, with idle connections counted as idle and one request per connection."""
 
     def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
-        """Drop surplus idle connections, then give each queued request a connection of its own."""
-        taken = {id(r.connection) for r in self._requests if r.connection is not None}
+        """Drop surplus idle connections, then give each queued request a connection of its own.
+
+        Runs twice per request: the usual case (nothing queued, no surplus) touches each
+        connection once (it was ~5% of the event loop's time at 10,000 orgs).
+        """
         closing: list[AsyncConnectionInterface] = []
+        self._connections = [c for c in self._connections if not c.is_closed()]
+        queued = [r for r in self._requests if r.is_queued()]
+        if not queued and len(self._connections) <= self._max_keepalive_connections:
+            return closing
+        taken = {id(r.connection) for r in self._requests if r.connection is not None}
         idle = [c for c in self._connections if id(c) not in taken and c.is_idle()]
         for conn in idle[self._max_keepalive_connections:]:
             self._connections.remove(conn)
             closing.append(conn)
-        self._connections = [c for c in self._connections if not c.is_closed()]
-        for request in [r for r in self._requests if r.is_queued()]:
+        for request in queued:
             picked = self._pick(request.request.url.origin, taken, closing)
             if picked is None:
                 break  # every connection is busy: wait for one to come back

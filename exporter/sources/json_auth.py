@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from exporter.sources.base import PollError, PollReason
-from exporter.sources.http import ApiResponse, AuthError
+from exporter.sources.http import ApiResponse
+from exporter.sources.http_status import AuthError
 
 if TYPE_CHECKING:
     from exporter.sources.http import ApiClient

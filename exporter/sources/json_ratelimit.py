@@ -9,7 +9,8 @@ import httpx
 import structlog
 
 from exporter.sources.base import PollError, PollReason, RequestStats
-from exporter.sources.http import ApiClient, ApiResponse, status_error
+from exporter.sources.http import ApiClient, ApiResponse
+from exporter.sources.http_status import status_error
 
 log = structlog.get_logger()
 # Keep this many requests of the budget in hand: other clients may share the token.

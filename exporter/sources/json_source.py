@@ -27,7 +27,8 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
-from exporter.sources.http import ApiClient, NotFound, gather_limited
+from exporter.sources.http import ApiClient, gather_limited
+from exporter.sources.http_status import NotFound
 from exporter.sources.json_auth import JsonAuth
 from exporter.sources.json_config import JsonSourceModel
 from exporter.sources.json_mapping import MapNotes, Mapper, search

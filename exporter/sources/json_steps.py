@@ -17,7 +17,8 @@ from exporter.sources.base import (
     PollError,
     StepObservation,
 )
-from exporter.sources.http import NotFound, gather_limited
+from exporter.sources.http import gather_limited
+from exporter.sources.http_status import NotFound
 from exporter.sources.json_config import StepsModel, StepStreamModel
 from exporter.sources.json_mapping import MapNotes, Mapper, ident, search, step_progress
 from exporter.sources.json_paging import Page, PageReader, Params

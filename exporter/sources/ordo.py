@@ -29,7 +29,8 @@ from exporter.sources.base import (
     RequestStats,
 )
 from exporter.sources.body import ArrayItems
-from exporter.sources.http import ApiClient, NotFound
+from exporter.sources.http import ApiClient
+from exporter.sources.http_status import NotFound
 from exporter.sources.ordo_parse import (
     JOB_STATUS_MAP,
     BatchResult,

@@ -24,14 +24,8 @@ from exporter.sources.base import (
     PollResult,
     RequestStats,
 )
-from exporter.sources.http import (
-    ApiClient,
-    AuthError,
-    HttpStatusError,
-    NotFound,
-    gather_limited,
-    status_error,
-)
+from exporter.sources.http import ApiClient, gather_limited
+from exporter.sources.http_status import AuthError, HttpStatusError, NotFound, status_error
 from exporter.sources.observed import COMPLETED, LEFT_OUT, NO_STREAM
 from exporter.sources.parse import ParseNotes
 from exporter.sources.settings import SourceConfig
@@ -224,7 +218,7 @@ class VocdoniSource:
         done = await self._resyncs.step(ctx.target.org, ids, views, self._fetch_page)
         if done is None:
             return None
-        listed = done.listed()
+        listed = done.take_listed()
         log.info("vocdoni_resync_pass_done", source=self.name, org=ctx.target.org,
                  consistent=done.ok, jobs=len(listed))
         return listed if done.ok else None

@@ -9,7 +9,8 @@ from typing import Any
 import structlog
 
 from exporter.sources.base import PollError, PollReason
-from exporter.sources.http import ApiClient, AuthError
+from exporter.sources.http import ApiClient
+from exporter.sources.http_status import AuthError
 from exporter.sources.parse import ParseNotes
 from exporter.sources.vocdoni_parse import parse_time
 

@@ -51,8 +51,12 @@ class ResyncPass:
         """Remember jobs a regular read saw while the pass runs (new jobs arrive there)."""
         self.polled.update(ids)
 
-    def listed(self) -> AbstractSet[str]:
-        """Return every job id the pass and the polls during it saw (once the pass ended)."""
+    def take_listed(self) -> AbstractSet[str]:
+        """Merge the ids polled during the pass into the pass's own, and return them (at its end).
+
+        A merge, not a copy: at a million ids a union would hold them twice. The pass's sets
+        are handed over, so call it once, when the pass is complete.
+        """
         if len(self.polled) > len(self.seen):
             self.seen, self.polled = self.polled, self.seen
         self.seen.update(self.polled)  # the smaller into the larger: no copy of a million ids

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from exporter.sources.base import TERMINAL_JOB_STATUSES, JobObservation, KnownJobs
-from exporter.sources.http import NotFound
+from exporter.sources.http_status import NotFound
 from exporter.sources.parse import ParseNotes
 from exporter.sources.vocdoni_parse import IMPORT_TYPES, members_progress, v1_status
 

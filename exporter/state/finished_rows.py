@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from exporter.sources.base import FINISHED_JOB_STATUSES
 from exporter.state.finished import pack_id
@@ -60,19 +61,29 @@ class FinishedRows:
         self.db = db
         self._orgs: dict[tuple[str, str], int] = {}
         self._types: dict[str, int] = {}
+        self._all_orgs = False  # _orgs holds every committed org key: a miss means absent
 
     def forget_cache(self) -> None:
         """Drop cached keys: a rolled back transaction may have taken the ones it created."""
         self._orgs.clear()
         self._types.clear()
+        self._all_orgs = False
+
+    def load_org_ids(self) -> None:
+        """Read every org key at once: 10,000 single lookups cost ~0.5 s at startup."""
+        self._orgs = {(source, org): int(org_id) for org_id, source, org
+                      in self.db.execute("SELECT id, source, org FROM org_ids")}
+        self._all_orgs = True
 
     def org_id(self, key: tuple[str, str], create: bool) -> int | None:
         """Return the integer key of (source, org); None when absent and not created."""
         found = self._orgs.get(key)
         if found is not None:
             return found
-        row = self.db.execute("SELECT id FROM org_ids WHERE source = ? AND org = ?",
-                              key).fetchone()
+        row: tuple[Any, ...] | None = None
+        if not self._all_orgs:
+            row = self.db.execute("SELECT id FROM org_ids WHERE source = ? AND org = ?",
+                                  key).fetchone()
         if row is None:
             if not create:
                 return None
@@ -132,3 +143,4 @@ class FinishedRows:
         self.db.execute("UPDATE org_ids SET org = ? WHERE source = ? AND org = ?",
                         (key[1], *legacy))
         self._orgs.pop(legacy, None)
+        self._all_orgs = False  # the key now has the legacy's id: look it up again

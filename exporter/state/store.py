@@ -74,6 +74,10 @@ class StateStore:
         self.db = opened.db
         self._claim = opened.claim
         self._finished = FinishedRows(self.db)
+        try:
+            self._finished.load_org_ids()
+        except sqlite3.Error as exc:  # looked up one by one instead
+            log.warning("state_org_ids_unread", error=str(exc)[:200])
         self._synced: set[tuple[str, str]] = set()  # orgs whose first sync is on file
         # None with :memory: (nothing to persist); else whether the last write committed
         self.persistent: bool | None = None if path == ":memory:" else True
