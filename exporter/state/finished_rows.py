@@ -8,7 +8,7 @@ job on disk instead of ~200 with the org address and text columns repeated on ev
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from exporter.sources.base import FINISHED_JOB_STATUSES
@@ -115,12 +115,13 @@ class FinishedRows:
             if kind & mask < len(FINISHED_JOB_STATUSES):  # else not a row this code wrote
                 yield bytes(packed), name, FINISHED_JOB_STATUSES[kind & mask], created, first
 
-    def write(self, key: tuple[str, str], deleted: Iterable[str],
+    def write(self, key: tuple[str, str], deleted: Collection[str],
               rows: Iterable[tuple[bytes, str, str, float | None, float]]) -> None:
         """Delete the ids that left or moved, then upsert rows (caller's transaction)."""
         org_id = self.org_id(key, create=True)
-        self.db.executemany("DELETE FROM finished WHERE org_id = ? AND job_id = ?",
-                            ((org_id, pack_id(job_id)) for job_id in deleted))
+        if deleted:
+            self.db.executemany("DELETE FROM finished WHERE org_id = ? AND job_id = ?",
+                                ((org_id, pack_id(job_id)) for job_id in deleted))
         self.db.executemany(_UPSERT, (
             (org_id, packed, self._type_id(job_type) << _STATUS_BITS
              | FINISHED_JOB_STATUSES.index(status), created, first)

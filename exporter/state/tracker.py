@@ -134,6 +134,7 @@ class OrgTracker:
         scope_set = frozenset(scope)
         if self.read_scope is None and self.synced:
             self.read_scope = scope_set  # state from before read scopes were kept: as read
+            self.scope_dirty = True
         removed = 0
         if scope_set and scope_set != self.read_scope:
             removed = self._narrow(scope_set)
