@@ -30,6 +30,7 @@ from exporter.state.store import StateStore
 log = structlog.get_logger()
 
 WATCHDOG_PERIOD = 1.0  # seconds between stall checks
+WATCH_BATCH = 2000  # loops checked per watchdog tick
 SHUTDOWN_GRACE = 4.0  # SIGTERM must exit within 5 s
 # Collect the young generation every 20,000 net allocations, not CPython's 700, and the middle
 # one every 20 of those: a 10,000-org cycle spent 3.0 s of its 30 s in 3,600 collections
@@ -91,6 +92,7 @@ class Daemon:
             version=__version__, lifecycle=options.enable_lifecycle, monotonic=monotonic,
         )
         self._stop = asyncio.Event()
+        self._watch_cursor = 0  # where the next watchdog batch starts
         self._reload_lock = threading.Lock()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -147,12 +149,23 @@ class Daemon:
                 log.exception("watchdog_check_failed")
 
     def _watch(self, stalled: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Check every loop once; return the set of stalled orgs."""
+        """Check the next WATCH_BATCH loops (all of them up to that many); return the stalled.
+
+        Checking 10,000 loops every second cost ~3% of the event loop; in batches each loop is
+        still checked every len(loops) / WATCH_BATCH seconds (5 s at 10,000 orgs), well
+        within a stall's 3 poll intervals.
+        """
         now = self._clock()
-        current = set()
-        for key, loop in list(self.scheduler.loops.items()):
+        loops = list(self.scheduler.loops.items())
+        start = self._watch_cursor % len(loops) if loops else 0
+        batch = [loops[(start + i) % len(loops)] for i in range(min(len(loops), WATCH_BATCH))]
+        self._watch_cursor = start + len(batch)
+        current = {key for key in stalled if key in self.scheduler.loops}
+        for key, loop in batch:
             if loop.check(now):
                 current.add(key)
+            else:
+                current.discard(key)
         if current != stalled:
             for key in current - stalled:
                 log.error("poll_stalled", source=key[0], org=key[1])

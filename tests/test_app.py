@@ -11,12 +11,14 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import app as app_mod
 from exporter.app import GC_THRESHOLDS, Daemon, RunOptions, make_registry
 from exporter.config import load_config
 from exporter.render import MetricsCache
@@ -305,3 +307,41 @@ def test_a_finish_reaches_metrics_within_one_interval_and_one_render_spacing(
 
     latency = asyncio.run(scenario())
     assert 9.0 <= latency <= 10.0 * 1.1 + 0.25 + 0.02  # interval x jitter + min render spacing
+
+
+class _Loop:
+    """A loop the watchdog checks: stalled or not, and how often it was asked."""
+
+    def __init__(self, stalled: bool = False) -> None:
+        self.stalled, self.checks = stalled, 0
+
+    def check(self, now: float) -> bool:
+        self.checks += 1
+        return self.stalled
+
+
+def test_watchdog_checks_many_loops_in_batches_and_keeps_what_it_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10,000 checks a second cost ~3% of the loop: a batch a tick, every loop in turn."""
+    monkeypatch.setattr(app_mod, "WATCH_BATCH", 2)
+    loops = {("s", f"o{n}"): _Loop(stalled=n == 4) for n in range(5)}
+    published: list[int] = []
+    fake = SimpleNamespace(scheduler=SimpleNamespace(loops=loops,
+                                                     publish=lambda: published.append(1)),
+                           _clock=lambda: 0.0, _watch_cursor=0)
+    stalled: set[tuple[str, str]] = set()
+    for _ in range(2):
+        stalled = Daemon._watch(fake, stalled)  # type: ignore[arg-type]
+    assert stalled == set() and published == []  # o4 not checked yet
+    assert [loop.checks for loop in loops.values()] == [1, 1, 1, 1, 0]
+    stalled = Daemon._watch(fake, stalled)  # type: ignore[arg-type]
+    assert stalled == {("s", "o4")} and published == [1]
+    stalled = Daemon._watch(fake, stalled)  # type: ignore[arg-type]
+    assert stalled == {("s", "o4")} and published == [1]  # o4 not in this batch: still stalled
+    loops[("s", "o4")].stalled = False
+    while loops[("s", "o4")].checks < 3:
+        stalled = Daemon._watch(fake, stalled)  # type: ignore[arg-type]
+    assert stalled == set() and published == [1, 1]
+    del loops[("s", "o1")]  # an org removed from the config is no longer reported
+    assert Daemon._watch(fake, {("s", "o1")}) == set()  # type: ignore[arg-type]
