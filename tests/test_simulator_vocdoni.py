@@ -398,3 +398,17 @@ def test_hostile_labels_reach_the_api() -> None:
     addr = orgs(app)[0]
     status, _, _ = call(app, "GET", f"/vocdoni/jobs?orgAddress={addr}&type=new%0Aline", "sim-token")
     assert status == 200
+
+
+def test_arrivals_come_from_a_heap_with_every_due_job_created_and_none_early() -> None:
+    """advance() costs the arrivals due, not a walk of every org under the lock."""
+    world = make_app(vocdoni_orgs=40, job_rate=0.5).world.vocdoni
+    before = {a: len(org.active) for a, org in world.orgs.items()}
+    world.advance(T0 + 30.0)
+    assert all(org.next_at > T0 + 30.0 for org in world.orgs.values())  # none left due
+    assert sorted(a for _, a in world._arrivals) == sorted(world.orgs)  # each org queued once
+    assert all(when == world.orgs[a].next_at for when, a in world._arrivals)
+    grew = sum(len(org.active) > before[a] for a, org in world.orgs.items())
+    assert grew > 30  # ~15 arrivals an org in 30 s at 0.5/s, most of them still running
+    quiet = make_app(vocdoni_orgs=40, job_rate=0.0).world.vocdoni
+    assert quiet._arrivals == []  # no arrivals ever: nothing to look at per request
