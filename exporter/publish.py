@@ -77,8 +77,8 @@ class Publisher:
 
         A full publish walks every org: with one publish per poll that made a cycle cost orgs
         squared (1,000 orgs: a million health checks); so did copying the org maps, hence the
-        LayeredMap. Stalls of the other orgs are published
-        by the full publishes (the watchdog's, when one starts or ends).
+        LayeredMap. Stalls of the other orgs are published by the full publishes (the
+        watchdog's, when one starts or ends).
         """
         loop = self._loops.get(key)
         prev = self.snapshot

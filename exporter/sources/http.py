@@ -24,10 +24,7 @@ from exporter.sources.body import (
     read_streamed,
 )
 from exporter.sources.connpool import transport as pooled_transport
-from exporter.sources.http_status import (
-    parse_retry_after,
-    status_error,
-)
+from exporter.sources.http_status import parse_retry_after, status_error
 
 log = structlog.get_logger()
 T = TypeVar("T")
