@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks.harness import Proc, free_port, wait_for
 from scripts.stack import EXE, exporter, scrape, select, sim_post, simulator, truth
 
-__all__ = ["EXE", "MOUNTS", "STEADY_KNOBS", "Proc", "all_up", "config_for", "exporter", "fill",
-           "finished", "free_port", "scrape", "select", "sim_post", "simulator", "tmpfs", "total",
-           "truth", "truth_delta", "wait_for"]
+__all__ = ["EXE", "MOUNTS", "STEADY_KNOBS", "Proc", "after_a_poll", "all_up", "config_for",
+           "exporter", "fill", "finished", "free_port", "scrape", "select", "sim_post",
+           "simulator", "tmpfs", "total", "truth", "truth_delta", "wait_for"]
 
+
+T = TypeVar("T")
 
 # Simulator mount -> the source name the shared config gives it.
 MOUNTS = {"vocdoni": "vocdoni-v2", "vocdoni-v1": "vocdoni-v1", "ordo": "ordo"}
@@ -121,3 +124,21 @@ def fill(where: Path) -> Path:
             except OSError:
                 continue
     return filler
+
+
+def after_a_poll(polls: Callable[[], float], snapshot: Callable[[], T],
+                 timeout: float = 10.0) -> tuple[float, T]:
+    """Wait for /metrics to show one more poll, then take `snapshot` before the next begins.
+
+    A poll shows in /metrics within a render spacing (0.25 s) of its end and the next one
+    starts an interval (0.5 s in these tests) after it began, so windows cut here hold whole
+    polls: a window cut at random may hold a poll's requests without its count, or the reverse.
+    """
+    first = polls()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = polls()
+        if now != first:
+            return now, snapshot()
+        time.sleep(0.005)
+    raise AssertionError(f"no poll completed in {timeout} s (poll count stuck at {first})")

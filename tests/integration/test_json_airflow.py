@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.integration.fakeapi import JsonHandler, serve_handler
-from tests.integration.harness import exporter, scrape, select, wait_for
+from tests.integration.harness import after_a_poll, exporter, scrape, select, wait_for
 
 USER, PASSWORD = "exporter", "af-secret"
 T0 = 1_796_385_600  # 2026-12-04T12:00:00Z
@@ -141,7 +141,7 @@ sources:
     preset: airflow
     base_url: {url}
     auth: {{username: {USER}, password_file: {secret}}}
-    interval: 0.3s
+    interval: 0.5s
     jitter: 0
     jobs: {{incremental: {{overlap: 1s}}}}
     steps: {{stream: {{incremental: {{overlap: 1s}}}}}}
@@ -154,17 +154,23 @@ def value(url: str, name: str, **labels: str) -> float:
     return sum(select(scrape(url), name, source="af", org="prod", **labels).values())
 
 
-def steady(fake: FakeAirflow, url: str, span: float = 1.5) -> tuple[dict[str, int], float]:
-    """Return the requests per endpoint and the polls made in `span` s (pages of <= 100)."""
+def steady(fake: FakeAirflow, url: str, span: float = 2.0) -> tuple[dict[str, int], float]:
+    """Return the requests per endpoint and the polls over whole polls (pages of <= 100)."""
+    def hits() -> Counter[str]:
+        with fake.lock:
+            return Counter(fake.hits)
+
+    def polls() -> float:
+        return value(url, "asyncjob_poll_duration_seconds_count")
+
     with fake.lock:
         fake.cap = 100  # what a window holds now fits one page, as the cost model counts
-        before = Counter(fake.hits)
-    polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+    polls_before, before = after_a_poll(polls, hits)
     time.sleep(span)
-    polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
+    polls_after, after = after_a_poll(polls, hits)
     with fake.lock:
         fake.cap = PAGE_CAP
-        return {k: v - before[k] for k, v in fake.hits.items() if v > before[k]}, polls
+    return {k: v - before[k] for k, v in after.items() if v > before[k]}, polls_after - polls_before
 
 
 def test_airflow_preset_pages_by_total_watermarks_and_counts_each_finish_once(

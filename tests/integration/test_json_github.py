@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.integration.fakeapi import JsonHandler, serve_handler
-from tests.integration.harness import exporter, scrape, select, wait_for
+from tests.integration.harness import after_a_poll, exporter, scrape, select, wait_for
 
 TOKEN = "ghp-test-token"
 T0 = 1_796_385_600  # 2026-12-04T12:00:00Z
@@ -143,16 +143,21 @@ def value(url: str, name: str, **labels: str) -> float:
 
 def requests_over(fake: FakeGitHub, url: str, seconds: float) -> tuple[Counter[tuple[str, int]],
                                                                         float, int]:
-    """Count the fake's answers and the exporter's polls over a window; the budget is unspent."""
-    with fake.lock:
-        before, budget = Counter(fake.hits), fake.remaining
-    polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+    """Count the fake's answers and the exporter's polls over whole polls; the budget is unspent."""
+    def hits() -> tuple[Counter[tuple[str, int]], int]:
+        with fake.lock:
+            return Counter(fake.hits), fake.remaining
+
+    def polls() -> float:
+        return value(url, "asyncjob_poll_duration_seconds_count")
+
+    polls_before, (before, budget) = after_a_poll(polls, hits)
     time.sleep(seconds)
-    polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
-    with fake.lock:
-        delta = Counter({k: v - before[k] for k, v in fake.hits.items() if v > before[k]})
-        assert fake.remaining == budget  # 304s are free against the primary limit
-    return delta, polls, budget
+    polls_after, (after, remaining) = after_a_poll(polls, hits)
+    assert remaining == budget  # 304s are free against the primary limit
+    delta = Counter({k: v - before[k] for k, v in after.items() if v > before[k]})
+    return delta, polls_after - polls_before, budget
+
 
 def test_github_preset_counts_finishes_once_durations_steps_and_costs_one_304_per_poll(
         github: tuple[FakeGitHub, str], tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from tests.integration.fakeapi import JsonHandler, serve_handler
-from tests.integration.harness import exporter, scrape, select, wait_for
+from tests.integration.harness import after_a_poll, exporter, scrape, select, wait_for
 
 TOKEN = "glpat-test"
 T0 = 1_796_385_600  # 2026-12-04T12:00:00Z
@@ -159,15 +159,20 @@ def value(url: str, name: str, **labels: str) -> float:
 
 
 def requests_over(fake: FakeGitLab, url: str, seconds: float) -> tuple[Counter[str], float, int]:
-    """Count the fake's answers by route and the exporter's polls over a window."""
-    with fake.lock:
-        before = Counter(fake.hits)
-    polls_before = value(url, "asyncjob_poll_duration_seconds_count")
+    """Count the fake's answers by route and the exporter's polls over whole polls."""
+    def hits() -> tuple[Counter[str], int]:
+        with fake.lock:
+            return Counter(fake.hits), fake.remaining
+
+    def polls() -> float:
+        return value(url, "asyncjob_poll_duration_seconds_count")
+
+    polls_before, (before, _) = after_a_poll(polls, hits)
     time.sleep(seconds)
-    polls = value(url, "asyncjob_poll_duration_seconds_count") - polls_before
-    with fake.lock:
-        delta = Counter({k: v - before[k] for k, v in fake.hits.items() if v > before[k]})
-        return delta, polls, fake.remaining
+    polls_after, (after, remaining) = after_a_poll(polls, hits)
+    delta = Counter({k: v - before[k] for k, v in after.items() if v > before[k]})
+    return delta, polls_after - polls_before, remaining
+
 
 def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_once(
         gitlab: tuple[FakeGitLab, str], tmp_path: Path) -> None:
