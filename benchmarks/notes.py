@@ -40,7 +40,12 @@ NOTES = """
   size. The org scenario waits for the polls by counting raw log lines every 0.25 s.
 - `--quick` measures every figure once with fewer repetitions (3 steady cycles, 1.5 s of scrapes,
   3 detections per scale, the naive exporter's first cycle, which does the same requests as any
-  other); `--full` uses 10 cycles, 15 s of scrapes, 10 detections and the naive's second cycle.
+  other) and only the scales the targets read (10k and 100k jobs; Ordo's steady poll at 100k
+  only), to stay under 4 minutes; `--full` adds the 1k and 1M scales and uses 10 cycles, 15 s
+  of scrapes, 10 detections and the naive's second cycle.
+- The many-org cycle is the median of 3 first cycles per org count, each on a fresh state file
+  (all three are listed; the peak RSS is the worst of the three): one run on this shared
+  machine varied by 10-15% from the next.
 
 ## Reading the tables
 

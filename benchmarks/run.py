@@ -23,7 +23,8 @@ from benchmarks.scenarios import Settings, run_orgs, run_scale
 
 HERE = Path(__file__).resolve().parent
 
-QUICK = Settings(mode="quick")
+# quick: the scales the targets read (10k, 100k); the full run adds 1k and 1M
+QUICK = Settings(mode="quick", scales=(10_000, 100_000))
 FULL = Settings(
     mode="full", steady_cycles=10, scrape_seconds=15.0, max_scrapes=3000,
     naive_scrape_seconds=20.0, naive_min_scrapes=10, detection_reps=10,
@@ -38,7 +39,7 @@ SMOKE = replace(
     QUICK, mode="smoke", scales=(300,), org_counts=(20,), active_jobs=5, finished_between=2,
     steady_cycles=2, scrape_seconds=0.5, max_scrapes=50, naive_scrape_seconds=0.5,
     detection_reps=1, naive_detection_scales=(300,), naive_org_seconds=2.0, org_latency_ms=5.0,
-    org_concurrency=10, memory_sizes=(1_000,),
+    org_concurrency=10, memory_sizes=(1_000,), org_cycle_reps=2,
 )
 
 
