@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
 import exporter
 from exporter.exposition import Family, Labels, Row, SnapRows, build_family, new_family
+from exporter.rows import (
+    ages_of,
+    dense,
+    per_health,
+    per_org,
+    present,
+)
 from exporter.sources.base import (
     FINISHED_JOB_STATUSES,
     FINISHED_STEP_STATUSES,
@@ -29,8 +35,6 @@ from exporter.sources.base import (
 from exporter.state.snapshot import (
     DiscoveryHealth,
     ExporterSnapshot,
-    Histogram,
-    OrgHealth,
     OrgSnapshot,
     SeriesKind,
 )
@@ -62,79 +66,9 @@ SERIES_DROPPED_LABELS: Mapping[SeriesKind, str] = {
 # suffix naming the poll interval setting (overridable per source: docs/configuration.md).
 CACHED = " Refreshed by background polls (defaults.interval)."
 
-OrgRows = Callable[[OrgSnapshot, float], Iterable[Row]]
-HealthRows = Callable[[OrgHealth], Iterable[Row]]
-
 ORG = ("source", "org")
 JOB = (*ORG, "job_type")
 STEP = (*JOB, "step_type")
-
-
-def _age(now: float, since: float) -> float:
-    """Return how long ago `since` was, never negative (clock skew with the API)."""
-    return max(0.0, now - since)
-
-
-def _key(key: str | Labels) -> Labels:
-    """Return a mapping key as a label tuple (some snapshot maps are keyed by a bare string)."""
-    return key if isinstance(key, tuple) else (key,)
-
-
-def _dense(
-    keys: Iterable[Labels], values: Sequence[str], data: Mapping[Any, float]
-) -> Iterator[Row]:
-    """Yield every key x value combination, 0 where `data` has none, so no series freezes."""
-    for key in keys:
-        for value in values:
-            yield (*key, value), float(data.get((*key, value), 0))
-
-
-def _present(data: Mapping[Any, Any]) -> Iterator[Row]:
-    """Yield only the entries `data` holds, in sorted label order for stable output."""
-    for key in sorted(data):
-        value = data[key]
-        yield _key(key), value if isinstance(value, Histogram) else float(value)
-
-
-def _ages(data: Mapping[Any, float], now: float) -> Iterator[Row]:
-    """Yield now - timestamp per entry, so ages keep growing between polls."""
-    for key in sorted(data):
-        yield _key(key), _age(now, data[key])
-
-
-# Row functions made by _per_org/_per_health: their rows are one org's each, so a render can
-# reuse an unchanged org's encoded lines (exporter/fragments.py). AGING: those whose values
-# depend on the render time (ages), re-encoded every render for the orgs that have rows.
-SCOPES: dict[SnapRows, str] = {}
-AGING: set[SnapRows] = set()
-
-
-def _per_org(rows: OrgRows, ages: bool = False) -> SnapRows:
-    """Run `rows` for every org snapshot, prefixing each row with (source, org)."""
-
-    def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
-        for key in sorted(snap.orgs):
-            org = snap.orgs[key]
-            for labels, value in rows(org, now):
-                yield (org.source, org.org, *labels), value
-
-    SCOPES[gen] = "org"
-    if ages:
-        AGING.add(gen)
-    return gen
-
-
-def _per_health(rows: HealthRows) -> SnapRows:
-    """Run `rows` for every org's poll health, prefixing each row with (source, org)."""
-
-    def gen(snap: ExporterSnapshot, now: float) -> Iterator[Row]:
-        for key in sorted(snap.health):
-            health = snap.health[key]
-            for labels, value in rows(health):
-                yield (health.source, health.org, *labels), value
-
-    SCOPES[gen] = "health"
-    return gen
 
 
 def _job_keys(org: OrgSnapshot) -> list[Labels]:
@@ -193,7 +127,7 @@ def _reasons(errors: Mapping[PollReason, int]) -> Iterator[Row]:
 def _dropped(org: OrgSnapshot) -> Iterator[Row]:
     """Yield dropped label sets per capped family, sorted by the family's name."""
     counts = {SERIES_DROPPED_LABELS[kind]: n for kind, n in org.series_dropped.items()}
-    return _present(counts)
+    return present(counts)
 
 
 def _global(value: Callable[[ExporterSnapshot], float]) -> SnapRows:
@@ -240,38 +174,38 @@ def _job_families() -> list[Family]:
     status = (*JOB, "status")
     return [
         Family("asyncjob_jobs", "gauge", "Jobs the API currently lists, by status." + CACHED,
-               status, _per_org(lambda o, n: _dense(_job_keys(o), o.job_statuses, o.jobs))),
+               status, per_org(lambda o, n: dense(_job_keys(o), o.job_statuses, o.jobs))),
         Family("asyncjob_finished", "counter",
                "Jobs observed reaching a terminal status, each job counted once." + CACHED,
-               status, _per_org(lambda o, n: _dense(_job_keys(o), _ends(o), o.finished))),
+               status, per_org(lambda o, n: dense(_job_keys(o), _ends(o), o.finished))),
         Family("asyncjob_last_finished_timestamp_seconds", "gauge",
                "Unix time the last job of this kind was seen finishing in this status." + CACHED,
-               status, _per_org(lambda o, n: _present(o.last_finished))),
+               status, per_org(lambda o, n: present(o.last_finished))),
         Family("asyncjob_duration_seconds", "histogram",
                "Run time of finished jobs; job_id as exemplar." + CACHED,
-               status, _per_org(lambda o, n: _present(o.durations))),
+               status, per_org(lambda o, n: present(o.durations))),
         Family("asyncjob_queue_wait_seconds", "histogram",
                "Time from job creation to start, where the API gives both." + CACHED,
-               JOB, _per_org(lambda o, n: _present(o.queue_wait))),
+               JOB, per_org(lambda o, n: present(o.queue_wait))),
         Family("asyncjob_oldest_active_age_seconds", "gauge",
                "Age of the oldest non-terminal job (created_at, else first seen)." + CACHED,
-               status, _per_org(lambda o, n: _ages(o.oldest_active, n), ages=True)),
+               status, per_org(lambda o, n: ages_of(o.oldest_active, n), ages=True)),
         Family("asyncjob_progress_ratio", "gauge",
                "Progress 0..1 of each non-terminal job." + CACHED,
-               (*JOB, "job_id"), _per_org(lambda o, n: _present(o.progress))),
+               (*JOB, "job_id"), per_org(lambda o, n: present(o.progress))),
         Family("asyncjob_active_job_start_timestamp_seconds", "gauge",
                "Creation (else first-seen) unix time of the oldest active jobs, capped per org."
                + CACHED, (*JOB, "status", "job_id"),
-               _per_org(lambda o, n: _present(o.active_starts))),
+               per_org(lambda o, n: present(o.active_starts))),
         Family("asyncjob_failed_job_info", "gauge",
                "Jobs that failed within failed_job_retention (=1); never error text." + CACHED,
-               (*JOB, "job_id"), _per_org(lambda o, n: ((k, 1.0) for k in sorted(o.failed_jobs)))),
+               (*JOB, "job_id"), per_org(lambda o, n: ((k, 1.0) for k in sorted(o.failed_jobs)))),
         Family("asyncjob_import_items", "counter",
                "Items of bulk member imports by outcome, counted once per job." + CACHED,
-               (*ORG, "outcome"), _per_org(lambda o, n: _imports(o))),
+               (*ORG, "outcome"), per_org(lambda o, n: _imports(o))),
         Family("asyncjob_jobs_vanished", "counter",
                "Active jobs that left the API before their outcome could be read." + CACHED,
-               JOB, _per_org(lambda o, n: _present(o.vanished))),
+               JOB, per_org(lambda o, n: present(o.vanished))),
     ]
 
 
@@ -280,20 +214,20 @@ def _step_families() -> list[Family]:
     status = (*STEP, "step_status")
     return [
         Family("asyncjob_steps", "gauge", "Steps of non-terminal jobs, by status." + CACHED,
-               status, _per_org(lambda o, n: _dense(o.step_types, STEP_STATUSES, o.steps))),
+               status, per_org(lambda o, n: dense(o.step_types, STEP_STATUSES, o.steps))),
         Family("asyncjob_step_finished", "counter",
                "Steps observed finishing, once per (job, step)." + CACHED, status,
-               _per_org(lambda o, n: _dense(o.step_types, FINISHED_STEP_STATUSES,
+               per_org(lambda o, n: dense(o.step_types, FINISHED_STEP_STATUSES,
                                             o.step_finished))),
         Family("asyncjob_step_duration_seconds", "histogram",
                "Step run time from started_at to finished_at." + CACHED,
-               status, _per_org(lambda o, n: _present(o.step_durations))),
+               status, per_org(lambda o, n: present(o.step_durations))),
         Family("asyncjob_step_retries", "counter",
                "Increases of a step's attempt counter beyond 1 (retries)." + CACHED,
-               STEP, _per_org(lambda o, n: _attempts(o))),
+               STEP, per_org(lambda o, n: _attempts(o))),
         Family("asyncjob_step_stale_seconds", "gauge",
                "Longest time since a running step last reported progress." + CACHED,
-               STEP, _per_org(lambda o, n: _ages(o.step_stale, n), ages=True)),
+               STEP, per_org(lambda o, n: ages_of(o.step_stale, n), ages=True)),
     ]
 
 
@@ -301,14 +235,14 @@ def _health_families() -> list[Family]:
     """Return the exporter's own health metric families."""
     return [
         Family("asyncjob_up", "gauge", "1 if the last poll of this org succeeded, else 0.", ORG,
-               _per_health(lambda h: [((), 1.0 if h.up else 0.0)])),
+               per_health(lambda h: [((), 1.0 if h.up else 0.0)])),
         Family("asyncjob_last_poll_success_timestamp_seconds", "gauge",
                "Unix time of the last successful poll.", ORG,
-               _per_health(lambda h: [] if h.last_success is None else [((), h.last_success)])),
+               per_health(lambda h: [] if h.last_success is None else [((), h.last_success)])),
         Family("asyncjob_poll_duration_seconds", "histogram", "Wall time of whole polls.", ORG,
-               _per_health(lambda h: [((), h.poll_duration)])),
+               per_health(lambda h: [((), h.poll_duration)])),
         Family("asyncjob_poll_errors", "counter", "Failed polls by reason.", (*ORG, "reason"),
-               _per_health(lambda h: _reasons(h.poll_errors))),
+               per_health(lambda h: _reasons(h.poll_errors))),
         Family("asyncjob_api_requests", "counter",
                "HTTP requests made to the API; endpoint is a route template.",
                ("source", "endpoint", "code"), _api_requests),
@@ -322,15 +256,15 @@ def _health_families() -> list[Family]:
                ("source",), _rate_limit_remaining),
         Family("asyncjob_resync_progress_ratio", "gauge",
                "How far the current amortized full re-list has got (0..1)." + CACHED, ORG,
-               _per_health(lambda h: [] if h.resync_progress is None
+               per_health(lambda h: [] if h.resync_progress is None
                            else [((), h.resync_progress)])),
         Family("asyncjob_tracked_jobs", "gauge", "Jobs held in the exporter's state.", ORG,
-               _per_org(lambda o, n: [((), float(o.tracked_jobs))])),
+               per_org(lambda o, n: [((), float(o.tracked_jobs))])),
         Family("asyncjob_series_dropped", "counter", "Label sets dropped by a cardinality cap.",
-               (*ORG, "metric"), _per_org(lambda o, n: _dropped(o))),
+               (*ORG, "metric"), per_org(lambda o, n: _dropped(o))),
         Family("asyncjob_api_invalid_items", "counter",
                "API items rejected or clamped (bad numbers, timestamps, progress outside 0..1).",
-               (*ORG, "what"), _per_org(lambda o, n: _present(o.invalid_items))),
+               (*ORG, "what"), per_org(lambda o, n: present(o.invalid_items))),
         Family("asyncjob_config_last_reload_successful", "gauge",
                "1 if the last configuration reload succeeded.", (),
                _global(lambda s: 1.0 if s.reload_success else 0.0)),

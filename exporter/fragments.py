@@ -18,8 +18,9 @@ from prometheus_client.openmetrics import exposition as _om
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
-from exporter.collector import AGING, SCOPES, JobsCollector
+from exporter.collector import JobsCollector
 from exporter.exposition import Family, Row, build_family, new_family
+from exporter.rows import AGING, SCOPES
 from exporter.state.snapshot import ExporterSnapshot, Histogram, OrgHealth, OrgSnapshot
 
 _generate_om: Callable[[object], bytes] = _om.generate_latest

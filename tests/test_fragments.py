@@ -78,7 +78,7 @@ def test_org_by_org_render_equals_the_full_render_and_reuses_unchanged_orgs() ->
 
 def test_only_the_families_marked_aging_change_with_the_render_time() -> None:
     """A family that ages but is not marked would serve frozen ages from the org's cache."""
-    from exporter.collector import AGING, SCOPES
+    from exporter.rows import AGING, SCOPES
 
     snap = _world(1000.0)
     collector = JobsCollector(lambda: snap, clock=lambda: 1000.0, version="t")

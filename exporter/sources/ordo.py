@@ -19,10 +19,8 @@ import structlog
 from exporter.pacing import Pacer
 from exporter.sources import ordo_config
 from exporter.sources.base import (
-    TERMINAL_JOB_STATUSES,
     ClientSettings,
     JobObservation,
-    KnownJob,
     KnownJobs,
     OrgTarget,
     PollResult,
@@ -31,6 +29,20 @@ from exporter.sources.base import (
 from exporter.sources.body import ArrayItems
 from exporter.sources.http import ApiClient
 from exporter.sources.http_status import NotFound
+from exporter.sources.ordo_merge import (
+    UNNAMED_JOB_TYPE,
+    any_reused,
+    created_at_of,
+    empty_sample,
+    known_status,
+    known_type,
+    merge_new,
+    moved,
+    needs_detail,
+    observe_all,
+    resolved,
+    unlisted_active,
+)
 from exporter.sources.ordo_parse import (
     JOB_STATUS_MAP,
     BatchResult,
@@ -56,7 +68,6 @@ ORDO_JOB_STATUSES: tuple[str, ...] = tuple(dict.fromkeys(JOB_STATUS_MAP.values()
 # ids probed past the highest known: tolerates this many burned ids in a row
 ID_WINDOW = ordo_config.ID_WINDOW
 PROBE_ROUNDS = 20  # windows probed per poll at most; a burst beyond continues next poll
-UNNAMED_JOB_TYPE = "unknown"  # jobs without a recipe_id
 
 
 class OrdoSource:
@@ -118,22 +129,22 @@ class OrdoSource:
                         high: tuple[int, float | None], notes: ParseNotes) -> PollResult | None:
         """Detail active jobs and probe ids past the highest; None asks for a full list."""
         active = sorted(int(j) for j in known.active_ids() if j.isdigit()
-                        and _status(known, j) != "unknown")  # re-detailed on full polls only
+                        and known_status(known, j) != "unknown")  # re-detailed on full polls only
         window = list(range(high[0] + 1, high[0] + 1 + self._id_window))
         batch = await self._fetch_details(list(dict.fromkeys([*active, high[0], *window])), notes)
         sentinel = batch.found.get(high[0])
-        if sentinel is None or _moved(sentinel, high[1]) or any(
-            _moved(batch.found[i], _created(known, i)) for i in active if i in batch.found
+        if sentinel is None or moved(sentinel, high[1]) or any(
+            moved(batch.found[i], created_at_of(known, i)) for i in active if i in batch.found
         ):
             return None  # the highest job was deleted, or ids were reused: a reset
-        new = _merge_new({}, batch, window)
+        new = merge_new({}, batch, window)
         for _ in range(PROBE_ROUNDS):
             if not new or max(new) < window[0]:
                 break
             window = list(range(max(new) + 1, max(new) + 1 + self._id_window))
-            new = _merge_new(new, await self._fetch_details(window, notes), window)
+            new = merge_new(new, await self._fetch_details(window, notes), window)
         await self._name_recipes({recipe_id for _, recipe_id in new.values()})
-        jobs = [replace(batch.found[i], job_type=_known_type(known, i))
+        jobs = [replace(batch.found[i], job_type=known_type(known, i))
                 for i in active if i in batch.found]
         for job_id in sorted(new):
             job_type = self.job_type(new[job_id][1])
@@ -155,18 +166,18 @@ class OrdoSource:
         listed, notes, top = await self._read_list()
         self._note_high(target.org, top)
         pacer = Pacer()  # 100k jobs: let scrapes in every few ms of this work
-        if await _any_reused(listed, known, pacer):
+        if await any_reused(listed, known, pacer):
             # Ids restart after a database reset, and recipe ids with them: rename recipes.
             log.info("ordo_job_ids_reused", source=self.name, org=target.org)
             self._recipes, self._recipes_missing = {}, set()
         await self._refresh_recipes(listed)
         typed, wanted = await self._sort_out(listed, target, known, full, pacer)
-        unlisted = _unlisted_active(listed, known)
-        sample = _empty_sample(listed, known)
+        unlisted = unlisted_active(listed, known)
+        sample = empty_sample(listed, known)
         extra = [job_id for job_id in sample if job_id not in unlisted]
         batch = await self._fetch_details(wanted + unlisted + extra, notes)
         gone = set(batch.missing)
-        jobs = await _observe_all(typed, batch, gone, pacer) + _resolved(unlisted, known, batch)
+        jobs = await observe_all(typed, batch, gone, pacer) + resolved(unlisted, known, batch)
         log.debug(
             "ordo_poll", source=self.name, org=target.org, listed=len(listed), kept=len(jobs),
             detailed=len(batch.found), gone=len(gone),
@@ -288,113 +299,6 @@ class OrdoSource:
     async def aclose(self) -> None:
         """Release the HTTP client."""
         await self._client.aclose()
-
-
-def needs_detail(job: ListedJob, known: KnownJobs, first_sync: bool, full: bool = False) -> bool:
-    """Detail active jobs and jobs finishing now; never re-detail finished history.
-
-    A status nobody maps stays `unknown` until the API or the operator's status_map changes:
-    re-detail it only on full polls (once per full_resync_interval), not every poll.
-    """
-    if job.status == "unknown":
-        return full
-    if job.status not in TERMINAL_JOB_STATUSES:
-        return True
-    seen = known.get(str(job.job_id))
-    if seen is None or reused(job, seen):
-        return not first_sync  # new since the last poll, or history on the first sync
-    return not seen.terminal
-
-
-def reused(job: ListedJob, seen: KnownJob | None) -> bool:
-    """Return True when a known id now names another job (created at another time)."""
-    return (seen is not None and seen.created_at is not None and job.created_at is not None
-            and abs(seen.created_at - job.created_at) > 0.001)
-
-
-async def _any_reused(listed: Sequence[ListedJob], known: KnownJobs, pacer: Pacer) -> bool:
-    """Return True when a listed id now names another job than the known one."""
-    for job in listed:
-        if reused(job, known.get(str(job.job_id))):
-            return True
-        await pacer.breathe()
-    return False
-
-
-async def _observe_all(typed: Sequence[tuple[ListedJob, str]], batch: BatchResult,
-                       gone: set[int], pacer: Pacer) -> tuple[JobObservation, ...]:
-    """Observe every listed job Ordo still has."""
-    out: list[JobObservation] = []
-    for job, job_type in typed:
-        if job.job_id not in gone:
-            out.append(_observe(job, job_type, batch))
-        await pacer.breathe()
-    return tuple(out)
-
-
-def _created(known: KnownJobs, job_id: int) -> float | None:
-    """Return when a known job was created, its identity with the id."""
-    seen = known.get(str(job_id))
-    return seen.created_at if seen is not None else None
-
-
-def _status(known: KnownJobs, job_id: str) -> str | None:
-    """Return the status the tracker knows a job in."""
-    seen = known.get(job_id)
-    return seen.status if seen is not None else None
-
-
-def _known_type(known: KnownJobs, job_id: int) -> str:
-    """Return the job type the tracker knows a job under."""
-    seen = known.get(str(job_id))
-    return seen.job_type if seen is not None else UNNAMED_JOB_TYPE
-
-
-def _moved(detail: JobObservation, created_at: float | None) -> bool:
-    """Return True when a job's detail was created at another time than remembered."""
-    return (created_at is not None and detail.created_at is not None
-            and abs(created_at - detail.created_at) > 0.001)
-
-
-def _merge_new(new: dict[int, tuple[JobObservation, int | None]], batch: BatchResult,
-               window: Sequence[int]) -> dict[int, tuple[JobObservation, int | None]]:
-    """Add the window's found ids (new jobs) with their recipe ids."""
-    for job_id in window:
-        detail = batch.found.get(job_id)
-        if detail is not None:
-            new[job_id] = (detail, batch.recipe_ids.get(job_id))
-    return new
-
-
-def _unlisted_active(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
-    """Return known active jobs the list lacks: their detail route tells finished from gone."""
-    ids = {job.job_id for job in listed}
-    return sorted(int(j) for j in known.active_ids() if j.isdigit() and int(j) not in ids)
-
-
-def _empty_sample(listed: Sequence[ListedJob], known: KnownJobs) -> list[int]:
-    """Return a known job to detail when the list came back empty (a flap, or really empty?)."""
-    settled = None if listed else known.settled_id()
-    return [int(settled)] if settled is not None and settled.isdigit() else []
-
-
-def _resolved(ids: Sequence[int], known: KnownJobs, batch: BatchResult
-              ) -> tuple[JobObservation, ...]:
-    """Return the details of unlisted jobs Ordo still has, under their known type."""
-    out = []
-    for job_id in ids:
-        detail, seen = batch.found.get(job_id), known.get(str(job_id))
-        if detail is not None and seen is not None:
-            out.append(replace(detail, job_type=seen.job_type))
-    return tuple(out)
-
-
-def _observe(job: ListedJob, job_type: str, batch: BatchResult) -> JobObservation:
-    """Prefer the detail (fresher, with steps); fall back to the list item."""
-    detail = batch.found.get(job.job_id)
-    if detail is None:
-        return job.observe(job_type)
-    return replace(detail, job_type=job_type)
 
 
 def build(cfg: SourceConfig) -> OrdoSource:
