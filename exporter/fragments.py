@@ -9,6 +9,7 @@ are re-encoded every render, and only for the orgs that have such rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -112,6 +113,46 @@ class _Plain:
         return "".join(out).encode()
 
 
+class _Hist:
+    """Encode a histogram family's rows straight to lines while no bucket has an exemplar.
+
+    Both formats print exemplar-free buckets, _count and _sum identically (labels sorted by
+    name with `le` among them, Go float format); a row with an exemplar makes encode() return
+    None and the library's objects take over.
+    """
+
+    def __init__(self, fam: Family) -> None:
+        self.name = fam.name
+        names = sorted((*fam.labels, "le"))
+        cut = names.index("le")
+        self.before = [(n, fam.labels.index(n)) for n in names[:cut]]
+        self.after = [(n, fam.labels.index(n)) for n in names[cut + 1:]]
+        order = sorted(range(len(fam.labels)), key=fam.labels.__getitem__)
+        self.pairs = [(fam.labels[i], i) for i in order]
+
+    def encode(self, rows: Iterable[Row]) -> bytes | None:
+        """Return the sample lines of `rows`; None when a bucket carries an exemplar."""
+        out: list[str] = []
+        name, known, to_go = self.name, _ESCAPED.get, _float_to_go
+        for labels, hist in rows:
+            assert isinstance(hist, Histogram)
+            if not hist.counts:
+                continue
+            if hist.exemplars:
+                return None
+            esc = [known(v) or _escape_new(v) for v in labels]
+            head = "".join([f'{k}="{esc[i]}",' for k, i in self.before])
+            tail = "".join([f',{k}="{esc[i]}"' for k, i in self.after])
+            for bound, count in zip((*hist.bounds, math.inf), hist.counts, strict=False):
+                out.append(f'{name}_bucket{{{head}le="{to_go(bound)}"{tail}}} '
+                           f"{to_go(float(count))}\n")
+            if (hist.bounds[0] if hist.bounds else math.inf) >= 0:  # as the library's rule
+                inner = ",".join([f'{k}="{esc[i]}"' for k, i in self.pairs])
+                out.append(f"{name}_count{{{inner}}} {to_go(float(hist.counts[-1]))}\n"
+                           f"{name}_sum{{{inner}}} {to_go(hist.sum)}\n")
+        return "".join(out).encode()
+
+
 def _encode(metrics: list[Metric]) -> tuple[bytes, bytes]:
     """Return (text format, OpenMetrics without # EOF) of some families."""
     text = generate_text(_Metrics(metrics))
@@ -139,7 +180,7 @@ class OrgFragments:
         self._per_org = [i for i, fam in enumerate(self._families) if fam.rows in SCOPES]
         fams = [self._families[i] for i in self._per_org]
         self._headers = [_encode([new_family(fam)]) for fam in fams]
-        self._plain = [None if fam.kind == "histogram" else _Plain(fam) for fam in fams]
+        self._plain = [_Hist(fam) if fam.kind == "histogram" else _Plain(fam) for fam in fams]
         self._scope = [SCOPES[fam.rows] for fam in fams]
         self._aging = frozenset(n for n, fam in enumerate(fams) if fam.rows in AGING)
         self._lines: dict[Key, _OrgLines] = {}
@@ -214,9 +255,8 @@ class OrgFragments:
         if not (mini.orgs if self._scope[n] == "org" else mini.health):
             return b"", b""  # e.g. an org not polled yet has health only
         fam = self._families[self._per_org[n]]
-        plain = self._plain[n]
-        if plain is not None:
-            body = plain.encode(fam.rows(mini, now))
+        body = self._plain[n].encode(fam.rows(mini, now))
+        if body is not None:
             return body, body
         metric = _filled(fam, mini, now)
         fast = _fast_body(metric)

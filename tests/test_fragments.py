@@ -128,3 +128,23 @@ def test_no_org_at_all_renders_the_headers_like_the_full_render() -> None:
     _same(full, split)
     snap[0] = _world(now[0])
     _same(full, split)
+
+
+def test_histograms_without_exemplars_skip_the_library_and_match_it() -> None:
+    from exporter.exposition import Family, build_family
+    from exporter.fragments import _encode, _Hist
+    from exporter.state.hist import Exemplar, Histogram
+
+    plain = Histogram(bounds=(0.5, 2.0), counts=(1, 3, 4), sum=6.25)
+    marked = Histogram(bounds=(0.5, 2.0), counts=(1, 3, 4), sum=6.25,
+                       exemplars={1: Exemplar("j1", 1.5, 900.0)})
+    rows = {"plain": [(("s", "o\"q", "t"), plain)], "marked": [(("s", "o", "t"), marked)]}
+    fam = Family("x_seconds", "histogram", "H.", ("source", "org", "job_type"),
+                 lambda snap, now: rows["plain"])
+    fast = _Hist(fam).encode(rows["plain"])
+    metric = build_family(fam, ExporterSnapshot(), 0.0)
+    assert metric is not None
+    text, om = _encode([metric])
+    assert fast is not None and text.endswith(fast) and fast in om
+    assert fast.count(b"\n") == 5 and b'le="+Inf"' in fast
+    assert _Hist(fam).encode(rows["marked"]) is None  # exemplars: the library's objects
