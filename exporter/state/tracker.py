@@ -368,38 +368,11 @@ class OrgTracker:
     # --- snapshot -------------------------------------------------------------
     def snapshot(self, now: float) -> OrgSnapshot:
         """Build the immutable view the collector renders."""
-        agg = self.agg
-        cap = self.settings.max_job_series_per_org
-        views.expire_failed(agg.failed_at, now - self.settings.failed_job_retention)
-        oldest, progress = views.active_views(self._active, cap, self._drop_series)
-        failed = views.failed_view(agg.failed_at, cap, self._drop_series)
-        steps = self.steps.freeze(now)
-        return OrgSnapshot(
-            source=self.source,
-            org=self.org,
-            job_types=tuple(self._known_types),
-            job_statuses=self._statuses_view(),
-            jobs={k: v for k, v in self.counts.items() if v > 0},
-            finished=dict(agg.finished),
-            last_finished=dict(agg.last_finished),
-            durations={k: h.freeze() for k, h in agg.durations.items()},
-            queue_wait={k: h.freeze() for k, h in agg.queue_wait.items()},
-            oldest_active=oldest,
-            progress=progress,
-            active_starts=views.active_starts_view(self._active, cap, self._drop_series),
-            failed_jobs=failed,
-            import_items=dict(agg.import_items),
-            step_types=steps.step_types,
-            steps=steps.steps,
-            step_finished=steps.finished,
-            step_durations=steps.durations,
-            step_attempts=steps.attempts,
-            step_stale=steps.stale,
-            tracked_jobs=len(self.jobs),
-            series_dropped={k: v for k, v in agg.series_dropped.items() if v > 0},
-            invalid_items=dict(agg.invalid_items),
-            vanished=dict(agg.vanished),
-        )
+        parts = views.OrgParts(self.source, self.org, tuple(self._known_types),
+                               self._statuses_view(), self.counts, self.agg, self._active,
+                               self.steps.freeze(now), len(self.jobs))
+        return views.org_snapshot(parts, self.settings.max_job_series_per_org,
+                                  self.settings.failed_job_retention, self._drop_series, now)
 
     def _statuses_view(self) -> tuple[str, ...]:
         """Return the kind's statuses plus any other seen (`unknown`, a status_map target)."""

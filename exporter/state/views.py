@@ -6,12 +6,16 @@ Each view walks the active jobs only (or the recent failures), never the whole h
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from exporter.sources.base import ACTIVE_JOB_STATUSES
+from exporter.state.aggregates import Aggregates
 from exporter.state.jobbook import JobRecord
 from exporter.state.labels import clean_label
-from exporter.state.snapshot import SeriesKind
+from exporter.state.snapshot import OrgSnapshot, SeriesKind
+from exporter.state.steps import StepsView
 
 DropSeries = Callable[[SeriesKind, str], None]  # count a job's series dropped by the cap
 
@@ -68,3 +72,52 @@ def expire_failed(failed_at: dict[str, tuple[str, float]], horizon: float) -> No
     expired = [jid for jid, (_, t) in failed_at.items() if t < horizon]
     for jid in expired:
         del failed_at[jid]
+
+
+@dataclass(frozen=True)
+class OrgParts:
+    """What one org's tracker holds that its snapshot is built from."""
+
+    source: str
+    org: str
+    job_types: tuple[str, ...]
+    job_statuses: tuple[str, ...]
+    counts: Counter[tuple[str, str]]
+    agg: Aggregates
+    active: Mapping[str, JobRecord]
+    steps: StepsView
+    tracked_jobs: int
+
+
+def org_snapshot(parts: OrgParts, cap: int, retention: float, drop: DropSeries,
+                 now: float) -> OrgSnapshot:
+    """Build the immutable view the collector renders, with each per-job view capped."""
+    agg, steps = parts.agg, parts.steps
+    expire_failed(agg.failed_at, now - retention)
+    oldest, progress = active_views(parts.active, cap, drop)
+    return OrgSnapshot(
+        source=parts.source,
+        org=parts.org,
+        job_types=parts.job_types,
+        job_statuses=parts.job_statuses,
+        jobs={k: v for k, v in parts.counts.items() if v > 0},
+        finished=dict(agg.finished),
+        last_finished=dict(agg.last_finished),
+        durations={k: h.freeze() for k, h in agg.durations.items()},
+        queue_wait={k: h.freeze() for k, h in agg.queue_wait.items()},
+        oldest_active=oldest,
+        progress=progress,
+        active_starts=active_starts_view(parts.active, cap, drop),
+        failed_jobs=failed_view(agg.failed_at, cap, drop),
+        import_items=dict(agg.import_items),
+        step_types=steps.step_types,
+        steps=steps.steps,
+        step_finished=steps.finished,
+        step_durations=steps.durations,
+        step_attempts=steps.attempts,
+        step_stale=steps.stale,
+        tracked_jobs=parts.tracked_jobs,
+        series_dropped={k: v for k, v in agg.series_dropped.items() if v > 0},
+        invalid_items=dict(agg.invalid_items),
+        vanished=dict(agg.vanished),
+    )
