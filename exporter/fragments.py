@@ -88,6 +88,11 @@ def _fast_body(metric: Metric) -> tuple[bytes, bytes] | None:
     return encoded, encoded if om == text else "".join(om).encode()
 
 
+def _sorted_pairs(labels: tuple[str, ...]) -> list[tuple[str, int]]:
+    """Return (label name, index in the row) by name: both formats print labels sorted."""
+    return sorted((name, i) for i, name in enumerate(labels))
+
+
 class _Plain:
     """Encode a gauge or counter family's rows straight to lines: no library objects.
 
@@ -97,8 +102,7 @@ class _Plain:
 
     def __init__(self, fam: Family) -> None:
         self.name = f"{fam.name}_total" if fam.kind == "counter" else fam.name
-        order = sorted(range(len(fam.labels)), key=fam.labels.__getitem__)
-        self.pairs = [(fam.labels[i], i) for i in order]  # (label name, index in the row)
+        self.pairs = _sorted_pairs(fam.labels)
 
     def encode(self, rows: Iterable[Row]) -> bytes:
         """Return the sample lines of `rows`."""
@@ -123,12 +127,9 @@ class _Hist:
 
     def __init__(self, fam: Family) -> None:
         self.name = fam.name
-        names = sorted((*fam.labels, "le"))
-        cut = names.index("le")
-        self.before = [(n, fam.labels.index(n)) for n in names[:cut]]
-        self.after = [(n, fam.labels.index(n)) for n in names[cut + 1:]]
-        order = sorted(range(len(fam.labels)), key=fam.labels.__getitem__)
-        self.pairs = [(fam.labels[i], i) for i in order]
+        self.pairs = _sorted_pairs(fam.labels)
+        self.before = [p for p in self.pairs if p[0] < "le"]  # `le` sorts among the labels
+        self.after = [p for p in self.pairs if p[0] > "le"]
 
     def encode(self, rows: Iterable[Row]) -> bytes | None:
         """Return the sample lines of `rows`; None when a bucket carries an exemplar."""
