@@ -97,6 +97,8 @@ def test_issue16_table_lists_every_target_and_keeps_other_scenarios_keys(tmp_pat
     from benchmarks import issue16
 
     results = {"rss_mb_100k": 90.0, "issue16_targets": {"rss_mb_100k < 100": True},
+               "first_sync_seconds_100k": 7.5, "first_sync_seconds_sequential_100k": 20.3,
+               "targets": {"first_sync_seconds_100k <= 10": True},
                "bytes_per_job": {"10000": {"memory_bytes_per_job": 88.0,
                                            "file_bytes_per_job": 55.0}}}
     table = "\n".join(issue16.rows(results))
@@ -104,6 +106,7 @@ def test_issue16_table_lists_every_target_and_keeps_other_scenarios_keys(tmp_pat
         assert f"| `{key}` |" in table
     assert "| `rss_mb_100k` | < 100 | 139 | 90 | yes | 84.3 (2026-12-05" in table
     assert "| 10,000 | 262 B | 88 B | 125 B | 55 B |" in table
+    assert "| 7.5 (sequential: 20.3) | yes |" in table
     old = tmp_path / "results.json"
     old.write_text(json.dumps({"ordo_steady": {"x": 1}, "rss_mb_100k": 500.0}))
     assert bench._kept(old, {"rss_mb_100k": 90.0}) == {"ordo_steady": {"x": 1}}
