@@ -104,11 +104,12 @@ def _value(results: dict[str, Any], key: str) -> str:
 
 def rows(results: dict[str, Any]) -> list[str]:
     """Return the issue 16 table and the bytes-per-job curve."""
-    verdicts = {**results.get("targets", {}), **results.get("issue16_targets", {})}
+    # Issue 16's own verdict first: `targets` has looser ones for the same keys (< 150, <= 30).
+    verdicts = [*results.get("issue16_targets", {}).items(), *results.get("targets", {}).items()]
     out = ["| key | target | before | after (this run) | met | measured separately | "
            "profile and change |", "|---|---|---|---|---|---|---|"]
     for key, target, before, why in TARGETS:
-        met = next((("yes" if ok else "**NO**") for name, ok in verdicts.items()
+        met = next((("yes" if ok else "**NO**") for name, ok in verdicts
                     if name.startswith(key + " ")), "-")
         sep = SEPARATE.get(key)
         alone = "-" if sep is None else f"{sep[0]:,.4g} ({sep[1]})"
