@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -231,6 +232,33 @@ def test_since_mode_sends_the_server_date_minus_overlap_and_is_not_complete() ->
     poll(src, Known({"1": ("running", False)}), full=False)
     assert seen[2]["updated_at_gte"] == "2026-12-04T11:59:30Z"  # last upper bound - overlap
 
+
+
+def test_a_late_list_answer_does_not_pull_the_next_window_back() -> None:
+    """A list read 5 s after its Date was written must not make the next lists re-read 5 s."""
+    seen: list[httpx.QueryParams] = []
+    now = [1796385600.0]  # the server's clock and ours agree
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params)
+        answer = ok({"items": []}, Date=formatdate(now[0], usegmt=True))
+        if len(seen) == 3:
+            now[0] += 5  # this answer arrives late
+        return answer
+
+    model = spec(**{**SIMPLE, "jobs": {**SIMPLE["jobs"], "incremental": {
+        "mode": "since", "since_param": "updated_at_gte", "until_param": "updated_at_lte",
+        "overlap": "1m"}}})
+    src = source(model, handle, clock=lambda: now[0])
+    poll(src)
+    for _ in range(4):
+        now[0] += 30
+        poll(src, Known(), full=False)
+    uppers = [p["updated_at_lte"] for p in seen[1:]]
+    assert uppers == ["2026-12-04T12:00:30Z", "2026-12-04T12:01:00Z", "2026-12-04T12:01:35Z",
+                      "2026-12-04T12:02:05Z"]  # our clock plus the best offset: 0, not -5
+    assert [p["updated_at_gte"] for p in seen[2:]] == [
+        "2026-12-04T11:59:30Z", "2026-12-04T12:00:00Z", "2026-12-04T12:00:35Z"]
 
 # ---- mapping errors ---------------------------------------------------------------------------
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from email.utils import parsedate_to_datetime
 
 from exporter.sources.base import PollError, PollReason
+from exporter.sources.server_clock import http_date
 
 # Retry-After is optional (Vocdoni's chi throttle never sends it): wait this long then.
 DEFAULT_RETRY_AFTER = 1.0
@@ -53,16 +53,12 @@ def _retry_after(value: str | None, date_header: str | None, wall_now: float) ->
         pass
     else:
         return max(0.0, seconds) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    when = http_date(value)
+    if when is None:
         return DEFAULT_RETRY_AFTER
-    now = wall_now
-    if date_header:
-        try:
-            now = parsedate_to_datetime(date_header).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            pass
+    now = http_date(date_header)
+    if now is None:
+        now = wall_now
     return max(0.0, when - now)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +34,7 @@ from exporter.sources.json_mapping import MapNotes, Mapper, search
 from exporter.sources.json_paging import Listing, Page, PageReader, Params
 from exporter.sources.json_ratelimit import RateLimitWatch
 from exporter.sources.json_steps import StepReader, iso
+from exporter.sources.server_clock import ServerClock
 from exporter.sources.settings import SourceConfig
 from exporter.sources.spec import SourceSpec
 
@@ -76,7 +76,7 @@ class JsonSource:
         self._etags: dict[str, tuple[str, Any, int]] = {}  # key -> (ETag, body, size)
         self._etag_bytes = 0
         self._watermarks: dict[str, float] = {}  # org address -> server time of the last list
-        self._skew: dict[str, float] = {}  # org address -> server clock minus ours
+        self._server = ServerClock(clock)  # per org address: Date headers, not our clock
         self._vars: dict[tuple[str, str], dict[str, str]] = {}  # path vars of active jobs
         self._steps = None if spec.steps is None else StepReader(
             spec.steps, self._mapper, self._fetcher, fill, settings.base_url, self._concurrency)
@@ -135,7 +135,7 @@ class JsonSource:
         if filtered and inc.since_param is not None and watermark is not None:
             params[inc.since_param] = iso(watermark - inc.overlap)
             if inc.until_param is not None:  # freeze the set so offset pages stay stable
-                until = self._clock() + self._skew.get(target.address, 0.0)
+                until = self._server.now(target.address)
                 params[inc.until_param] = iso(until)
         stop = None
         if inc.mode == "newest_first" and not full and len(known) > 0:
@@ -143,9 +143,7 @@ class JsonSource:
         reader = PageReader(self._fetcher(spec.path, spec.etag), spec.paging, spec.items,
                             spec.path, self._client.settings.base_url)
         listing = await reader.read(fill(spec.path, org_vars), params, stop)
-        server_now = http_date(listing.date)
-        if server_now is not None:
-            self._skew[target.address] = server_now - self._clock()
+        server_now = self._server.observe(target.address, listing.date)
         bound = until or server_now or self._clock()
         if inc.mode == "since":  # the server's clock, never ours, bounds what was read
             self._watermarks[target.address] = bound
@@ -227,7 +225,7 @@ class JsonSource:
         """Read the steps of each job that can still change (per job or by stream)."""
         if self._steps is None:
             return {}
-        server_now = self._clock() + self._skew.get(target.address, 0.0)
+        server_now = self._server.now(target.address)
         return await self._steps.read(
             target, jobs, lambda job_id: self._vars.get((target.address, job_id)), org_vars,
             notes, full=full, listed_at=listed_at, server_now=server_now)
@@ -306,16 +304,6 @@ def fill(template: str, values: Mapping[str, str]) -> str:
         return template.format_map(safe)
     except (KeyError, IndexError, ValueError) as exc:
         raise PollError(PollReason.SCHEMA, f"path template {template!r} needs {exc}") from None
-
-
-def http_date(value: str | None) -> float | None:
-    """Read the server's Date header, the clock watermarks are taken from."""
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def build(cfg: SourceConfig) -> JsonSource:

@@ -21,6 +21,10 @@ T0 = 1_796_385_600  # 2026-12-04T12:00:00Z
 PER_PAGE_CAP = 2  # small pages so the Link / x-next-page paging is exercised
 PROJECT = "grp/app"
 PREFIX = "/api/v4/projects/grp%2Fapp/pipelines"  # :id as a URL-encoded path
+OVERLAP = 2  # seconds, jobs.incremental.overlap
+# A pipeline unchanged this long is out of every list: the overlap, plus the whole seconds of
+# `updated_after` (rounded down) and of the Date header the server's clock is read from.
+UNCHANGED = OVERLAP + 2
 
 
 def ts(offset: float | None) -> str | None:
@@ -61,6 +65,8 @@ class FakeGitLab:
         self.jobs: dict[int, list[dict[str, Any]]] = {}
         self.hits: Counter[str] = Counter()
         self.remaining = 2000
+        self.afters: list[float] = []  # every list's updated_after, in order
+        self.late = (0, 0.0)  # (list answers left, seconds): answers read that late
 
     def put(self, detail: dict[str, Any], jobs: list[dict[str, Any]]) -> None:
         self.pipelines[detail["id"]] = (time.time(), detail)
@@ -72,6 +78,8 @@ class FakeGitLab:
                    "RateLimit-Reset": str(int(time.time()) + 60)}
         if path == PREFIX:
             self.hits["list"] += 1
+            if "updated_after" in query:
+                self.afters.append(datetime.fromisoformat(query["updated_after"]).timestamp())
             return 200, headers | self.page_headers(path, query), self.listing(query)
         rest = path.removeprefix(PREFIX + "/").split("/")
         if not path.startswith(PREFIX + "/") or int(rest[0]) not in self.pipelines:
@@ -98,6 +106,14 @@ class FakeGitLab:
         page = int(query.get("page", 1))
         return self.rows(query)[(page - 1) * PER_PAGE_CAP:page * PER_PAGE_CAP]
 
+    def date_lag(self, path: str) -> float:
+        """Return how far behind the answer's Date is: the list answers made late."""
+        left, seconds = self.late
+        if path != PREFIX or left <= 0:
+            return 0.0
+        self.late = (left - 1, seconds)
+        return seconds
+
     def page_headers(self, path: str, query: dict[str, str]) -> dict[str, str]:
         page, total = int(query.get("page", 1)), len(self.rows(query))
         more = page * PER_PAGE_CAP < total
@@ -115,6 +131,7 @@ class Handler(JsonHandler):
     """HTTP face of FakeGitLab."""
 
     fake: FakeGitLab
+    lag = 0.0
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)  # raw: %2F stays encoded, as GitLab needs it
@@ -124,7 +141,12 @@ class Handler(JsonHandler):
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             with self.fake.lock:
                 status, headers, body = self.fake.answer(url.path, query)
+                self.lag = self.fake.date_lag(url.path)
         self.send_json(status, body, headers)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Write Date `lag` seconds early, as an answer that waited that long to be read."""
+        return super().date_time_string(time.time() - self.lag)
 
 
 @pytest.fixture
@@ -147,7 +169,7 @@ sources:
     auth: {{token: "{TOKEN}"}}
     interval: 0.5s
     jitter: 0
-    jobs: {{incremental: {{overlap: 2s}}}}
+    jobs: {{incremental: {{overlap: {OVERLAP}s}}}}
     organizations:
       - address: {PROJECT}
 """
@@ -190,7 +212,7 @@ def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_onc
         assert value(url, "asyncjob_finished_total", job_type="push") == 0  # history
         assert value(url, "asyncjob_steps", step_type="test", step_status="running") == 1
         # one active pipeline (A = 1), unchanged past the overlap: 1 + A requests per poll
-        time.sleep(3)
+        time.sleep(UNCHANGED)
         delta, polls, _ = requests_over(fake, url, 3)
         assert set(delta) == {"list", "jobs"}, delta
         assert all(abs(n - polls) <= 1 for n in delta.values()) and polls >= 4, (delta, polls)
@@ -209,9 +231,34 @@ def test_gitlab_preset_details_changed_pipelines_counts_retries_and_finishes_onc
         step = {"job_type": "push", "step_type": "test", "step_status": "success"}
         assert value(url, "asyncjob_step_finished_total", **step) == 1
         assert value(url, "asyncjob_step_duration_seconds_sum", **step) == 30
-        time.sleep(3)  # past the overlap: nothing changed since
+        time.sleep(UNCHANGED)  # past the overlap: nothing changed since
         delta, polls, remaining = requests_over(fake, url, 3)
         assert set(delta) == {"list"} and abs(delta["list"] - polls) <= 1 and polls >= 4
         assert value(url, "asyncjob_finished_total", job_type="push") == 2  # exactly once
         rate = select(scrape(url), "asyncjob_api_rate_limit_remaining", source="gl")
         assert 0 <= remaining - next(iter(rate.values())) <= 2
+
+
+def test_late_list_answers_do_not_widen_the_next_lists(
+        gitlab: tuple[FakeGitLab, str], tmp_path: Path) -> None:
+    """Answers read 6 s after their Date was written must not make later lists re-read 6 s."""
+    fake, api = gitlab
+    with fake.lock:
+        fake.put(pipeline(4, "running", 100, None), [ci_job(40, "build", "running", 101, None)])
+    with exporter(tmp_path, config(api, tmp_path / "state.db")) as (url, proc):
+        wait_for(lambda: value(url, "asyncjob_jobs", job_type="push", status="running") == 1,
+                 20, f"pipeline 4 running\n{proc.output()}")
+        time.sleep(1)  # a few more Date samples
+        with fake.lock:  # unchanged for a second longer than any prompt list re-reads
+            fake.pipelines[4] = (time.time() - UNCHANGED - 1, fake.pipelines[4][1])
+        after_a_poll(lambda: value(url, "asyncjob_poll_duration_seconds_count"), lambda: None)
+        with fake.lock:
+            fake.late = (3, 6.0)
+            before, start = fake.afters[-1], len(fake.afters)
+        delta, polls, _ = requests_over(fake, url, 3)
+        with fake.lock:
+            assert fake.late[0] == 0, "the late answers were not all sent"
+            window = fake.afters[start:]
+        assert set(delta) == {"list", "jobs"}, delta  # pipeline 4 was not listed again
+        assert polls >= 4 and min(window) >= before - 1, (before, window)
+        assert value(url, "asyncjob_jobs", job_type="push", status="running") == 1
